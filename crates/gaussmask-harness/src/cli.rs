@@ -1,0 +1,257 @@
+//! The command line: `gaussmask list`, `gaussmask run <id> …`, and the single-experiment
+//! binaries (`cargo run --release -p <id> -- …`) which take the same options.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use toml::{Table, Value};
+
+use crate::backend::{Backend, Dtype, make_device};
+use crate::config;
+use crate::error::HarnessError;
+use crate::output::RunDir;
+use crate::run::{Experiment, RunContext};
+
+/// Options shared by every way of running an experiment.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Config file (TOML); defaults to the experiment's own `configs/<id>.toml`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Run the tiny version from the config's `[smoke]` section.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Override a config value, e.g. `--set train.steps=100` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    pub backend: Backend,
+    /// Float type (f64 on CPU backends only).
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+    /// Run directory to create (must not exist); default `results/<id>/<UTC time>`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Base seed (overrides the config's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gaussmask",
+    version,
+    about = "Train neural networks under Gaussian input masking and reproduce the paper's figures"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the experiments.
+    List,
+    /// Run an experiment.
+    Run {
+        /// Experiment id (see `gaussmask list`).
+        id: String,
+        #[command(flatten)]
+        options: RunOptions,
+    },
+    /// Print an experiment's default config.
+    Config {
+        /// Experiment id.
+        id: String,
+    },
+    /// List the compiled backends and whether each opens a device here.
+    Backends,
+}
+
+#[derive(Parser, Debug)]
+struct Single {
+    #[command(flatten)]
+    options: RunOptions,
+}
+
+/// Entry point of the `gaussmask` binary.
+pub fn main(experiments: &[&dyn Experiment]) -> ExitCode {
+    quiet_panics();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
+    };
+    let result = match cli.command {
+        Command::List => {
+            for e in experiments {
+                println!("{:<22} {}", e.id(), e.about());
+            }
+            Ok(())
+        }
+        Command::Config { id } => find(experiments, &id).map(|e| print!("{}", e.default_config())),
+        Command::Backends => {
+            for b in Backend::compiled() {
+                match b.device() {
+                    Ok(d) => println!("{b:<8} ok      {d:?}"),
+                    Err(e) => println!("{b:<8} error   {e}"),
+                }
+            }
+            Ok(())
+        }
+        Command::Run { id, options } => find(experiments, &id).and_then(|e| run(e, &options)),
+    };
+    finish(result)
+}
+
+/// Entry point of a single-experiment binary.
+pub fn main_single(experiment: &dyn Experiment) -> ExitCode {
+    quiet_panics();
+    let single = match Single::try_parse() {
+        Ok(s) => s,
+        Err(e) => return clap_exit(e),
+    };
+    finish(run(experiment, &single.options))
+}
+
+fn find<'a>(
+    experiments: &[&'a dyn Experiment],
+    id: &str,
+) -> Result<&'a dyn Experiment, HarnessError> {
+    experiments
+        .iter()
+        .copied()
+        .find(|e| e.id() == id)
+        .ok_or_else(|| {
+            let ids: Vec<&str> = experiments.iter().map(|e| e.id()).collect();
+            HarnessError::input(format!(
+                "unknown experiment '{id}' (available: {})",
+                ids.join(", ")
+            ))
+        })
+}
+
+fn finish(result: Result<(), HarnessError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.code())
+        }
+    }
+}
+
+fn clap_exit(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("error: {first} (see --help)");
+    ExitCode::from(2)
+}
+
+/// Panics are bugs: report one line instead of a backtrace.
+fn quiet_panics() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        let at = info
+            .location()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error: {}{at} (set RUST_BACKTRACE=1 for details)",
+            msg.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }));
+}
+
+/// Loads, resolves and validates the config of `experiment` under `options`.
+pub fn resolve_config(
+    experiment: &dyn Experiment,
+    options: &RunOptions,
+) -> Result<Table, HarnessError> {
+    let table = match &options.config {
+        Some(path) => config::read_file(path)?,
+        None => config::parse_text(
+            experiment.default_config(),
+            &format!("configs/{}.toml", experiment.id()),
+        )?,
+    };
+    let mut table = config::resolve_smoke(table, options.smoke)?;
+    for assignment in &options.set {
+        config::apply_set(&mut table, assignment)?;
+    }
+    if let Some(seed) = options.seed {
+        let seed = i64::try_from(seed)
+            .map_err(|_| HarnessError::input(format!("--seed must be < 2^63, got {seed}")))?;
+        table.insert("seed".into(), Value::Integer(seed));
+    }
+    experiment.check(&table)?;
+    Ok(table)
+}
+
+/// Runs `experiment`: validates everything first, then writes the run directory atomically.
+pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), HarnessError> {
+    let table = resolve_config(experiment, options)?;
+    let device = make_device(options.backend, options.dtype)?;
+    let target = match &options.out {
+        Some(dir) => dir.clone(),
+        None => {
+            let root = std::env::var_os("GAUSSMASK_RESULTS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("results"));
+            RunDir::default_target(&root, experiment.id())
+        }
+    };
+    let dir = RunDir::create(target)?;
+    let seed = table
+        .get("seed")
+        .and_then(Value::as_integer)
+        .unwrap_or(0)
+        .max(0) as u64;
+    let mut ctx = RunContext::new(
+        device,
+        options.backend,
+        options.dtype,
+        options.smoke,
+        dir,
+        experiment.id(),
+        seed,
+    );
+    ctx.write("config.toml", toml::to_string(&table).unwrap_or_default())?;
+    eprintln!(
+        "running {} on {} ({}){} → {}",
+        experiment.id(),
+        options.backend,
+        options.dtype,
+        if options.smoke { ", smoke" } else { "" },
+        ctx.target().display()
+    );
+    experiment.run(&table, &mut ctx)?;
+    ctx.record.wall_time_s = ctx.elapsed().as_secs_f64();
+    let record = ctx.record.clone();
+    ctx.write_json("run.json", &record)?;
+    let wall = record.wall_time_s;
+    let target = ctx.dir.commit()?;
+    println!("results: {} (wall time {wall:.1} s)", target.display());
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! The experiment harness: configs, the `gaussmask` command line, run records, figures,
+//! progress bars and run-time backend selection.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod output;
+pub mod plot;
+pub mod run;
+
+pub use backend::{Backend, Dtype, make_device};
+pub use error::HarnessError;
+pub use run::{Experiment, RunContext};
+
+/// Mean and (sample) standard deviation.
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}

@@ -1,0 +1,206 @@
+//! Run directories: `results/<id>/<run>/`, written in a staging directory and renamed into place
+//! only when the run succeeded, so a failed or interrupted run never leaves a half-written result
+//! and never replaces an existing one.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::HarnessError;
+
+/// A run directory being written.
+#[derive(Debug)]
+pub struct RunDir {
+    staging: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl RunDir {
+    /// Reserves `target` (which must not exist) and creates its staging directory.
+    pub fn create(target: PathBuf) -> Result<Self, HarnessError> {
+        if target.exists() {
+            return Err(HarnessError::input(format!(
+                "output directory {} already exists: refusing to overwrite a result \
+                 (pick another --out)",
+                target.display()
+            )));
+        }
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(parent)
+            .map_err(|e| HarnessError::io("create output directory", parent, &e))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        fs::create_dir(&staging)
+            .map_err(|e| HarnessError::io("create output directory in", parent, &e))?;
+        Ok(Self {
+            staging,
+            target,
+            committed: false,
+        })
+    }
+
+    /// The default run directory: `<root>/<id>/<UTC timestamp>`, suffixed until unused.
+    pub fn default_target(root: &Path, id: &str) -> PathBuf {
+        let stamp = utc_stamp(SystemTime::now(), true);
+        let base = root.join(id);
+        let mut candidate = base.join(&stamp);
+        let mut k = 1;
+        while candidate.exists() {
+            candidate = base.join(format!("{stamp}-{k}"));
+            k += 1;
+        }
+        candidate
+    }
+
+    /// Where the result will be once committed.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Writes `name` inside the run directory atomically (temporary file, then rename).
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, HarnessError> {
+        write_atomic(&self.staging.join(name), bytes)
+    }
+
+    /// Path of `name` inside the staging directory, for writers that need a path (plots).
+    pub fn staged_path(&self, name: &str) -> PathBuf {
+        self.staging.join(name)
+    }
+
+    /// Moves the finished run into place.
+    pub fn commit(mut self) -> Result<PathBuf, HarnessError> {
+        if self.target.exists() {
+            return Err(HarnessError::input(format!(
+                "output directory {} appeared during the run: refusing to overwrite it; \
+                 this run is left in {}",
+                self.target.display(),
+                self.staging.display()
+            )));
+        }
+        fs::rename(&self.staging, &self.target)
+            .map_err(|e| HarnessError::io("move the run into", &self.target, &e))?;
+        self.committed = true;
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+/// Writes a file atomically: a sibling temporary file renamed over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf, HarnessError> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        HarnessError::io("write", path, &e)
+    })?;
+    Ok(path.to_path_buf())
+}
+
+/// UTC time as `2026-11-23T09:30:00Z` (or `20261123-093000` for file names).
+pub fn utc_stamp(t: SystemTime, for_file: bool) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (h, mi, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    if for_file {
+        format!("{y:04}{m:02}{d:02}-{h:02}{mi:02}{s:02}")
+    } else {
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    }
+}
+
+/// A long-form CSV table built in memory and written once.
+#[derive(Debug, Default, Clone)]
+pub struct Csv {
+    text: String,
+}
+
+impl Csv {
+    /// A table with the given header.
+    pub fn new(header: &[&str]) -> Self {
+        let mut text = header.join(",");
+        text.push('\n');
+        Self { text }
+    }
+
+    /// Appends a row; floats use the shortest exact representation, so output is reproducible.
+    pub fn row(&mut self, cells: &[String]) {
+        self.text.push_str(&cells.join(","));
+        self.text.push('\n');
+    }
+
+    /// The CSV text.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.text.into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamp_matches_known_dates() {
+        // 2000-03-01T00:00:00Z is 951868800 s after the epoch (a leap-year boundary).
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(951_868_800);
+        assert_eq!(utc_stamp(t, false), "2000-03-01T00:00:00Z");
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(utc_stamp(t, true), "20231114-221320");
+    }
+
+    #[test]
+    fn uncommitted_run_leaves_nothing_and_existing_target_is_refused() {
+        let root = std::env::temp_dir().join(format!("gm-out-{}", std::process::id()));
+        let target = root.join("run");
+        {
+            let dir = RunDir::create(target.clone()).unwrap();
+            dir.write("a.txt", b"x").unwrap();
+        }
+        assert!(!target.exists());
+        assert_eq!(fs::read_dir(&root).unwrap().count(), 0);
+        let dir = RunDir::create(target.clone()).unwrap();
+        dir.write("a.txt", b"x").unwrap();
+        dir.commit().unwrap();
+        assert!(RunDir::create(target.clone()).is_err());
+        assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"x");
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

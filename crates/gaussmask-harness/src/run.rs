@@ -1,0 +1,165 @@
+//! What an experiment sees while it runs: its config, device, output directory and progress.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use toml::Table;
+
+use crate::backend::{Backend, Dtype};
+use crate::error::HarnessError;
+use crate::output::{RunDir, utc_stamp};
+
+/// An experiment the harness can run.
+pub trait Experiment: Sync {
+    /// Identifier used on the command line and as the results folder name.
+    fn id(&self) -> &'static str;
+    /// One-line description.
+    fn about(&self) -> &'static str;
+    /// The experiment's default config (the text of `configs/<id>.toml`).
+    fn default_config(&self) -> &'static str;
+    /// Parses and validates a resolved config without running anything.
+    fn check(&self, config: &Table) -> Result<(), HarnessError>;
+    /// Runs the experiment, writing its files through `ctx`.
+    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError>;
+}
+
+/// The run's environment.
+pub struct RunContext {
+    /// The compute device (plain; call `.autodiff()` for gradients).
+    pub device: Device,
+    /// Backend of `device`.
+    pub backend: Backend,
+    /// Float type of `device`.
+    pub dtype: Dtype,
+    /// Smoke mode (tiny version of the experiment).
+    pub smoke: bool,
+    pub(crate) dir: RunDir,
+    pub(crate) record: RunRecord,
+    pub(crate) started: Instant,
+    progress: bool,
+}
+
+/// What `run.json` records about a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    /// Experiment id.
+    pub experiment: String,
+    /// gaussmask version.
+    pub version: String,
+    /// `git rev-parse HEAD` of the working directory, when available.
+    pub git_revision: Option<String>,
+    /// Backend name.
+    pub backend: String,
+    /// Device description.
+    pub device: String,
+    /// Float type.
+    pub dtype: String,
+    /// Base seed of the run.
+    pub seed: u64,
+    /// Smoke mode.
+    pub smoke: bool,
+    /// Command line.
+    pub command: Vec<String>,
+    /// Start time (UTC).
+    pub started: String,
+    /// Wall time of the whole run in seconds (set at the end).
+    pub wall_time_s: f64,
+    /// Rayon worker threads available to CPU backends.
+    pub threads: usize,
+}
+
+impl RunContext {
+    pub(crate) fn new(
+        device: Device,
+        backend: Backend,
+        dtype: Dtype,
+        smoke: bool,
+        dir: RunDir,
+        experiment: &str,
+        seed: u64,
+    ) -> Self {
+        let record = RunRecord {
+            experiment: experiment.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            git_revision: git_revision(),
+            backend: backend.to_string(),
+            device: format!("{device:?}"),
+            dtype: dtype.to_string(),
+            seed,
+            smoke,
+            command: std::env::args().collect(),
+            started: utc_stamp(SystemTime::now(), false),
+            wall_time_s: 0.0,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        };
+        Self {
+            device,
+            backend,
+            dtype,
+            smoke,
+            dir,
+            record,
+            started: Instant::now(),
+            progress: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Writes a file of the run (atomically).
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> Result<(), HarnessError> {
+        self.dir.write(name, bytes.as_ref()).map(|_| ())
+    }
+
+    /// Writes `name` as pretty JSON.
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), HarnessError> {
+        let text = serde_json::to_string_pretty(value)
+            .map_err(|e| HarnessError::run(format!("cannot encode {name}: {e}")))?;
+        self.write(name, text + "\n")
+    }
+
+    /// Draws a figure as `<stem>.svg` and `<stem>.png`.
+    pub fn plot(&self, plot: &crate::plot::LinePlot, stem: &str) -> Result<(), HarnessError> {
+        plot.save(&self.dir.staged_path(""), stem)
+    }
+
+    /// Where the results will be once the run succeeds.
+    pub fn target(&self) -> PathBuf {
+        self.dir.target().to_path_buf()
+    }
+
+    /// Time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// A progress bar over `total` units on stderr; hidden when stderr is not a terminal.
+    pub fn progress(&self, total: u64, what: &str) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(what.to_string());
+        bar
+    }
+}
+
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}

@@ -1,0 +1,13 @@
+//! Burn modules for training under multiplicative input masks.
+//!
+//! - [`mask`]: the Gaussian input mask c ~ N(1, κ²) and the other mask families.
+//! - [`two_layer`]: the two-layer ReLU network of the paper, batched over replicas.
+//! - [`rng`]: the seeded streams every random quantity comes from.
+
+pub mod mask;
+pub mod rng;
+pub mod tensor_io;
+pub mod two_layer;
+
+pub use mask::{InputMask, MaskConfig, MaskFamily, MaskNoise, MaskResample};
+pub use two_layer::{Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse};

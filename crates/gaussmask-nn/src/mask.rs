@@ -1,0 +1,251 @@
+//! Multiplicative input masks: x ↦ x ⊙ c with E c = 1.
+//!
+//! The Gaussian mask c ~ N(1, κ²) is the paper's; the other families share the interface so an
+//! experiment can drop in a different mask by changing one config field.
+
+use burn::module::{Flag, Module, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::rng::{Stream, tag};
+
+/// Distribution of one mask coordinate c (mean one for every family).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaskFamily {
+    /// c ~ N(1, κ²).
+    #[default]
+    Gaussian,
+    /// c = exp(κZ − κ²/2), Z ~ N(0, 1): positive, mean one.
+    LogNormal,
+    /// c ~ N(1, κ²) conditioned on |c − 1| ≤ `truncation`·κ.
+    TruncatedGaussian,
+    /// Inverted dropout: c = 1/p with probability p, else 0.
+    Bernoulli,
+}
+
+/// When a fresh mask is drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaskResample {
+    /// Independent per sample, per coordinate and per call (the paper's setting).
+    #[default]
+    Fresh,
+    /// Each sample's mask is drawn once and reused at every step ("correlated masks").
+    FixedPerSample,
+    /// One mask per call, shared by every sample of the batch.
+    SharedAcrossBatch,
+}
+
+/// Configuration of an input mask. κ itself is per replica and given at [`MaskConfig::init`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskConfig {
+    /// Distribution of each coordinate.
+    #[serde(default)]
+    pub family: MaskFamily,
+    /// How masks are shared across samples and steps.
+    #[serde(default)]
+    pub resample: MaskResample,
+    /// Truncated Gaussian: half-width of the support in units of κ.
+    #[serde(default = "default_truncation")]
+    pub truncation: f64,
+    /// Bernoulli: keep probability; by default 1/(1 + κ²), which gives Var c = κ².
+    #[serde(default)]
+    pub keep_prob: Option<f64>,
+}
+
+fn default_truncation() -> f64 {
+    2.0
+}
+
+impl Default for MaskConfig {
+    fn default() -> Self {
+        Self {
+            family: MaskFamily::Gaussian,
+            resample: MaskResample::Fresh,
+            truncation: default_truncation(),
+            keep_prob: None,
+        }
+    }
+}
+
+impl MaskConfig {
+    /// Checks every field; the error names the offending one.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.truncation.is_finite() && self.truncation >= 0.5) {
+            return Err(format!(
+                "mask.truncation must be a finite number ≥ 0.5, got {}",
+                self.truncation
+            ));
+        }
+        if let Some(p) = self.keep_prob
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(format!("mask.keep_prob must lie in (0, 1], got {p}"));
+        }
+        Ok(())
+    }
+
+    /// A mask module for replicas with the given κ (one per replica), in training mode.
+    pub fn init(&self, kappas: &[f64]) -> InputMask {
+        InputMask {
+            config: self.clone(),
+            kappa: kappas.to_vec(),
+            training: Param::from_bool(true),
+        }
+    }
+
+    /// Draws one coordinate c for noise level `kappa` from `stream`.
+    #[inline]
+    pub fn draw(&self, kappa: f64, stream: &mut Stream) -> f64 {
+        match self.family {
+            MaskFamily::Gaussian => 1.0 + kappa * stream.normal(),
+            MaskFamily::LogNormal => (kappa * stream.normal() - 0.5 * kappa * kappa).exp(),
+            MaskFamily::TruncatedGaussian => loop {
+                let z = stream.normal();
+                if z.abs() <= self.truncation {
+                    break 1.0 + kappa * z;
+                }
+            },
+            MaskFamily::Bernoulli => {
+                let p = self.keep_prob.unwrap_or(1.0 / (1.0 + kappa * kappa));
+                if stream.uniform() < p { 1.0 / p } else { 0.0 }
+            }
+        }
+    }
+
+    /// Standard deviation of one coordinate at noise level `kappa`.
+    pub fn std(&self, kappa: f64) -> f64 {
+        match self.family {
+            MaskFamily::Gaussian => kappa,
+            MaskFamily::LogNormal => ((kappa * kappa).exp() - 1.0).sqrt(),
+            MaskFamily::TruncatedGaussian => {
+                // Var of N(0,1) truncated to [−b, b] is 1 − 2bφ(b)/(2Φ(b) − 1).
+                let b = self.truncation;
+                let phi = (-0.5 * b * b).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                let mass = libm::erf(b / std::f64::consts::SQRT_2);
+                kappa * (1.0 - 2.0 * b * phi / mass).sqrt()
+            }
+            MaskFamily::Bernoulli => {
+                let p = self.keep_prob.unwrap_or(1.0 / (1.0 + kappa * kappa));
+                ((1.0 - p) / p).sqrt()
+            }
+        }
+    }
+}
+
+/// Per-replica random streams of the masks. Owned by the training loop, not by the module, so
+/// the module stays a plain value and replicas keep their own streams.
+#[derive(Clone, Debug)]
+pub struct MaskNoise {
+    streams: Vec<Stream>,
+    /// Roots of the fixed-per-sample streams (one per replica).
+    roots: Vec<Stream>,
+}
+
+impl MaskNoise {
+    /// Streams for replicas with the given seeds.
+    pub fn new(seeds: &[u64]) -> Self {
+        let streams: Vec<Stream> = seeds.iter().map(|&s| Stream::new(s, tag::MASK)).collect();
+        let roots = streams.iter().map(|s| s.substream(u64::MAX)).collect();
+        Self { streams, roots }
+    }
+
+    /// Number of replicas.
+    pub fn replicas(&self) -> usize {
+        self.streams.len()
+    }
+}
+
+/// The masking layer: multiplies its input by a mask while training, identity in evaluation.
+#[derive(Module, Debug)]
+pub struct InputMask {
+    /// Mask family and resampling rule.
+    #[module(skip)]
+    pub config: MaskConfig,
+    /// κ of each replica.
+    #[module(skip)]
+    pub kappa: Vec<f64>,
+    /// Training mode flag: `valid()` turns the mask into the identity.
+    pub training: Param<Flag>,
+}
+
+impl InputMask {
+    /// Whether the mask currently acts (training mode and some κ > 0).
+    pub fn is_active(&self) -> bool {
+        self.training.is_enabled() && self.kappa.iter().any(|&k| k > 0.0)
+    }
+
+    /// Draws masks on the host for the samples `rows` (dataset indices) of every replica.
+    ///
+    /// # Shapes
+    /// Returns `R × rows.len() × d` values, replica-major then row-major.
+    pub fn sample(&self, noise: &mut MaskNoise, rows: &[usize], d: usize) -> Vec<f64> {
+        let r_count = self.kappa.len();
+        assert_eq!(
+            noise.replicas(),
+            r_count,
+            "mask noise has {} replica streams for {} replicas",
+            noise.replicas(),
+            r_count
+        );
+        let n = rows.len();
+        let mut out = vec![1.0; r_count * n * d];
+        for (r, chunk) in out.chunks_mut(n * d).enumerate() {
+            let kappa = self.kappa[r];
+            if kappa == 0.0 {
+                continue; // exactly the identity, and no draw is consumed
+            }
+            match self.config.resample {
+                MaskResample::Fresh => {
+                    let stream = &mut noise.streams[r];
+                    for c in chunk.iter_mut() {
+                        *c = self.config.draw(kappa, stream);
+                    }
+                }
+                MaskResample::FixedPerSample => {
+                    for (row, &i) in chunk.chunks_mut(d).zip(rows) {
+                        let mut stream = noise.roots[r].substream(i as u64);
+                        for c in row.iter_mut() {
+                            *c = self.config.draw(kappa, &mut stream);
+                        }
+                    }
+                }
+                MaskResample::SharedAcrossBatch => {
+                    let stream = &mut noise.streams[r];
+                    let shared: Vec<f64> =
+                        (0..d).map(|_| self.config.draw(kappa, stream)).collect();
+                    for row in chunk.chunks_mut(d) {
+                        row.copy_from_slice(&shared);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies the mask.
+    ///
+    /// # Shapes
+    /// - `x`: `[R, n, d]` or `[1, n, d]` (shared inputs, broadcast over replicas)
+    /// - returns `[R, n, d]` while active, `x` unchanged otherwise
+    pub fn forward(&self, x: Tensor<3>, noise: &mut MaskNoise, rows: &[usize]) -> Tensor<3> {
+        if !self.is_active() {
+            return x;
+        }
+        let [_, n, d] = x.dims();
+        let c = self.sample(noise, rows, d);
+        let c = Tensor::<3>::from_data(TensorData::new(c, [self.kappa.len(), n, d]), &x.device());
+        x * c
+    }
+
+    /// Applies a mask already drawn (e.g. by [`InputMask::sample`]): for tests and probes.
+    ///
+    /// # Shapes
+    /// - `x`: `[R, n, d]` or `[1, n, d]`; `c`: `R·n·d` values
+    pub fn apply(x: Tensor<3>, c: Vec<f64>, replicas: usize, device: &Device) -> Tensor<3> {
+        let [_, n, d] = x.dims();
+        x * Tensor::<3>::from_data(TensorData::new(c, [replicas, n, d]), device)
+    }
+}

@@ -1,0 +1,10 @@
+//! Closed-form expectations over the Gaussian input mask (SPEC §2).
+//!
+//! For one neuron and one input, u = w_rᵀ(x ⊙ c) ~ N(z, s²) with z = w_rᵀx and
+//! s = κ‖w_r ⊙ x‖₂. This crate gives E[σ(u)] for σ = ReLU in closed form (the *smoothed ReLU*
+//! σ̃) and the paper's *proxy* σ̂, in scalar f64. These scalar functions are the references the
+//! tensor code and the Monte-Carlo checks are measured against.
+
+pub mod scalar;
+
+pub use scalar::{norm_cdf, norm_pdf, proxy_relu, smoothed_relu};

@@ -1,0 +1,13 @@
+//! The `gaussmask` command line: every experiment of the project behind one binary.
+
+use gaussmask_harness::Experiment;
+
+/// Every experiment, in the order `gaussmask list` shows them.
+pub fn experiments() -> Vec<&'static dyn Experiment> {
+    vec![&trajectories::Trajectories, &smoothed_relu::SmoothedRelu]
+}
+
+/// Runs the command line.
+pub fn main() -> std::process::ExitCode {
+    gaussmask_harness::cli::main(&experiments())
+}

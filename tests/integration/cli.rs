@@ -1,0 +1,389 @@
+//! The command line as a user runs it: smoke runs, reproducibility, backends, and every
+//! validation error (exit code 2, one line naming the field, nothing left behind).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gaussmask-under-test");
+
+/// A fresh, empty scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gaussmask-test-{}-{}-{name}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn gaussmask(args: &[&str], results: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("GAUSSMASK_RESULTS", results)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the CLI starts")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        stderr(o)
+    );
+}
+
+/// Smoke run of trajectories into `out`, with extra arguments.
+fn trajectories_smoke(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "trajectories",
+        "--smoke",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    gaussmask(&args, out.parent().unwrap())
+}
+
+/// (kappa, seed, step) → clean loss, from a trajectories.csv.
+fn clean_losses(csv: &str) -> Vec<((String, String, String), f64)> {
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (
+                (c[0].into(), c[1].into(), c[2].into()),
+                c[3].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn max_rel_diff(a: &str, b: &str) -> f64 {
+    let (a, b) = (clean_losses(a), clean_losses(b));
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .map(|((ka, va), (kb, vb))| {
+            assert_eq!(ka, kb);
+            (va - vb).abs() / vb.abs().max(1e-12)
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn trajectories_smoke_run_writes_every_file_and_floors_rise_with_kappa() {
+    let root = scratch("traj");
+    let out = root.join("run");
+    let o = trajectories_smoke(&out, &[]);
+    assert_ok(&o);
+    for f in [
+        "trajectories.csv",
+        "summary.json",
+        "trajectories.svg",
+        "trajectories.png",
+        "config.toml",
+        "run.json",
+    ] {
+        let meta = std::fs::metadata(out.join(f)).unwrap_or_else(|_| panic!("{f} missing"));
+        assert!(meta.len() > 0, "{f} is empty");
+    }
+    // No progress bar when stderr is not a terminal.
+    assert!(!stderr(&o).contains("=>"), "{}", stderr(&o));
+    // Table on stdout.
+    assert!(String::from_utf8_lossy(&o.stdout).contains("final clean loss"));
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let finals: Vec<(f64, f64)> = summary["kappas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kappa"].as_f64().unwrap(),
+                k["final_clean_mean"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let kappas: Vec<f64> = finals.iter().map(|f| f.0).collect();
+    assert_eq!(kappas, vec![0.0, 0.6, 2.0]);
+    assert!(
+        finals[0].1 < finals[1].1 && finals[1].1 < finals[2].1,
+        "final clean loss must rise with κ: {finals:?}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["backend"], "flex");
+    assert!(record["wall_time_s"].as_f64().unwrap() > 0.0);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn same_config_gives_byte_identical_csv_on_flex() {
+    let root = scratch("repro");
+    let (a, b) = (root.join("a"), root.join("b"));
+    assert_ok(&trajectories_smoke(&a, &[]));
+    assert_ok(&trajectories_smoke(&b, &[]));
+    let ca = std::fs::read(a.join("trajectories.csv")).unwrap();
+    let cb = std::fs::read(b.join("trajectories.csv")).unwrap();
+    assert!(ca == cb, "CSV differs between two identical runs");
+    // A different seed gives a different run, so the equality above is not vacuous.
+    let c = root.join("c");
+    assert_ok(&trajectories_smoke(&c, &["--seed", "5"]));
+    assert_ne!(ca, std::fs::read(c.join("trajectories.csv")).unwrap());
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn replica_chunking_does_not_change_results() {
+    let root = scratch("chunk");
+    let (a, b) = (root.join("all"), root.join("one"));
+    assert_ok(&trajectories_smoke(&a, &[]));
+    assert_ok(&trajectories_smoke(&b, &["--set", "replica_chunk=1"]));
+    let ca = std::fs::read_to_string(a.join("trajectories.csv")).unwrap();
+    let cb = std::fs::read_to_string(b.join("trajectories.csv")).unwrap();
+    // f32 matmuls of a batch and of a single replica may round differently; 1e-5 covers that.
+    assert!(max_rel_diff(&ca, &cb) < 1e-5);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+fn compare_backend(backend: &str, feature_on: bool, steps: &str, tolerance: f64) {
+    assert!(
+        feature_on,
+        "this test binary was built without the `{backend}` feature: run the tests with \
+         `cargo test --release --workspace --all-features`"
+    );
+    let root = scratch(backend);
+    let (a, b) = (root.join("flex"), root.join(backend));
+    let set = format!("train.steps={steps}");
+    assert_ok(&trajectories_smoke(&a, &["--set", &set]));
+    assert_ok(&trajectories_smoke(
+        &b,
+        &["--set", &set, "--backend", backend],
+    ));
+    let ca = std::fs::read_to_string(a.join("trajectories.csv")).unwrap();
+    let cb = std::fs::read_to_string(b.join("trajectories.csv")).unwrap();
+    let diff = max_rel_diff(&cb, &ca);
+    assert!(
+        diff < tolerance,
+        "{backend} vs flex: max relative difference {diff:e}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn ndarray_agrees_with_flex_on_a_short_run() {
+    compare_backend("ndarray", cfg!(feature = "ndarray"), "60", 1e-4);
+}
+
+#[test]
+fn wgpu_agrees_with_flex_on_a_short_run() {
+    compare_backend("wgpu", cfg!(feature = "wgpu"), "40", 1e-4);
+}
+
+#[test]
+fn smoothed_relu_smoke_run_writes_every_file_and_exact_matches_mc() {
+    let root = scratch("srelu");
+    let out = root.join("run");
+    let o = gaussmask(
+        &[
+            "run",
+            "smoothed-relu",
+            "--smoke",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root,
+    );
+    assert_ok(&o);
+    for f in [
+        "smoothed_relu.csv",
+        "summary.json",
+        "smoothed_relu.svg",
+        "smoothed_relu.png",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    // 41 points: the largest of 41 |N(0,1)| draws exceeds 4.5 with probability < 3e-4.
+    assert!(s["max_error_in_se_exact"].as_f64().unwrap() < 4.5, "{s}");
+    // The proxy misses sφ(z/s) = 0.0798 at z = 0: hundreds of standard errors.
+    assert!(s["max_error_in_se_proxy"].as_f64().unwrap() > 50.0, "{s}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("max |exact − MC|"));
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn list_names_every_experiment() {
+    let root = scratch("list");
+    let o = gaussmask(&["list"], &root);
+    assert_ok(&o);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("trajectories") && text.contains("smoothed-relu"));
+}
+
+/// Runs a failing command and checks: exit 2, one line on stderr containing `needle`, and no
+/// result (nor staging) directory left in `root`.
+fn assert_rejected(args: &[&str], needle: &str) {
+    let root = scratch("reject");
+    let out = root.join("run");
+    let mut full: Vec<&str> = args.to_vec();
+    let out_s = out.to_str().unwrap().to_string();
+    if !args.contains(&"--out") {
+        full.extend(["--out", &out_s]);
+    }
+    let o = gaussmask(&full, &root);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "args {args:?}: stderr {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected, got:\n{err}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        err.contains(needle),
+        "message should name `{needle}`: {err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        left.iter().all(|p| p.file_name().unwrap() == "blocker"),
+        "left behind: {left:?}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn unknown_key_is_rejected() {
+    assert_rejected(
+        &["run", "trajectories", "--smoke", "--set", "train.lrr=0.1"],
+        "lrr",
+    );
+}
+
+#[test]
+fn negative_kappa_is_rejected() {
+    assert_rejected(
+        &["run", "trajectories", "--set", "kappas=[0.2, -0.5]"],
+        "kappas",
+    );
+}
+
+#[test]
+fn zero_width_is_rejected() {
+    assert_rejected(
+        &["run", "trajectories", "--set", "model.width=0"],
+        "model.width",
+    );
+}
+
+#[test]
+fn nan_learning_rate_is_rejected() {
+    assert_rejected(
+        &["run", "trajectories", "--set", "train.lr=nan"],
+        "train.lr",
+    );
+}
+
+#[test]
+fn unreadable_config_file_is_rejected() {
+    assert_rejected(
+        &[
+            "run",
+            "trajectories",
+            "--config",
+            "/nonexistent/gaussmask.toml",
+        ],
+        "/nonexistent/gaussmask.toml",
+    );
+}
+
+#[test]
+fn invalid_toml_is_rejected() {
+    let dir = scratch("badtoml");
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "seeds = [\n").unwrap();
+    assert_rejected(
+        &["run", "trajectories", "--config", file.to_str().unwrap()],
+        "bad.toml",
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn unwritable_output_directory_is_rejected() {
+    // A regular file where a directory should be: not writable even for root.
+    let root = scratch("unwritable");
+    let blocker = root.join("blocker");
+    std::fs::write(&blocker, "").unwrap();
+    let out = blocker.join("run");
+    let o = gaussmask(
+        &[
+            "run",
+            "trajectories",
+            "--smoke",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("blocker"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the blocker file remains");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn existing_result_is_never_overwritten() {
+    let root = scratch("exists");
+    let out = root.join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), "good result").unwrap();
+    let o = trajectories_smoke(&out, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already exists"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "good result"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn unknown_experiment_and_bad_flags_are_one_line_errors() {
+    assert_rejected(&["run", "trajectoriez"], "trajectoriez");
+    assert_rejected(&["run", "trajectories", "--backend", "tpu"], "tpu");
+    assert_rejected(&["run", "trajectories", "--set", "novalue"], "novalue");
+}
+
+#[test]
+fn divergence_names_the_step_and_leaves_nothing() {
+    let root = scratch("diverge");
+    let out = root.join("run");
+    let o = trajectories_smoke(&out, &["--set", "train.lr=1e6"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("diverged at step"), "{err}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -1,0 +1,26 @@
+//! Integration tests of the workspace (one test binary).
+//!
+//! In-process tests run on flex in f64 (set once for the whole binary); the command line is
+//! tested as a subprocess, so each run there has its own backend and float type.
+
+mod cli;
+mod gradients;
+mod masks;
+mod replicas;
+
+use std::sync::OnceLock;
+
+use burn::tensor::{Device, FloatDType};
+
+/// The flex device with f64 as its float type.
+pub fn device64() -> Device {
+    static DEVICE: OnceLock<Device> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let mut d = Device::flex();
+            d.configure(FloatDType::F64)
+                .expect("flex is configured once, before any tensor");
+            d
+        })
+        .clone()
+}

@@ -1,0 +1,90 @@
+//! A replica's trajectory does not depend on which other replicas share its batch.
+
+use gaussmask_data::SyntheticConfig;
+use gaussmask_nn::{Replica, TwoLayerReluConfig};
+use gaussmask_train::{LogRecord, Objective, OptimizerKind, TrainConfig, train_two_layer};
+
+use crate::device64;
+
+fn train(replicas: &[Replica], config: &TrainConfig) -> Vec<LogRecord> {
+    let data = SyntheticConfig::new(40, 6).generate();
+    let model = TwoLayerReluConfig::new(6, 16);
+    let mut logs = Vec::new();
+    train_two_layer(&model, replicas, &data, config, &device64(), |r| {
+        logs.push(r.clone())
+    })
+    .expect("training converges");
+    logs
+}
+
+fn config(optimizer: OptimizerKind, batch_size: Option<usize>) -> TrainConfig {
+    TrainConfig {
+        steps: 30,
+        lr: 0.05,
+        lr_output: None,
+        optimizer,
+        momentum: 0.0,
+        batch_size,
+        objective: Objective::Masked,
+        log_every: 1,
+    }
+}
+
+#[test]
+fn replica_trajectory_is_identical_alone_and_in_a_batch() {
+    let target = Replica {
+        kappa: 0.6,
+        seed: 2,
+    };
+    let batch = [
+        Replica {
+            kappa: 0.0,
+            seed: 1,
+        },
+        target,
+        Replica {
+            kappa: 2.0,
+            seed: 3,
+        },
+    ];
+    for (optimizer, batch_size) in [
+        (OptimizerKind::Gd, None),
+        (OptimizerKind::Adam, None),
+        (OptimizerKind::Gd, Some(8)),
+    ] {
+        let cfg = config(optimizer, batch_size);
+        let together = train(&batch, &cfg);
+        let alone = train(&[target], &cfg);
+        assert_eq!(together.len(), alone.len());
+        for (t, a) in together.iter().zip(&alone) {
+            assert_eq!(t.step, a.step);
+            assert_eq!(
+                t.clean_loss[1], a.clean_loss[0],
+                "{optimizer:?} step {}",
+                t.step
+            );
+            assert_eq!(
+                t.masked_loss[1], a.masked_loss[0],
+                "{optimizer:?} step {}",
+                t.step
+            );
+        }
+        // The loss actually moved, so the comparison is not between two frozen runs.
+        assert!(alone.last().unwrap().clean_loss[0] < 0.9 * alone[0].clean_loss[0]);
+    }
+}
+
+#[test]
+fn zero_kappa_masked_training_equals_clean_training() {
+    let rep = [Replica {
+        kappa: 0.0,
+        seed: 4,
+    }];
+    let masked = train(&rep, &config(OptimizerKind::Gd, None));
+    let mut clean_cfg = config(OptimizerKind::Gd, None);
+    clean_cfg.objective = Objective::Clean;
+    let clean = train(&rep, &clean_cfg);
+    for (m, c) in masked.iter().zip(&clean) {
+        assert_eq!(m.clean_loss, c.clean_loss);
+    }
+}
