@@ -27,6 +27,7 @@ fn config(optimizer: OptimizerKind, batch_size: Option<usize>) -> TrainConfig {
         batch_size,
         objective: Objective::Masked,
         log_every: 1,
+        shuffle_seed: 0,
     }
 }
 

@@ -40,6 +40,31 @@ pub struct LinePlot {
 
 const SIZE: (u32, u32) = (960, 640);
 
+/// Matplotlib's "tab10" colors: distinct on white, and familiar to readers of papers.
+const COLORS: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
+/// Tick label: plain for moderate values, scientific for tiny or huge ones.
+fn tick(v: &f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        format!("{v:.0e}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -129,11 +154,14 @@ impl LinePlot {
                     .x_desc(self.x_label.as_str())
                     .y_desc(self.y_label.as_str())
                     .label_style(("sans-serif", 15))
+                    .x_label_formatter(&tick)
+                    .y_label_formatter(&tick)
                     .axis_desc_style(("sans-serif", 18))
                     .draw()
                     .map_err(|e| e.to_string())?;
                 for (i, s) in self.series.iter().enumerate() {
-                    let color = Palette99::pick(i).to_rgba();
+                    let (r, g, b) = COLORS[i % COLORS.len()];
+                    let color = RGBColor(r, g, b).to_rgba();
                     let keep = |&(x, y): &(f64, f64)| {
                         x.is_finite()
                             && y.is_finite()

@@ -58,6 +58,10 @@ pub struct TrainConfig {
     /// Log the clean (and masked) loss every this many steps; the last step is always logged.
     #[serde(default = "one")]
     pub log_every: usize,
+    /// Seed of the minibatch order, which all replicas share (so they see the same batches
+    /// whatever their own seeds and whichever replicas train together).
+    #[serde(default)]
+    pub shuffle_seed: u64,
 }
 
 fn one() -> usize {
@@ -179,8 +183,7 @@ pub fn train_two_layer(
 
     let all_rows: Vec<usize> = (0..data.n).collect();
     let (x_all, y_all) = data.all_tensors(&device);
-    // Minibatch order: its own stream, shared by all replicas so they see the same batches.
-    let mut order_stream = Stream::new(seeds.first().copied().unwrap_or(0), tag::BATCH);
+    let mut order_stream = Stream::new(config.shuffle_seed, tag::BATCH);
     let mut order: Vec<usize> = all_rows.clone();
     let mut cursor = order.len();
 
@@ -262,6 +265,7 @@ mod tests {
             batch_size: None,
             objective: Objective::Masked,
             log_every: 1,
+            shuffle_seed: 0,
         };
         assert!(c.validate(5).unwrap_err().contains("train.lr"));
         c.lr = 0.1;

@@ -151,10 +151,13 @@ impl Experiment for SmoothedRelu {
                 .map(|p| (f(p) - p.mc).abs())
                 .fold(0.0, f64::max)
         };
+        // In standard errors, over the points where the draws vary (far left of the grid every
+        // draw is 0, the standard error is 0, and the absolute error above covers them).
         let max_z = |f: fn(&Point) -> f64| {
             points
                 .iter()
-                .map(|p| (f(p) - p.mc).abs() / p.mc_se.max(f64::MIN_POSITIVE))
+                .filter(|p| p.mc_se > 0.0)
+                .map(|p| (f(p) - p.mc).abs() / p.mc_se)
                 .fold(0.0, f64::max)
         };
         let summary = serde_json::json!({

@@ -92,7 +92,7 @@ pub struct KappaSummary {
     pub plateau: f64,
     /// First logged step where the seed-mean curve is within 10% of its plateau.
     pub step_to_plateau: usize,
-    /// −Δ ln L / Δk over the first 10% of steps (seed mean): the initial linear rate.
+    /// −Δ ln L / Δk over the first 5% of steps (seed mean): the initial linear rate.
     pub initial_rate: f64,
 }
 
@@ -230,7 +230,7 @@ pub fn summarize(config: &TrajectoriesConfig, curves: &[Curve], train_time_s: f6
                 .unwrap_or(*steps.last().unwrap());
             let early = steps
                 .iter()
-                .position(|&s| s >= config.train.steps / 10)
+                .position(|&s| s >= config.train.steps / 20)
                 .unwrap_or(steps.len() - 1)
                 .max(1)
                 .min(steps.len() - 1);
