@@ -376,6 +376,41 @@ fn unknown_experiment_and_bad_flags_are_one_line_errors() {
 }
 
 #[test]
+fn f64_on_wgpu_is_rejected() {
+    assert_rejected(
+        &[
+            "run",
+            "trajectories",
+            "--smoke",
+            "--backend",
+            "wgpu",
+            "--dtype",
+            "f64",
+        ],
+        "--dtype f64",
+    );
+}
+
+#[test]
+fn f64_runs_on_the_cpu_backends() {
+    let root = scratch("f64");
+    let out = root.join("run");
+    let o = trajectories_smoke(&out, &["--dtype", "f64", "--set", "train.steps=20"]);
+    assert_ok(&o);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["dtype"], "f64");
+    // f64 losses carry more than f32's 24 bits: some value is not an f32.
+    let csv = std::fs::read_to_string(out.join("trajectories.csv")).unwrap();
+    let not_f32 = |l: &str| {
+        let v: f64 = l.split(',').nth(3).unwrap().parse().unwrap();
+        v as f32 as f64 != v
+    };
+    assert!(csv.lines().skip(1).any(not_f32));
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
 fn divergence_names_the_step_and_leaves_nothing() {
     let root = scratch("diverge");
     let out = root.join("run");

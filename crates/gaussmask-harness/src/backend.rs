@@ -113,18 +113,16 @@ fn wgpu_device() -> Result<Device, HarnessError> {
 
 /// The device for `backend` with `dtype` as its default float type.
 pub fn make_device(backend: Backend, dtype: Dtype) -> Result<Device, HarnessError> {
-    let mut device = backend.device()?;
     let float = match dtype {
         Dtype::F32 => FloatDType::F32,
-        Dtype::F64 => {
-            if backend == Backend::Wgpu {
-                return Err(HarnessError::input(
-                    "--dtype f64 is available on the CPU backends (flex, ndarray), not on wgpu",
-                ));
-            }
-            FloatDType::F64
+        Dtype::F64 if backend == Backend::Wgpu => {
+            return Err(HarnessError::input(
+                "--dtype f64 is available on the CPU backends (flex, ndarray), not on wgpu",
+            ));
         }
+        Dtype::F64 => FloatDType::F64,
     };
+    let mut device = backend.device()?;
     // A device's settings can be set once per process; a second identical request is fine.
     if device.configure(float).is_err() && device.settings().float_dtype != float {
         return Err(HarnessError::input(format!(

@@ -5,6 +5,8 @@
 //! σ̃) and the paper's *proxy* σ̂, in scalar f64. These scalar functions are the references the
 //! tensor code and the Monte-Carlo checks are measured against.
 
+pub mod bivariate;
 pub mod scalar;
 
-pub use scalar::{norm_cdf, norm_pdf, proxy_relu, smoothed_relu};
+pub use bivariate::bivariate_norm_cdf;
+pub use scalar::{norm_cdf, norm_pdf, proxy_relu, relu_product_moment, smoothed_relu};

@@ -31,6 +31,46 @@ pub fn proxy_relu(z: f64, s: f64) -> f64 {
     z * norm_cdf(z / s)
 }
 
+/// M = E[u⁺ v⁺] for (u, v) bivariate normal with means (z_u, z_v), standard deviations
+/// (s_u, s_v) and correlation ρ (SPEC §3(A)). With a = z_u/s_u, b = z_v/s_v, ρ̄ = √(1 − ρ²):
+///
+/// M = s_u s_v [ (ab + ρ) Φ₂(a, b; ρ) + a φ(b) Φ((a − ρb)/ρ̄) + b φ(a) Φ((b − ρa)/ρ̄)
+///               + ρ̄ φ(a) φ((b − ρa)/ρ̄) ],
+///
+/// with the limits s → 0 (a deterministic factor) and |ρ| = 1 (perfectly (anti)correlated)
+/// taken in closed form.
+pub fn relu_product_moment(z_u: f64, s_u: f64, z_v: f64, s_v: f64, rho: f64) -> f64 {
+    if s_u <= 0.0 {
+        return z_u.max(0.0) * smoothed_relu(z_v, s_v);
+    }
+    if s_v <= 0.0 {
+        return z_v.max(0.0) * smoothed_relu(z_u, s_u);
+    }
+    let (a, b) = (z_u / s_u, z_v / s_v);
+    let rho = rho.clamp(-1.0, 1.0);
+    let unit = if rho == 1.0 {
+        // v-standardized = u-standardized: ∫_{−min(a,b)}^∞ (x + a)(x + b) φ(x) dx.
+        let (lo, hi) = (a.min(b), a.max(b));
+        (a * b + 1.0) * norm_cdf(lo) + hi * norm_pdf(lo)
+    } else if rho == -1.0 {
+        // Standardized v = −x: ∫_{−a}^{b} (x + a)(b − x) φ(x) dx, zero when the interval is empty.
+        if a + b <= 0.0 {
+            0.0
+        } else {
+            (a * b - 1.0) * (norm_cdf(a) + norm_cdf(b) - 1.0) + a * norm_pdf(b) + b * norm_pdf(a)
+        }
+    } else {
+        let rb = ((1.0 - rho) * (1.0 + rho)).sqrt();
+        let ta = (a - rho * b) / rb;
+        let tb = (b - rho * a) / rb;
+        (a * b + rho) * crate::bivariate::bivariate_norm_cdf(a, b, rho)
+            + a * norm_pdf(b) * norm_cdf(ta)
+            + b * norm_pdf(a) * norm_cdf(tb)
+            + rb * norm_pdf(a) * norm_pdf(tb)
+    };
+    s_u * s_v * unit
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +105,54 @@ mod tests {
             assert!(e.is_finite() && p.is_finite(), "z={z} s={s}");
             assert!((e - z.max(0.0)).abs() <= 1e-9 * z.abs().max(1.0));
         }
+    }
+
+    #[test]
+    fn relu_product_moment_diagonal_and_limits() {
+        // ρ = 1 and equal arguments: the second moment (z² + s²)Φ(α) + zsφ(α) of SPEC §3(A).
+        for (z, s) in [(0.3, 0.5), (-0.7, 0.2), (1.5, 2.0)] {
+            let a = z / s;
+            let want = (z * z + s * s) * norm_cdf(a) + z * s * norm_pdf(a);
+            assert!((relu_product_moment(z, s, z, s, 1.0) - want).abs() < 1e-14);
+        }
+        // Continuity at |ρ| → 1 and s → 0.
+        let (zu, su, zv, sv) = (0.4, 0.6, -0.1, 0.9);
+        for rho in [1.0, -1.0] {
+            let near = relu_product_moment(zu, su, zv, sv, rho * (1.0 - 1e-9));
+            assert!(
+                (near - relu_product_moment(zu, su, zv, sv, rho)).abs() < 1e-4,
+                "ρ = {rho}"
+            );
+        }
+        let tiny = relu_product_moment(zu, 1e-9, zv, sv, 0.3);
+        assert!((tiny - relu_product_moment(zu, 0.0, zv, sv, 0.3)).abs() < 1e-7);
+        // Independence: E[u⁺]E[v⁺].
+        let indep = smoothed_relu(zu, su) * smoothed_relu(zv, sv);
+        assert!((relu_product_moment(zu, su, zv, sv, 0.0) - indep).abs() < 1e-14);
+    }
+
+    #[test]
+    fn relu_product_moment_matches_monte_carlo() {
+        // 10⁶ correlated pairs; the estimate's standard error is measured from the draws.
+        let (zu, su, zv, sv, rho) = (0.2, 0.7, -0.3, 1.1, 0.6);
+        let mut rng = gaussmask_nn::rng::Stream::new(17, gaussmask_nn::rng::tag::MASK);
+        let n = 1_000_000;
+        let (mut sum, mut sum2) = (0.0, 0.0);
+        for _ in 0..n {
+            let (x, y) = (rng.normal(), rng.normal());
+            let u = zu + su * x;
+            let v = zv + sv * (rho * x + (1.0 - rho * rho).sqrt() * y);
+            let p = u.max(0.0) * v.max(0.0);
+            sum += p;
+            sum2 += p * p;
+        }
+        let mean = sum / n as f64;
+        let se = ((sum2 / n as f64 - mean * mean) / n as f64).sqrt();
+        let exact = relu_product_moment(zu, su, zv, sv, rho);
+        assert!(
+            (exact - mean).abs() < 5.0 * se,
+            "exact {exact}, MC {mean} ± {se}"
+        );
     }
 
     #[test]
