@@ -150,7 +150,7 @@ fn same_config_gives_byte_identical_csv_on_flex() {
 fn replica_chunking_does_not_change_results() {
     let root = scratch("chunk");
     let (a, b) = (root.join("all"), root.join("one"));
-    assert_ok(&trajectories_smoke(&a, &[]));
+    assert_ok(&trajectories_smoke(&a, &["--set", "replica_chunk=6"]));
     assert_ok(&trajectories_smoke(&b, &["--set", "replica_chunk=1"]));
     let ca = std::fs::read_to_string(a.join("trajectories.csv")).unwrap();
     let cb = std::fs::read_to_string(b.join("trajectories.csv")).unwrap();

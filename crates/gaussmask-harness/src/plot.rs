@@ -36,6 +36,8 @@ pub struct LinePlot {
     pub log_x: bool,
     /// The curves.
     pub series: Vec<Series>,
+    /// Legend in the upper left instead of the upper right.
+    pub legend_left: bool,
 }
 
 const SIZE: (u32, u32) = (960, 640);
@@ -210,7 +212,11 @@ impl LinePlot {
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK)
                     .label_font(("sans-serif", 15))
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(if self.legend_left {
+                        SeriesLabelPosition::UpperLeft
+                    } else {
+                        SeriesLabelPosition::UpperRight
+                    })
                     .draw()
                     .map_err(|e| e.to_string())?;
             }};

@@ -5,7 +5,7 @@ use gaussmask_data::SyntheticConfig;
 use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{Backend, Experiment, HarnessError, RunContext, mean_std};
 use gaussmask_nn::{Replica, TwoLayerReluConfig};
 use gaussmask_train::{LogRecord, TrainConfig, train_two_layer};
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,8 @@ pub struct TrajectoriesConfig {
     pub seeds: usize,
     /// Mask levels κ.
     pub kappas: Vec<f64>,
-    /// Replicas trained per batched computation; 0 trains all of them together.
+    /// Replicas trained per batched computation; 0 picks the faster for the backend (see
+    /// `Backend::default_replica_chunk`). Results do not depend on it.
     #[serde(default)]
     pub replica_chunk: usize,
     /// The synthetic regression problem.
@@ -59,6 +60,15 @@ impl TrajectoriesConfig {
         )?;
         self.model.validate()?;
         self.train.validate(self.data.n)
+    }
+
+    /// Replicas per batched computation on `backend`.
+    pub fn chunk_size(&self, backend: Backend) -> usize {
+        let total = self.kappas.len() * self.seeds;
+        match self.replica_chunk {
+            0 => backend.default_replica_chunk().unwrap_or(total),
+            c => c.min(total),
+        }
     }
 
     /// The replicas, κ-major: (κ_0, seed), (κ_0, seed + 1), …
@@ -105,6 +115,8 @@ pub struct Summary {
     pub steps: usize,
     /// Seeds per κ.
     pub seeds: usize,
+    /// Replicas trained per batched computation.
+    pub replica_chunk: usize,
     /// Wall time of the training in seconds.
     pub train_time_s: f64,
 }
@@ -132,7 +144,8 @@ impl Experiment for Trajectories {
     fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
         let config = TrajectoriesConfig::from_table(config)?;
         let curves = train_curves(&config, ctx)?;
-        let summary = summarize(&config, &curves, ctx.elapsed().as_secs_f64());
+        let chunk = config.chunk_size(ctx.backend);
+        let summary = summarize(&config, &curves, chunk, ctx.elapsed().as_secs_f64());
         write_outputs(&config, &curves, &summary, ctx)?;
         print_table(&summary);
         Ok(())
@@ -158,11 +171,7 @@ pub fn train_curves(
 ) -> Result<Vec<Curve>, HarnessError> {
     let data = config.data.generate();
     let replicas = config.replicas();
-    let chunk = if config.replica_chunk == 0 {
-        replicas.len()
-    } else {
-        config.replica_chunk
-    };
+    let chunk = config.chunk_size(ctx.backend);
     let chunks = replicas.len().div_ceil(chunk);
     let bar = ctx.progress((chunks * config.train.steps) as u64, "training");
     let mut curves = vec![Curve::default(); replicas.len()];
@@ -211,7 +220,12 @@ fn tail_mean(values: &[f64], fraction: f64) -> f64 {
 }
 
 /// Computes the per-κ summary from the curves.
-pub fn summarize(config: &TrajectoriesConfig, curves: &[Curve], train_time_s: f64) -> Summary {
+pub fn summarize(
+    config: &TrajectoriesConfig,
+    curves: &[Curve],
+    replica_chunk: usize,
+    train_time_s: f64,
+) -> Summary {
     let mut out: Vec<KappaSummary> = config
         .kappas
         .iter()
@@ -257,6 +271,7 @@ pub fn summarize(config: &TrajectoriesConfig, curves: &[Curve], train_time_s: f6
         kappas: out,
         steps: config.train.steps,
         seeds: config.seeds,
+        replica_chunk,
         train_time_s,
     }
 }
@@ -325,6 +340,7 @@ fn write_outputs(
         log_y: true,
         log_x: false,
         series,
+        legend_left: false,
     };
     ctx.plot(&plot, "trajectories")
 }
