@@ -7,6 +7,7 @@ mod cli;
 mod gradients;
 mod masks;
 mod replicas;
+mod smooth;
 
 use std::sync::OnceLock;
 

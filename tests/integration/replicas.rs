@@ -27,6 +27,7 @@ fn config(optimizer: OptimizerKind, batch_size: Option<usize>) -> TrainConfig {
         batch_size,
         objective: Objective::Masked,
         log_every: 1,
+        masks_per_step: 1,
         shuffle_seed: 0,
     }
 }
@@ -87,5 +88,47 @@ fn zero_kappa_masked_training_equals_clean_training() {
     let clean = train(&rep, &clean_cfg);
     for (m, c) in masked.iter().zip(&clean) {
         assert_eq!(m.clean_loss, c.clean_loss);
+    }
+}
+
+#[test]
+fn every_objective_reduces_to_clean_training_at_zero_kappa() {
+    let rep = [Replica {
+        kappa: 0.0,
+        seed: 4,
+    }];
+    let mut clean_cfg = config(OptimizerKind::Gd, None);
+    clean_cfg.objective = Objective::Clean;
+    let clean = train(&rep, &clean_cfg);
+    for objective in [Objective::MaskedK, Objective::Proxy] {
+        let mut cfg = config(OptimizerKind::Gd, None);
+        cfg.objective = objective;
+        cfg.masks_per_step = 3;
+        let run = train(&rep, &cfg);
+        for (r, c) in run.iter().zip(&clean) {
+            // The proxy network sums its neurons in another order than the clean one.
+            let rel = (r.clean_loss[0] - c.clean_loss[0]).abs() / c.clean_loss[0];
+            assert!(rel < 1e-12, "{objective:?} step {}: {rel:e}", r.step);
+        }
+    }
+}
+
+#[test]
+fn proxy_and_masked_k_objectives_train_with_mask_noise() {
+    let rep = [Replica {
+        kappa: 0.6,
+        seed: 4,
+    }];
+    for objective in [Objective::MaskedK, Objective::Proxy] {
+        let mut cfg = config(OptimizerKind::Gd, None);
+        cfg.objective = objective;
+        cfg.masks_per_step = 4;
+        let run = train(&rep, &cfg);
+        let (first, last) = (&run[0], run.last().unwrap());
+        assert!(
+            last.clean_loss[0] < 0.9 * first.clean_loss[0],
+            "{objective:?}"
+        );
+        assert!(last.masked_loss[0] < first.masked_loss[0], "{objective:?}");
     }
 }

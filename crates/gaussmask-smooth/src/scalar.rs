@@ -71,6 +71,37 @@ pub fn relu_product_moment(z_u: f64, s_u: f64, z_v: f64, s_v: f64, rho: f64) -> 
     s_u * s_v * unit
 }
 
+/// One sample's exact decomposition E_c[(f(W, x ⊙ c) − y)²] = (f̃ − y)² + V (SPEC §3(A)) for one
+/// network in row-major f64: `w` is `[m, d]`, `a` is `[m]`, `x` is `[d]`. Returns (f̃, V).
+pub fn smoothed_output_and_variance(w: &[f64], a: &[f64], x: &[f64], kappa: f64) -> (f64, f64) {
+    let m = a.len();
+    let d = x.len();
+    let v: Vec<Vec<f64>> = (0..m)
+        .map(|r| (0..d).map(|j| w[r * d + j] * x[j]).collect())
+        .collect();
+    let z: Vec<f64> = v.iter().map(|vr| vr.iter().sum()).collect();
+    let norm: Vec<f64> = v
+        .iter()
+        .map(|vr| vr.iter().map(|t| t * t).sum::<f64>().sqrt())
+        .collect();
+    let s: Vec<f64> = norm.iter().map(|nr| kappa * nr).collect();
+    let mean: Vec<f64> = (0..m).map(|r| smoothed_relu(z[r], s[r])).collect();
+    let f_tilde = (0..m).map(|r| a[r] * mean[r]).sum::<f64>() / (m as f64).sqrt();
+    let mut var = 0.0;
+    for r in 0..m {
+        for q in 0..m {
+            let rho = if norm[r] > 0.0 && norm[q] > 0.0 {
+                v[r].iter().zip(&v[q]).map(|(p, t)| p * t).sum::<f64>() / (norm[r] * norm[q])
+            } else {
+                0.0
+            };
+            let moment = relu_product_moment(z[r], s[r], z[q], s[q], rho);
+            var += a[r] * a[q] * (moment - mean[r] * mean[q]);
+        }
+    }
+    (f_tilde, var / m as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use gaussmask_data::Dataset;
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{MaskNoise, Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse};
+use gaussmask_smooth::tensor::{ProxyLoss, kappa_tensor};
 use serde::{Deserialize, Serialize};
 
 /// What the gradient step differentiates.
@@ -17,6 +18,10 @@ pub enum Objective {
     /// ½ Σ (f(W, x ⊙ c) − y)² with one fresh mask per step (the paper's algorithm).
     #[default]
     Masked,
+    /// The average of `masks_per_step` masked losses, each on its own fresh mask.
+    MaskedK,
+    /// The proxy objective ½ Σ [(f̂ − y)² + R] of SPEC §3(B), in closed form: no sampling.
+    Proxy,
     /// ½ Σ (f(W, x) − y)²: no mask.
     Clean,
 }
@@ -58,6 +63,9 @@ pub struct TrainConfig {
     /// Log the clean (and masked) loss every this many steps; the last step is always logged.
     #[serde(default = "one")]
     pub log_every: usize,
+    /// Masks averaged per step by the `masked-k` objective.
+    #[serde(default = "one")]
+    pub masks_per_step: usize,
     /// Seed of the minibatch order, which all replicas share (so they see the same batches
     /// whatever their own seeds and whichever replicas train together).
     #[serde(default)]
@@ -98,6 +106,9 @@ impl TrainConfig {
         {
             return Err(format!("train.batch_size must lie in 1..={n}, got {b}"));
         }
+        if self.masks_per_step == 0 {
+            return Err("train.masks_per_step must be ≥ 1, got 0".into());
+        }
         if self.log_every == 0 {
             return Err("train.log_every must be ≥ 1, got 0".into());
         }
@@ -126,7 +137,8 @@ pub struct LogRecord {
     pub step: usize,
     /// Clean training loss ½ Σ (f(W_k, x_i) − y_i)² per replica.
     pub clean_loss: Vec<f64>,
-    /// Masked loss on the step's own mask (the objective's value), per replica.
+    /// The objective's value at W_k, per replica: for the masked objectives, the loss on the
+    /// step's own mask(s).
     pub masked_loss: Vec<f64>,
 }
 
@@ -207,11 +219,33 @@ pub fn train_two_layer(
                 (rows, x, y)
             }
         };
-        let pred = match config.objective {
-            Objective::Masked => model.forward_masked(x, &mut noise, &rows),
-            Objective::Clean => model.forward(x),
+        let loss = match config.objective {
+            Objective::Masked => half_sse(model.forward_masked(x, &mut noise, &rows), y),
+            Objective::MaskedK => {
+                let k = config.masks_per_step;
+                (0..k)
+                    .map(|_| {
+                        half_sse(
+                            model.forward_masked(x.clone(), &mut noise, &rows),
+                            y.clone(),
+                        )
+                    })
+                    .reduce(|acc, l| acc + l)
+                    .expect("masks_per_step ≥ 1")
+                    // A product, not `/ k`: Burn 0.22.1's backward of a scalar division rounds
+                    // the scalar to f32, which would put f32 error into f64 gradients.
+                    * (1.0 / k as f64)
+            }
+            Objective::Proxy => ProxyLoss::new(
+                model.w.val(),
+                model.a.val(),
+                x,
+                y,
+                kappa_tensor(&model.mask.kappa, &device),
+            )
+            .total(),
+            Objective::Clean => half_sse(model.forward(x), y),
         };
-        let loss = half_sse(pred, y);
         if logged {
             let inner = model.valid();
             let (x_clean, y_clean) = (
@@ -265,6 +299,7 @@ mod tests {
             batch_size: None,
             objective: Objective::Masked,
             log_every: 1,
+            masks_per_step: 1,
             shuffle_seed: 0,
         };
         assert!(c.validate(5).unwrap_err().contains("train.lr"));

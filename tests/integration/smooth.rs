@@ -1,0 +1,255 @@
+//! The closed forms of SPEC §2–§3 against their scalar references and against Monte Carlo.
+
+use burn::tensor::Tensor;
+use gaussmask_nn::rng::{Stream, tag};
+use gaussmask_nn::tensor_io::{from_f64, to_f64};
+use gaussmask_smooth::tensor::{self, ProxyLoss, kappa_tensor};
+use gaussmask_smooth::{norm_cdf, proxy_relu, smoothed_output_and_variance, smoothed_relu};
+
+use crate::device64;
+
+#[test]
+fn tensor_smoothed_and_proxy_relu_match_the_scalar_reference() {
+    let device = device64();
+    let zs: Vec<f64> = (0..121).map(|i| -6.0 + 0.1 * i as f64).collect();
+    for s in [0.0, 1e-12, 1e-3, 0.2, 1.0, 3.0] {
+        let z: Tensor<1> = from_f64(zs.clone(), [zs.len()], &device);
+        let st: Tensor<1> = from_f64(vec![s; zs.len()], [zs.len()], &device);
+        let exact = to_f64(tensor::smoothed_relu(z.clone(), st.clone()));
+        let proxy = to_f64(tensor::proxy_relu(z, st));
+        for (i, &zi) in zs.iter().enumerate() {
+            assert!(
+                (exact[i] - smoothed_relu(zi, s)).abs() < 1e-12,
+                "σ̃({zi}, {s})"
+            );
+            assert!((proxy[i] - proxy_relu(zi, s)).abs() < 1e-12, "σ̂({zi}, {s})");
+        }
+    }
+}
+
+#[test]
+fn tensor_closed_forms_are_finite_at_the_limits_with_finite_gradients() {
+    let device = device64().autodiff();
+    let z: Tensor<1> =
+        from_f64(vec![0.0, 1e-300, -1e-300, 5.0, -5.0, 1e6], [6], &device).require_grad();
+    let s: Tensor<1> =
+        from_f64(vec![0.0, 0.0, 0.0, 1e-300, 1e-300, 1e-9], [6], &device).require_grad();
+    let out =
+        tensor::smoothed_relu(z.clone(), s.clone()) + tensor::proxy_relu(z.clone(), s.clone());
+    assert!(to_f64(out.clone()).iter().all(|v| v.is_finite()));
+    let grads = out.sum().backward();
+    for g in [z.grad(&grads).unwrap(), s.grad(&grads).unwrap()] {
+        assert!(to_f64(g).iter().all(|v| v.is_finite()));
+    }
+}
+
+/// A random problem: `replicas` networks of width m on n inputs in d dimensions.
+struct Net {
+    m: usize,
+    d: usize,
+    n: usize,
+    w: Vec<f64>,
+    a: Vec<f64>,
+    x: Vec<f64>,
+    y: Vec<f64>,
+}
+
+fn random_net(seed: u64, n: usize, d: usize, m: usize) -> Net {
+    let mut s = Stream::new(seed, tag::INIT);
+    let mut w = vec![0.0; m * d];
+    s.fill_normal(&mut w);
+    let a = (0..m).map(|_| s.sign() * (0.5 + s.uniform())).collect();
+    let mut x = vec![0.0; n * d];
+    s.fill_normal(&mut x);
+    for row in x.chunks_mut(d) {
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+        row.iter_mut().for_each(|v| *v /= norm);
+    }
+    let y = (0..n).map(|_| s.normal()).collect();
+    Net {
+        m,
+        d,
+        n,
+        w,
+        a,
+        x,
+        y,
+    }
+}
+
+/// Monte Carlo of ½ Σ_i (g_i(x_i ⊙ c_i) − y_i)² over `draws` masks, with its standard error.
+fn monte_carlo(
+    net: &Net,
+    kappa: f64,
+    draws: usize,
+    f: impl Fn(&[f64], usize) -> f64,
+) -> (f64, f64) {
+    let mut stream = Stream::new(1234, tag::MASK);
+    let (mut sum, mut sum2) = (0.0, 0.0);
+    let mut xc = vec![0.0; net.d];
+    for _ in 0..draws {
+        let mut loss = 0.0;
+        for i in 0..net.n {
+            for j in 0..net.d {
+                xc[j] = net.x[i * net.d + j] * (1.0 + kappa * stream.normal());
+            }
+            loss += 0.5 * (f(&xc, i) - net.y[i]).powi(2);
+        }
+        sum += loss;
+        sum2 += loss * loss;
+    }
+    let k = draws as f64;
+    let mean = sum / k;
+    (mean, ((sum2 / k - mean * mean) / (k - 1.0)).sqrt())
+}
+
+/// f(W, v) for one input v.
+fn network(net: &Net, v: &[f64]) -> f64 {
+    (0..net.m)
+        .map(|r| {
+            let u: f64 = (0..net.d).map(|j| net.w[r * net.d + j] * v[j]).sum();
+            net.a[r] * u.max(0.0)
+        })
+        .sum::<f64>()
+        / (net.m as f64).sqrt()
+}
+
+/// The proxy objective through the tensor code: (smoothed SSE, regularizer).
+fn proxy_parts(net: &Net, kappa: f64) -> (f64, f64) {
+    let device = device64();
+    let p = ProxyLoss::new(
+        from_f64(net.w.clone(), [1, net.m, net.d], &device),
+        from_f64(net.a.clone(), [1, net.m], &device),
+        from_f64(net.x.clone(), [1, net.n, net.d], &device),
+        from_f64(net.y.clone(), [1, net.n], &device),
+        kappa_tensor(&[kappa], &device),
+    );
+    (to_f64(p.smoothed_sse)[0], to_f64(p.regularizer)[0])
+}
+
+const DRAWS: usize = 1_000_000;
+
+#[test]
+fn exact_decomposition_a_equals_monte_carlo_of_the_masked_loss() {
+    for (seed, (n, d, m)) in [(1, (4, 5, 4)), (2, (3, 8, 8)), (3, (5, 3, 6))] {
+        let net = random_net(seed, n, d, m);
+        for kappa in [0.1, 0.4, 1.0] {
+            let exact: f64 = (0..n)
+                .map(|i| {
+                    let xi = &net.x[i * d..(i + 1) * d];
+                    let (f_tilde, var) = smoothed_output_and_variance(&net.w, &net.a, xi, kappa);
+                    0.5 * ((f_tilde - net.y[i]).powi(2) + var)
+                })
+                .sum();
+            let (mc, se) = monte_carlo(&net, kappa, DRAWS, |v, _| network(&net, v));
+            assert!(
+                (exact - mc).abs() < 5.0 * se,
+                "net {seed}, κ = {kappa}: (A) {exact} vs MC {mc} ± {se}"
+            );
+        }
+    }
+}
+
+#[test]
+fn proxy_decomposition_b_equals_monte_carlo_of_the_linearized_network() {
+    for (seed, (n, d, m)) in [(4, (4, 5, 4)), (5, (3, 8, 8)), (6, (5, 3, 6))] {
+        let net = random_net(seed, n, d, m);
+        for kappa in [0.1, 0.4, 1.0] {
+            let (sse, reg) = proxy_parts(&net, kappa);
+            // Gates p_ri = Φ(α_ri) at the clean input, then f_lin(v) = (1/√m) Σ a_r p_ri w_rᵀv.
+            let gates: Vec<Vec<f64>> = (0..n)
+                .map(|i| {
+                    (0..m)
+                        .map(|r| {
+                            let wr = &net.w[r * d..(r + 1) * d];
+                            let xi = &net.x[i * d..(i + 1) * d];
+                            let z: f64 = wr.iter().zip(xi).map(|(p, q)| p * q).sum();
+                            let s = kappa
+                                * wr.iter()
+                                    .zip(xi)
+                                    .map(|(p, q)| (p * q).powi(2))
+                                    .sum::<f64>()
+                                    .sqrt();
+                            norm_cdf(z / s)
+                        })
+                        .collect()
+                })
+                .collect();
+            let f_lin = |v: &[f64], i: usize| {
+                (0..m)
+                    .map(|r| {
+                        let u: f64 = (0..d).map(|j| net.w[r * d + j] * v[j]).sum();
+                        net.a[r] * gates[i][r] * u
+                    })
+                    .sum::<f64>()
+                    / (m as f64).sqrt()
+            };
+            let (mc, se) = monte_carlo(&net, kappa, DRAWS, f_lin);
+            assert!(
+                (sse + reg - mc).abs() < 5.0 * se,
+                "net {seed}, κ = {kappa}: (B) {} vs MC {mc} ± {se}",
+                sse + reg
+            );
+        }
+    }
+}
+
+#[test]
+fn at_zero_kappa_both_decompositions_are_the_clean_loss() {
+    let net = random_net(7, 6, 4, 5);
+    let clean: f64 = (0..net.n)
+        .map(|i| 0.5 * (network(&net, &net.x[i * net.d..(i + 1) * net.d]) - net.y[i]).powi(2))
+        .sum();
+    let (sse, reg) = proxy_parts(&net, 0.0);
+    assert_eq!(reg, 0.0);
+    assert!((sse - clean).abs() <= 1e-12 * clean);
+    let exact: f64 = (0..net.n)
+        .map(|i| {
+            let xi = &net.x[i * net.d..(i + 1) * net.d];
+            let (f_tilde, var) = smoothed_output_and_variance(&net.w, &net.a, xi, 0.0);
+            assert_eq!(var, 0.0);
+            0.5 * (f_tilde - net.y[i]).powi(2)
+        })
+        .sum();
+    assert!((exact - clean).abs() <= 1e-12 * clean);
+}
+
+#[test]
+fn proxy_objective_gradient_matches_central_finite_differences() {
+    let net = random_net(8, 5, 4, 3);
+    let kappa = 0.5;
+    let device = device64().autodiff();
+    let w: Tensor<3> = from_f64(net.w.clone(), [1, net.m, net.d], &device).require_grad();
+    let loss = ProxyLoss::new(
+        w.clone(),
+        from_f64(net.a.clone(), [1, net.m], &device),
+        from_f64(net.x.clone(), [1, net.n, net.d], &device),
+        from_f64(net.y.clone(), [1, net.n], &device),
+        kappa_tensor(&[kappa], &device),
+    )
+    .total();
+    let grad = to_f64(w.grad(&loss.sum().backward()).unwrap());
+    let value = |w: &[f64]| {
+        let shifted = Net {
+            w: w.to_vec(),
+            a: net.a.clone(),
+            x: net.x.clone(),
+            y: net.y.clone(),
+            ..net
+        };
+        let (sse, reg) = proxy_parts(&shifted, kappa);
+        sse + reg
+    };
+    let h = 1e-6;
+    for k in 0..net.w.len() {
+        let (mut wp, mut wm) = (net.w.clone(), net.w.clone());
+        wp[k] += h;
+        wm[k] -= h;
+        let fd = (value(&wp) - value(&wm)) / (2.0 * h);
+        assert!(
+            (fd - grad[k]).abs() <= 1e-6 * fd.abs().max(1e-3),
+            "W entry {k}: fd {fd} vs autodiff {}",
+            grad[k]
+        );
+    }
+}
