@@ -253,3 +253,157 @@ fn proxy_objective_gradient_matches_central_finite_differences() {
         );
     }
 }
+
+#[test]
+fn tensor_bivariate_cdf_matches_the_scalar_reference_to_1e_9() {
+    let device = device64();
+    let pts = [
+        -40.0, -6.0, -2.3, -1.0, -0.2, 0.0, 0.35, 1.1, 2.7, 5.0, 40.0,
+    ];
+    let rhos = [
+        -1.0, -0.999, -0.99, -0.93, -0.925, -0.9, -0.5, -0.1, 0.0, 0.2, 0.6, 0.924, 0.925, 0.97,
+        0.999, 1.0,
+    ];
+    let (mut h, mut k, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for &hv in &pts {
+        for &kv in &pts {
+            for &rv in &rhos {
+                h.push(hv);
+                k.push(kv);
+                r.push(rv);
+            }
+        }
+    }
+    let len = h.len();
+    let got = to_f64(gaussmask_smooth::expected::bivariate_norm_cdf::<1>(
+        from_f64(h.clone(), [len], &device),
+        from_f64(k.clone(), [len], &device),
+        from_f64(r.clone(), [len], &device),
+    ));
+    for i in 0..len {
+        let want = gaussmask_smooth::bivariate_norm_cdf(h[i], k[i], r[i]);
+        assert!(
+            (got[i] - want).abs() <= 1e-9,
+            "Φ₂({}, {}; {}) = {} vs reference {want}",
+            h[i],
+            k[i],
+            r[i],
+            got[i]
+        );
+    }
+}
+
+#[test]
+fn tensor_moments_match_the_scalar_reference() {
+    let device = device64();
+    let cases = [
+        (0.3, 0.5, -0.2, 0.7, 0.4),
+        (1.0, 0.0, 0.5, 0.3, 0.2),
+        (-0.4, 0.2, 0.1, 0.0, -0.7),
+        (0.2, 0.6, 0.2, 0.6, 1.0),
+        (0.5, 0.6, -0.1, 0.4, -1.0),
+        (0.7, 0.2, -0.3, 0.9, 0.999),
+        (-1.0, 0.3, 2.0, 0.5, -0.96),
+    ];
+    let col = |i: usize| -> Tensor<1> {
+        let v: Vec<f64> = cases.iter().map(|c| [c.0, c.1, c.2, c.3, c.4][i]).collect();
+        from_f64(v, [cases.len()], &device)
+    };
+    let got = to_f64(gaussmask_smooth::expected::relu_product_moment(
+        col(0),
+        col(1),
+        col(2),
+        col(3),
+        col(4),
+    ));
+    for (c, g) in cases.iter().zip(got) {
+        let want = gaussmask_smooth::relu_product_moment(c.0, c.1, c.2, c.3, c.4);
+        assert!(
+            (g - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{c:?}: {g} vs {want}"
+        );
+    }
+}
+
+/// The exact objective through the tensor code: (smoothed SSE, variance term).
+fn exact_parts(net: &Net, kappa: f64, chunk: usize) -> (f64, f64) {
+    let device = device64();
+    let e = gaussmask_smooth::expected::ExactLoss::new(
+        from_f64(net.w.clone(), [1, net.m, net.d], &device),
+        from_f64(net.a.clone(), [1, net.m], &device),
+        from_f64(net.x.clone(), [1, net.n, net.d], &device),
+        from_f64(net.y.clone(), [1, net.n], &device),
+        kappa_tensor(&[kappa], &device),
+        chunk,
+    );
+    (to_f64(e.smoothed_sse)[0], to_f64(e.variance)[0])
+}
+
+#[test]
+fn tensor_exact_loss_matches_the_scalar_decomposition() {
+    for (seed, (n, d, m)) in [(11, (5, 4, 3)), (12, (7, 8, 8))] {
+        let net = random_net(seed, n, d, m);
+        for kappa in [0.0, 0.1, 0.4, 1.0, 2.0] {
+            let (mut sse, mut var) = (0.0, 0.0);
+            for i in 0..n {
+                let xi = &net.x[i * d..(i + 1) * d];
+                let (f_tilde, v) = smoothed_output_and_variance(&net.w, &net.a, xi, kappa);
+                sse += 0.5 * (f_tilde - net.y[i]).powi(2);
+                var += 0.5 * v;
+            }
+            for chunk in [1, 3, n] {
+                let (ts, tv) = exact_parts(&net, kappa, chunk);
+                assert!(
+                    (ts - sse).abs() <= 1e-10 * sse.max(1.0),
+                    "κ {kappa}: {ts} vs {sse}"
+                );
+                assert!(
+                    (tv - var).abs() <= 1e-9 * var.max(1e-3),
+                    "κ {kappa}: V {tv} vs {var}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn exact_loss_gradient_matches_central_finite_differences() {
+    let net = random_net(13, 4, 3, 4);
+    let kappa = 0.6;
+    let device = device64().autodiff();
+    let w: Tensor<3> = from_f64(net.w.clone(), [1, net.m, net.d], &device).require_grad();
+    let loss = gaussmask_smooth::expected::ExactLoss::new(
+        w.clone(),
+        from_f64(net.a.clone(), [1, net.m], &device),
+        from_f64(net.x.clone(), [1, net.n, net.d], &device),
+        from_f64(net.y.clone(), [1, net.n], &device),
+        kappa_tensor(&[kappa], &device),
+        2,
+    )
+    .total();
+    let grad = to_f64(w.grad(&loss.sum().backward()).unwrap());
+    assert!(grad.iter().all(|g| g.is_finite()));
+    let value = |w: &[f64]| {
+        let shifted = Net {
+            w: w.to_vec(),
+            a: net.a.clone(),
+            x: net.x.clone(),
+            y: net.y.clone(),
+            ..net
+        };
+        let (sse, var) = exact_parts(&shifted, kappa, 4);
+        sse + var
+    };
+    let h = 1e-6;
+    for k in 0..net.w.len() {
+        let (mut wp, mut wm) = (net.w.clone(), net.w.clone());
+        wp[k] += h;
+        wm[k] -= h;
+        let fd = (value(&wp) - value(&wm)) / (2.0 * h);
+        assert!(
+            (fd - grad[k]).abs() <= 1e-6 * fd.abs().max(1e-3),
+            "W entry {k}: fd {fd} vs autodiff {}",
+            grad[k]
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! Monte-Carlo checks are measured against.
 
 pub mod bivariate;
+pub mod expected;
 pub mod scalar;
 pub mod tensor;
 
