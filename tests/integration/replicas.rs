@@ -28,6 +28,7 @@ fn config(optimizer: OptimizerKind, batch_size: Option<usize>) -> TrainConfig {
         objective: Objective::Masked,
         log_every: 1,
         masks_per_step: 1,
+        exact_chunk: 7,
         shuffle_seed: 0,
     }
 }
@@ -100,7 +101,11 @@ fn every_objective_reduces_to_clean_training_at_zero_kappa() {
     let mut clean_cfg = config(OptimizerKind::Gd, None);
     clean_cfg.objective = Objective::Clean;
     let clean = train(&rep, &clean_cfg);
-    for objective in [Objective::MaskedK, Objective::Proxy] {
+    for objective in [
+        Objective::MaskedK,
+        Objective::Proxy,
+        Objective::ExpectedExact,
+    ] {
         let mut cfg = config(OptimizerKind::Gd, None);
         cfg.objective = objective;
         cfg.masks_per_step = 3;
@@ -119,7 +124,11 @@ fn proxy_and_masked_k_objectives_train_with_mask_noise() {
         kappa: 0.6,
         seed: 4,
     }];
-    for objective in [Objective::MaskedK, Objective::Proxy] {
+    for objective in [
+        Objective::MaskedK,
+        Objective::Proxy,
+        Objective::ExpectedExact,
+    ] {
         let mut cfg = config(OptimizerKind::Gd, None);
         cfg.objective = objective;
         cfg.masks_per_step = 4;

@@ -407,3 +407,64 @@ fn exact_loss_gradient_matches_central_finite_differences() {
         );
     }
 }
+
+#[test]
+fn masked_gradient_is_unbiased_for_the_gradient_of_the_exact_loss() {
+    let net = random_net(14, 4, 3, 4);
+    let (n, d, m) = (net.n, net.d, net.m);
+    let kappa = 0.5;
+    // ∇(A) by autodiff.
+    let device = device64().autodiff();
+    let w: Tensor<3> = from_f64(net.w.clone(), [1, m, d], &device).require_grad();
+    let loss = gaussmask_smooth::expected::ExactLoss::new(
+        w.clone(),
+        from_f64(net.a.clone(), [1, m], &device),
+        from_f64(net.x.clone(), [1, n, d], &device),
+        from_f64(net.y.clone(), [1, n], &device),
+        kappa_tensor(&[kappa], &device),
+        n,
+    )
+    .total();
+    let exact = to_f64(w.grad(&loss.sum().backward()).unwrap());
+    // Monte Carlo of the masked gradient (1/√m) Σ_i r_i a_r 1{u_ri ≥ 0} (x_i ⊙ c_i).
+    let draws = 400_000;
+    let mut stream = Stream::new(77, tag::MASK);
+    let (mut sum, mut sum2) = (vec![0.0; m * d], vec![0.0; m * d]);
+    let scale = 1.0 / (m as f64).sqrt();
+    let mut g = vec![0.0; m * d];
+    let mut xc = vec![0.0; d];
+    for _ in 0..draws {
+        g.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..n {
+            for j in 0..d {
+                xc[j] = net.x[i * d + j] * (1.0 + kappa * stream.normal());
+            }
+            let u: Vec<f64> = (0..m)
+                .map(|r| (0..d).map(|j| net.w[r * d + j] * xc[j]).sum())
+                .collect();
+            let f = (0..m).map(|r| net.a[r] * u[r].max(0.0)).sum::<f64>() * scale;
+            let res = f - net.y[i];
+            for r in 0..m {
+                if u[r] >= 0.0 {
+                    for j in 0..d {
+                        g[r * d + j] += scale * res * net.a[r] * xc[j];
+                    }
+                }
+            }
+        }
+        for k in 0..m * d {
+            sum[k] += g[k];
+            sum2[k] += g[k] * g[k];
+        }
+    }
+    let nd = draws as f64;
+    for k in 0..m * d {
+        let mean = sum[k] / nd;
+        let se = ((sum2[k] / nd - mean * mean) / (nd - 1.0)).sqrt();
+        assert!(
+            (mean - exact[k]).abs() < 5.0 * se,
+            "W entry {k}: MC {mean} ± {se} vs ∇(A) {}",
+            exact[k]
+        );
+    }
+}

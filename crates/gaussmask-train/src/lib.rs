@@ -2,12 +2,13 @@
 //! Adam, with the clean training loss logged as the paper plots it.
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
-use burn::tensor::Device;
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Tensor};
 use gaussmask_data::Dataset;
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{MaskNoise, Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse};
+use gaussmask_smooth::expected::ExactLoss;
 use gaussmask_smooth::tensor::{ProxyLoss, kappa_tensor};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,8 @@ pub enum Objective {
     MaskedK,
     /// The proxy objective ½ Σ [(f̂ − y)² + R] of SPEC §3(B), in closed form: no sampling.
     Proxy,
+    /// The exact expected loss E_c ½ Σ (f(W, x ⊙ c) − y)² of SPEC §3(A), in closed form.
+    ExpectedExact,
     /// ½ Σ (f(W, x) − y)²: no mask.
     Clean,
 }
@@ -63,6 +66,9 @@ pub struct TrainConfig {
     /// Log the clean (and masked) loss every this many steps; the last step is always logged.
     #[serde(default = "one")]
     pub log_every: usize,
+    /// Samples per chunk of the `expected-exact` objective (memory grows as chunk·m²).
+    #[serde(default = "default_exact_chunk")]
+    pub exact_chunk: usize,
     /// Masks averaged per step by the `masked-k` objective.
     #[serde(default = "one")]
     pub masks_per_step: usize,
@@ -74,6 +80,10 @@ pub struct TrainConfig {
 
 fn one() -> usize {
     1
+}
+
+fn default_exact_chunk() -> usize {
+    32
 }
 
 impl TrainConfig {
@@ -105,6 +115,9 @@ impl TrainConfig {
             && !(1..=n).contains(&b)
         {
             return Err(format!("train.batch_size must lie in 1..={n}, got {b}"));
+        }
+        if self.exact_chunk == 0 {
+            return Err("train.exact_chunk must be ≥ 1, got 0".into());
         }
         if self.masks_per_step == 0 {
             return Err("train.masks_per_step must be ≥ 1, got 0".into());
@@ -219,33 +232,52 @@ pub fn train_two_layer(
                 (rows, x, y)
             }
         };
-        let loss = match config.objective {
-            Objective::Masked => half_sse(model.forward_masked(x, &mut noise, &rows), y),
-            Objective::MaskedK => {
-                let k = config.masks_per_step;
-                (0..k)
-                    .map(|_| {
-                        half_sse(
-                            model.forward_masked(x.clone(), &mut noise, &rows),
-                            y.clone(),
-                        )
-                    })
-                    .reduce(|acc, l| acc + l)
-                    .expect("masks_per_step ≥ 1")
-                    // A product, not `/ k`: Burn 0.22.1's backward of a scalar division rounds
-                    // the scalar to f32, which would put f32 error into f64 gradients.
-                    * (1.0 / k as f64)
+        let kappa = kappa_tensor(&model.mask.kappa, &device);
+        // The objective as one or more loss terms; their gradients are summed. The exact
+        // expected loss comes in sample chunks, each differentiated on its own, so memory
+        // stays at one chunk's graph (its cost grows as chunk·m²).
+        let mut terms: Vec<Tensor<1>> = Vec::new();
+        match config.objective {
+            Objective::Masked => {
+                terms.push(half_sse(model.forward_masked(x, &mut noise, &rows), y))
             }
-            Objective::Proxy => ProxyLoss::new(
-                model.w.val(),
-                model.a.val(),
-                x,
-                y,
-                kappa_tensor(&model.mask.kappa, &device),
-            )
-            .total(),
-            Objective::Clean => half_sse(model.forward(x), y),
-        };
+            Objective::MaskedK => {
+                // A product, not `/ k`: Burn 0.22.1's backward of a scalar division rounds the
+                // scalar to f32, which would put f32 error into f64 gradients.
+                let scale = 1.0 / config.masks_per_step as f64;
+                for _ in 0..config.masks_per_step {
+                    let masked = model.forward_masked(x.clone(), &mut noise, &rows);
+                    terms.push(half_sse(masked, y.clone()) * scale);
+                }
+            }
+            Objective::Proxy => {
+                terms.push(ProxyLoss::new(model.w.val(), model.a.val(), x, y, kappa).total())
+            }
+            Objective::ExpectedExact => {
+                let n = rows.len();
+                let d = data.d;
+                for start in (0..n).step_by(config.exact_chunk) {
+                    let end = (start + config.exact_chunk).min(n);
+                    let xc = x.clone().slice([0..1, start..end, 0..d]);
+                    let yc = y.clone().slice([0..1, start..end]);
+                    let exact = ExactLoss::new(
+                        model.w.val(),
+                        model.a.val(),
+                        xc,
+                        yc,
+                        kappa.clone(),
+                        end - start,
+                    );
+                    terms.push(exact.total());
+                }
+            }
+            Objective::Clean => terms.push(half_sse(model.forward(x), y)),
+        }
+        let value = terms
+            .iter()
+            .map(|t| t.clone().without_autodiff())
+            .reduce(|acc, t| acc + t)
+            .expect("at least one loss term");
         if logged {
             let inner = model.valid();
             let (x_clean, y_clean) = (
@@ -253,31 +285,52 @@ pub fn train_two_layer(
                 y_all.clone().without_autodiff(),
             );
             let clean = to_f64(half_sse(inner.forward(x_clean), y_clean));
-            let masked = to_f64(loss.clone().without_autodiff());
-            for (replica, &value) in clean.iter().chain(&masked).enumerate() {
-                if !value.is_finite() {
+            let objective = to_f64(value);
+            for (replica, &v) in clean.iter().chain(&objective).enumerate() {
+                if !v.is_finite() {
                     return Err(TrainError::Diverged {
                         step,
                         replica: replica % replicas.len(),
-                        value,
+                        value: v,
                     });
                 }
             }
             log(&LogRecord {
                 step,
                 clean_loss: clean,
-                masked_loss: masked,
+                masked_loss: objective,
             });
         }
         if last {
             break;
         }
         // Replicas are independent, so the gradient of the sum is each replica's own gradient.
-        let mut grads = loss.sum().backward();
-        let grads_w = GradientsParams::from_params(&mut grads, &model, &[model.w.id]);
+        let (w_id, a_id) = (model.w.id, model.a.id);
+        let (grads_w, grads_a) = if config.objective == Objective::ExpectedExact {
+            let mut acc_w = GradientsAccumulator::<TwoLayerRelu>::new();
+            let mut acc_a = GradientsAccumulator::<TwoLayerRelu>::new();
+            for term in terms {
+                let mut g = term.sum().backward();
+                acc_w.accumulate(
+                    &model,
+                    GradientsParams::from_params(&mut g, &model, &[w_id]),
+                );
+                acc_a.accumulate(
+                    &model,
+                    GradientsParams::from_params(&mut g, &model, &[a_id]),
+                );
+            }
+            (acc_w.grads(), acc_a.grads())
+        } else {
+            let loss = terms.into_iter().reduce(|acc, t| acc + t);
+            let mut g = loss.expect("at least one loss term").sum().backward();
+            (
+                GradientsParams::from_params(&mut g, &model, &[w_id]),
+                GradientsParams::from_params(&mut g, &model, &[a_id]),
+            )
+        };
         model = optim.step(config.lr, model, grads_w);
         if model_config.train_output {
-            let grads_a = GradientsParams::from_params(&mut grads, &model, &[model.a.id]);
             model = optim_output.step(lr_output, model, grads_a);
         }
     }
@@ -300,6 +353,7 @@ mod tests {
             objective: Objective::Masked,
             log_every: 1,
             masks_per_step: 1,
+            exact_chunk: 32,
             shuffle_seed: 0,
         };
         assert!(c.validate(5).unwrap_err().contains("train.lr"));
