@@ -237,6 +237,7 @@ pub fn train_two_layer(
         // expected loss comes in sample chunks, each differentiated on its own, so memory
         // stays at one chunk's graph (its cost grows as chunk·m²).
         let mut terms: Vec<Tensor<1>> = Vec::new();
+        let mut chunk_grads = None;
         match config.objective {
             Objective::Masked => {
                 terms.push(half_sse(model.forward_masked(x, &mut noise, &rows), y))
@@ -254,22 +255,31 @@ pub fn train_two_layer(
                 terms.push(ProxyLoss::new(model.w.val(), model.a.val(), x, y, kappa).total())
             }
             Objective::ExpectedExact => {
-                let n = rows.len();
-                let d = data.d;
+                let (n, d) = (rows.len(), data.d);
+                let mut acc_w = GradientsAccumulator::<TwoLayerRelu>::new();
+                let mut acc_a = GradientsAccumulator::<TwoLayerRelu>::new();
                 for start in (0..n).step_by(config.exact_chunk) {
                     let end = (start + config.exact_chunk).min(n);
                     let xc = x.clone().slice([0..1, start..end, 0..d]);
                     let yc = y.clone().slice([0..1, start..end]);
-                    let exact = ExactLoss::new(
-                        model.w.val(),
-                        model.a.val(),
-                        xc,
-                        yc,
-                        kappa.clone(),
-                        end - start,
-                    );
-                    terms.push(exact.total());
+                    let (w, a) = (model.w.val(), model.a.val());
+                    let exact = ExactLoss::new(w, a, xc, yc, kappa.clone(), end - start).total();
+                    terms.push(exact.clone().without_autodiff());
+                    if !last {
+                        // Differentiate chunk by chunk so only one chunk's graph is alive.
+                        let mut g = exact.sum().backward();
+                        let (w_id, a_id) = (model.w.id, model.a.id);
+                        acc_w.accumulate(
+                            &model,
+                            GradientsParams::from_params(&mut g, &model, &[w_id]),
+                        );
+                        acc_a.accumulate(
+                            &model,
+                            GradientsParams::from_params(&mut g, &model, &[a_id]),
+                        );
+                    }
                 }
+                chunk_grads = Some((acc_w.grads(), acc_a.grads()));
             }
             Objective::Clean => terms.push(half_sse(model.forward(x), y)),
         }
@@ -305,29 +315,17 @@ pub fn train_two_layer(
             break;
         }
         // Replicas are independent, so the gradient of the sum is each replica's own gradient.
-        let (w_id, a_id) = (model.w.id, model.a.id);
-        let (grads_w, grads_a) = if config.objective == Objective::ExpectedExact {
-            let mut acc_w = GradientsAccumulator::<TwoLayerRelu>::new();
-            let mut acc_a = GradientsAccumulator::<TwoLayerRelu>::new();
-            for term in terms {
-                let mut g = term.sum().backward();
-                acc_w.accumulate(
-                    &model,
+        let (grads_w, grads_a) = match chunk_grads {
+            Some(grads) => grads,
+            None => {
+                let loss = terms.into_iter().reduce(|acc, t| acc + t);
+                let mut g = loss.expect("at least one loss term").sum().backward();
+                let (w_id, a_id) = (model.w.id, model.a.id);
+                (
                     GradientsParams::from_params(&mut g, &model, &[w_id]),
-                );
-                acc_a.accumulate(
-                    &model,
                     GradientsParams::from_params(&mut g, &model, &[a_id]),
-                );
+                )
             }
-            (acc_w.grads(), acc_a.grads())
-        } else {
-            let loss = terms.into_iter().reduce(|acc, t| acc + t);
-            let mut g = loss.expect("at least one loss term").sum().backward();
-            (
-                GradientsParams::from_params(&mut g, &model, &[w_id]),
-                GradientsParams::from_params(&mut g, &model, &[a_id]),
-            )
         };
         model = optim.step(config.lr, model, grads_w);
         if model_config.train_output {
