@@ -2,12 +2,12 @@
 //! method, the same as [`crate::bivariate`]), the moments M_rq = E[u_r⁺u_q⁺], and
 //! E_c[½ Σ_i (f(W, x_i ⊙ c_i) − y_i)²] = ½ Σ_i [(f̃_i − y_i)² + V_i].
 //!
-//! Every branch is evaluated on inputs made safe for it and the results are selected with masks,
-//! so values and autodiff gradients stay finite at s = 0, κ = 0, |z/s| → ∞ and |ρ| → 1.
+//! Arguments are clamped and floored so that values and gradients stay finite at s = 0, κ = 0,
+//! |z/s| → ∞ and |ρ| → 1.
 
 use std::f64::consts::PI;
 
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, IndexingUpdateOp, Tensor};
 
 use crate::bivariate::{GL_NODES, GL_WEIGHTS, RHO_SWITCH};
 use crate::tensor::{S_FLOOR, norm_cdf, norm_pdf, preactivations, readout, smoothed_relu};
@@ -24,39 +24,71 @@ fn indicator<const D: usize>(mask: Tensor<D, Bool>) -> Tensor<D> {
     mask.float()
 }
 
-/// Upper orthant probability P[X > h, Y > k] for standard normals with correlation r.
-fn upper_orthant<const D: usize>(h: Tensor<D>, k: Tensor<D>, r: Tensor<D>) -> Tensor<D> {
-    let tp = 2.0 * PI;
-    let abs_r = r.clone().abs();
-    let use_a = abs_r.clone().lower_elem(RHO_SWITCH);
-    let use_c = abs_r.greater_equal_elem(1.0);
-    let nodes: Vec<f64> = GL_NODES.iter().flat_map(|&x| [1.0 - x, 1.0 + x]).collect();
-    let weights: Vec<f64> = GL_WEIGHTS.iter().flat_map(|&w| [w, w]).collect();
+/// Gauss–Legendre rules of Genz's BVNU on [−1, 1] (positive nodes, weights): 6 points for
+/// |ρ| < 0.3, 12 for |ρ| < 0.75, 20 beyond.
+#[allow(clippy::excessive_precision)]
+const GL6: ([f64; 3], [f64; 3]) = (
+    [
+        0.932_469_514_203_152_2,
+        0.661_209_386_466_264_7,
+        0.238_619_186_083_197,
+    ],
+    [
+        0.171_324_492_379_170_5,
+        0.360_761_573_048_138_4,
+        0.467_913_934_572_690_4,
+    ],
+);
+#[allow(clippy::excessive_precision)]
+const GL12: ([f64; 6], [f64; 6]) = (
+    [
+        0.981_560_634_246_719_1,
+        0.904_117_256_370_475,
+        0.769_902_674_194_305,
+        0.587_317_954_286_617_1,
+        0.367_831_498_998_180_2,
+        0.125_233_408_511_469_2,
+    ],
+    [
+        0.047_175_336_386_511_77,
+        0.106_939_325_995_318_3,
+        0.160_078_328_543_346_4,
+        0.203_167_426_723_065_9,
+        0.233_492_536_538_354_7,
+        0.249_147_045_813_402_9,
+    ],
+);
 
-    // Branch A, |r| < 0.925: Drezner–Wesolowsky integral over θ ∈ [0, asin r].
-    let r_a = select(use_a.clone(), r.clone(), r.zeros_like());
+/// Branch |ρ| < 0.925: the Drezner–Wesolowsky integral over θ ∈ [0, asin ρ] by Gauss–Legendre.
+fn orthant_integral(
+    h: Tensor<1>,
+    k: Tensor<1>,
+    r: Tensor<1>,
+    nodes: &[f64],
+    weights: &[f64],
+) -> Tensor<1> {
     let hk = h.clone() * k.clone();
     let hs = (h.clone().square() + k.clone().square()) * 0.5;
-    let asr = r_a.asin() * 0.5;
-    let mut sum_a = h.zeros_like();
-    for (&x, &w) in nodes.iter().zip(&weights) {
-        let sn = (asr.clone() * x).sin();
-        let arg = (sn.clone() * hk.clone() - hs.clone()) / (-sn.square() + 1.0);
-        sum_a = sum_a + arg.exp() * w;
+    let asr = r.asin() * 0.5;
+    let mut sum = h.zeros_like();
+    for (&x, &w) in nodes.iter().zip(weights) {
+        for node in [1.0 - x, 1.0 + x] {
+            let sn = (asr.clone() * node).sin();
+            let arg = (sn.clone() * hk.clone() - hs.clone()) / (-sn.square() + 1.0);
+            sum = sum + arg.exp() * w;
+        }
     }
-    let branch_a = sum_a * asr * (1.0 / tp) + norm_cdf(-h.clone()) * norm_cdf(-k.clone());
+    sum * asr * (1.0 / (2.0 * PI)) + norm_cdf(-h) * norm_cdf(-k)
+}
 
-    // Branch B, 0.925 ≤ |r| < 1: Genz's expansion around |r| = 1, for r > 0 after k → sign(r)·k.
+/// Branch 0.925 ≤ |ρ| < 1: Genz's expansion around |ρ| = 1 (for ρ > 0 after k → sign(ρ)·k).
+fn orthant_near_one(h: Tensor<1>, k: Tensor<1>, r: Tensor<1>) -> Tensor<1> {
+    let tp = 2.0 * PI;
     let positive = r.clone().greater_elem(0.0);
-    let sign = indicator(positive.clone()) * 2.0 - 1.0;
-    let r_b = select(
-        use_a.clone().bool_or(use_c.clone()),
-        r.ones_like() * 0.95,
-        r.clone().abs(),
-    );
-    let kb = k.clone() * sign;
+    let kb = k * (indicator(positive.clone()) * 2.0 - 1.0);
+    let r = r.abs();
     let hkb = h.clone() * kb.clone();
-    let as_ = (-r_b.clone() + 1.0) * (r_b + 1.0);
+    let as_ = (-r.clone() + 1.0) * (r + 1.0);
     let a = as_.clone().sqrt();
     let bs = (h.clone() - kb.clone()).square();
     let c = (-hkb.clone() + 4.0) * (1.0 / 8.0);
@@ -66,26 +98,28 @@ fn upper_orthant<const D: usize>(h: Tensor<D>, k: Tensor<D>, r: Tensor<D>) -> Te
         * (1.0 / 3.0)
         + c.clone() * d.clone() * as_.clone().square()
         + 1.0;
-    let mut core = a.clone() * asr.exp() * poly;
     let b = bs.clone().clamp_min(S_FLOOR).sqrt();
     let sp = norm_cdf(-(b.clone() / a.clone())) * tp.sqrt();
+    // exp(−hk/2) only where hk > −100, as in Genz's code (elsewhere its product is 0).
     let damp =
         (hkb.clone().clamp_min(-100.0) * -0.5).exp() * indicator(hkb.clone().greater_elem(-100.0));
     let tail = -(c.clone() * bs.clone() * (-d.clone() * bs.clone() + 1.0)) * (1.0 / 3.0) + 1.0;
-    core = core - damp * sp * b * tail;
+    let core = a.clone() * asr.exp() * poly - damp * sp * b * tail;
     let half_a = a * 0.5;
-    let mut sum_b = h.zeros_like();
-    for (&x, &w) in nodes.iter().zip(&weights) {
-        let xs = (half_a.clone() * x).square();
-        let arg = (bs.clone() / xs.clone() + hkb.clone()) * -0.5;
-        let live = indicator(arg.clone().greater_elem(-100.0));
-        let sp = c.clone() * xs.clone() * (d.clone() * xs.clone() * 5.0 + 1.0) + 1.0;
-        let rs = (-xs.clone() + 1.0).sqrt();
-        let ep_arg = (hkb.clone() * xs / (rs.clone() + 1.0).square() * -0.5).clamp_max(80.0);
-        let ep = ep_arg.exp() / rs;
-        sum_b = sum_b + arg.clamp_min(-100.0).exp() * (sp - ep) * live * w;
+    let mut sum = h.zeros_like();
+    for (&x, &w) in GL_NODES.iter().zip(&GL_WEIGHTS) {
+        for node in [1.0 - x, 1.0 + x] {
+            let xs = (half_a.clone() * node).square();
+            let arg = (bs.clone() / xs.clone() + hkb.clone()) * -0.5;
+            let live = indicator(arg.clone().greater_elem(-100.0));
+            let sp = c.clone() * xs.clone() * (d.clone() * xs.clone() * 5.0 + 1.0) + 1.0;
+            let rs = (-xs.clone() + 1.0).sqrt();
+            let ep_arg = (hkb.clone() * xs / (rs.clone() + 1.0).square() * -0.5).clamp_max(80.0);
+            let ep = ep_arg.exp() / rs;
+            sum = sum + arg.clamp_min(-100.0).exp() * (sp - ep) * live * w;
+        }
     }
-    let core = (half_a * sum_b - core) * (1.0 / tp);
+    let core = (half_a * sum - core) * (1.0 / tp);
     let max_hk = select(h.clone().greater_equal(kb.clone()), h.clone(), kb.clone());
     let when_positive = core.clone() + norm_cdf(-max_hk);
     let lower = select(
@@ -93,15 +127,61 @@ fn upper_orthant<const D: usize>(h: Tensor<D>, k: Tensor<D>, r: Tensor<D>) -> Te
         norm_cdf(kb.clone()) - norm_cdf(h.clone()),
         norm_cdf(-h.clone()) - norm_cdf(-kb.clone()),
     );
-    let when_negative = select(h.clone().greater_equal(kb), -core.clone(), lower - core);
-    let branch_b = select(positive.clone(), when_positive, when_negative);
+    let when_negative = select(h.greater_equal(kb), -core.clone(), lower - core);
+    select(positive, when_positive, when_negative)
+}
 
-    // Branch C, |r| = 1: X = ±Y exactly.
+/// Branch |ρ| = 1: X = ±Y exactly.
+fn orthant_degenerate(h: Tensor<1>, k: Tensor<1>, r: Tensor<1>) -> Tensor<1> {
     let max_hk = select(h.clone().greater_equal(k.clone()), h.clone(), k.clone());
     let anti = (norm_cdf(-k) - norm_cdf(h)).clamp_min(0.0);
-    let branch_c = select(positive, norm_cdf(-max_hk), anti);
+    select(r.greater_elem(0.0), norm_cdf(-max_hk), anti)
+}
 
-    let out = select(use_a, branch_a, select(use_c, branch_c, branch_b));
+/// Upper orthant probability P[X > h, Y > k] for standard normals with correlation r (Genz's
+/// BVNU). Each element goes to the branch and rule its |r| calls for, evaluated on just the
+/// elements in that range.
+fn upper_orthant(h: Tensor<1>, k: Tensor<1>, r: Tensor<1>) -> Tensor<1> {
+    let abs_r = r.clone().abs();
+    let mut out = h.zeros_like();
+    let ranges = [
+        (0.0, 0.3),
+        (0.3, 0.75),
+        (0.75, RHO_SWITCH),
+        (RHO_SWITCH, 1.0),
+        (1.0, f64::INFINITY),
+    ];
+    for (branch, (lo, hi)) in ranges.into_iter().enumerate() {
+        let within = abs_r
+            .clone()
+            .greater_equal_elem(lo)
+            .bool_and(abs_r.clone().lower_elem(hi));
+        let within = if hi.is_infinite() {
+            abs_r.clone().greater_equal_elem(lo)
+        } else {
+            within
+        };
+        // `nonzero` gives no index tensor at all when nothing is set.
+        let Some(idx) = within.nonzero().into_iter().next() else {
+            continue;
+        };
+        if idx.dims()[0] == 0 {
+            continue;
+        }
+        let (hs, ks, rs) = (
+            h.clone().select(0, idx.clone()),
+            k.clone().select(0, idx.clone()),
+            r.clone().select(0, idx.clone()),
+        );
+        let values = match branch {
+            0 => orthant_integral(hs, ks, rs, &GL6.0, &GL6.1),
+            1 => orthant_integral(hs, ks, rs, &GL12.0, &GL12.1),
+            2 => orthant_integral(hs, ks, rs, &GL_NODES, &GL_WEIGHTS),
+            3 => orthant_near_one(hs, ks, rs),
+            _ => orthant_degenerate(hs, ks, rs),
+        };
+        out = out.select_assign(0, idx, values, IndexingUpdateOp::Assign);
+    }
     out.clamp(0.0, 1.0)
 }
 
@@ -110,16 +190,29 @@ fn upper_orthant<const D: usize>(h: Tensor<D>, k: Tensor<D>, r: Tensor<D>) -> Te
 /// # Shapes
 /// `h`, `k`, `rho` of one shape; returns that shape
 pub fn bivariate_norm_cdf<const D: usize>(h: Tensor<D>, k: Tensor<D>, rho: Tensor<D>) -> Tensor<D> {
-    let h = h.clamp(-ARG_CLAMP, ARG_CLAMP);
-    let k = k.clamp(-ARG_CLAMP, ARG_CLAMP);
-    upper_orthant(-h, -k, rho.clamp(-1.0, 1.0))
+    let dims = h.dims();
+    let len: usize = dims.iter().product();
+    let flat = |t: Tensor<D>| t.reshape([len]);
+    let h = flat(h).clamp(-ARG_CLAMP, ARG_CLAMP);
+    let k = flat(k).clamp(-ARG_CLAMP, ARG_CLAMP);
+    upper_orthant(-h, -k, flat(rho).clamp(-1.0, 1.0)).reshape(dims)
 }
 
 /// M = E[u⁺v⁺] for (u, v) bivariate normal with means (z_u, z_v), standard deviations
 /// (s_u, s_v) and correlation ρ, elementwise, in the unscaled form that keeps the s → 0 limit:
 ///
-/// M = (z_u z_v + ρ s_u s_v) Φ₂(a, b; ρ) + z_u s_v φ(b) Φ((a − ρb)/ρ̄) + z_v s_u φ(a) Φ((b − ρa)/ρ̄)
-///     + ρ̄ s_u s_v φ(a) φ((b − ρa)/ρ̄),   a = z_u/s_u, b = z_v/s_v, ρ̄ = √(1 − ρ²).
+/// M = (z_u z_v + ρ s_u s_v) Φ₂(a, b; ρ) + z_u s_v φ(b) Φ(t_a) + z_v s_u φ(a) Φ(t_b)
+///     + ρ̄ s_u s_v φ(a) φ(t_b),   a = z_u/s_u, b = z_v/s_v, ρ̄ = √(1 − ρ²).
+///
+/// Its autodiff graph is a few operations long: the value and the five partial derivatives are
+/// computed on detached inputs, and the result is M + Σ_θ ∂M/∂θ · (θ − stop_gradient(θ)), whose
+/// value is M and whose gradient is the analytic one (differentiating through the quadrature
+/// would keep hundreds of intermediates per pair alive for the backward pass).
+/// With X, Y standard normals of correlation ρ, U = z_u + s_u X, V = z_v + s_v Y, t_a = (a − ρb)/ρ̄,
+/// t_b = (b − ρa)/ρ̄:
+/// - ∂M/∂z_u = E[1{U > 0} V⁺] = s_v [b Φ₂ + φ(b) Φ(t_a) + ρ φ(a) Φ(t_b)]
+/// - ∂M/∂s_u = E[X 1{U > 0} V⁺] = s_v [φ(a)((b − ρa) Φ(t_b) + ρ̄ φ(t_b)) + ρ Φ₂] (Stein's lemma)
+/// - ∂M/∂ρ = s_u s_v Φ₂(a, b; ρ) (Price's theorem), and symmetrically for v.
 pub fn relu_product_moment<const D: usize>(
     z_u: Tensor<D>,
     s_u: Tensor<D>,
@@ -127,18 +220,47 @@ pub fn relu_product_moment<const D: usize>(
     s_v: Tensor<D>,
     rho: Tensor<D>,
 ) -> Tensor<D> {
-    let a = (z_u.clone() / s_u.clone().clamp_min(S_FLOOR)).clamp(-ARG_CLAMP, ARG_CLAMP);
-    let b = (z_v.clone() / s_v.clone().clamp_min(S_FLOOR)).clamp(-ARG_CLAMP, ARG_CLAMP);
-    let rho = rho.clamp(-1.0, 1.0);
-    let rho_bar = (-rho.clone().square() + 1.0).clamp_min(S_FLOOR).sqrt();
-    let ta = ((a.clone() - rho.clone() * b.clone()) / rho_bar.clone()).clamp(-ARG_CLAMP, ARG_CLAMP);
-    let tb = ((b.clone() - rho.clone() * a.clone()) / rho_bar.clone()).clamp(-ARG_CLAMP, ARG_CLAMP);
-    let ss = s_u.clone() * s_v.clone();
-    (z_u.clone() * z_v.clone() + rho.clone() * ss.clone())
-        * bivariate_norm_cdf(a.clone(), b.clone(), rho)
-        + z_u * s_v * norm_pdf(b.clone()) * norm_cdf(ta)
-        + z_v * s_u * norm_pdf(a.clone()) * norm_cdf(tb.clone())
-        + rho_bar * ss * norm_pdf(a) * norm_pdf(tb)
+    let (zu, su, zv, sv) = (
+        z_u.clone().detach(),
+        s_u.clone().detach(),
+        z_v.clone().detach(),
+        s_v.clone().detach(),
+    );
+    let r = rho.clone().detach().clamp(-1.0, 1.0);
+    let a = (zu.clone() / su.clone().clamp_min(S_FLOOR)).clamp(-ARG_CLAMP, ARG_CLAMP);
+    let b = (zv.clone() / sv.clone().clamp_min(S_FLOOR)).clamp(-ARG_CLAMP, ARG_CLAMP);
+    let rb = (-r.clone().square() + 1.0).clamp_min(S_FLOOR).sqrt();
+    let ta = ((a.clone() - r.clone() * b.clone()) / rb.clone()).clamp(-ARG_CLAMP, ARG_CLAMP);
+    let tb = ((b.clone() - r.clone() * a.clone()) / rb.clone()).clamp(-ARG_CLAMP, ARG_CLAMP);
+    let phi2 = bivariate_norm_cdf(a.clone(), b.clone(), r.clone());
+    let (pa, pb) = (norm_pdf(a.clone()), norm_pdf(b.clone()));
+    let (ca, cb) = (norm_cdf(ta.clone()), norm_cdf(tb.clone()));
+    let (pta, ptb) = (norm_pdf(ta), norm_pdf(tb));
+    let ss = su.clone() * sv.clone();
+    let value = (zu.clone() * zv.clone() + r.clone() * ss.clone()) * phi2.clone()
+        + zu * sv.clone() * pb.clone() * ca.clone()
+        + zv * su.clone() * pa.clone() * cb.clone()
+        + rb.clone() * ss.clone() * pa.clone() * ptb.clone();
+    let d_zu = sv.clone()
+        * (b.clone() * phi2.clone()
+            + pb.clone() * ca.clone()
+            + r.clone() * pa.clone() * cb.clone());
+    let d_zv = su.clone()
+        * (a.clone() * phi2.clone()
+            + pa.clone() * cb.clone()
+            + r.clone() * pb.clone() * ca.clone());
+    let d_su = sv
+        * (pa * ((b.clone() - r.clone() * a.clone()) * cb + rb.clone() * ptb)
+            + r.clone() * phi2.clone());
+    let d_sv = su * (pb * ((a - r.clone() * b) * ca + rb * pta) + r * phi2.clone());
+    let d_rho = ss * phi2;
+    let delta = |t: Tensor<D>| t.clone() - t.detach();
+    value
+        + d_zu * delta(z_u)
+        + d_su * delta(s_u)
+        + d_zv * delta(z_v)
+        + d_sv * delta(s_v)
+        + d_rho * delta(rho)
 }
 
 /// The exact decomposition (A) per replica: ½ Σ_i (f̃_i − y_i)² and ½ Σ_i V_i.
