@@ -468,3 +468,43 @@ fn masked_gradient_is_unbiased_for_the_gradient_of_the_exact_loss() {
         );
     }
 }
+
+#[test]
+fn decomposition_terms_are_consistent_and_match_monte_carlo() {
+    use gaussmask_regularizer::{MonteCarlo, decompose, model_for_kappas};
+    let device = device64();
+    let net = random_net(21, 6, 5, 7);
+    let kappas = [0.0, 0.2, 1.0];
+    let model = model_for_kappas(&net.w, &net.a, net.m, net.d, &kappas, &device);
+    let x = from_f64(net.x.clone(), [1, net.n, net.d], &device);
+    let y = from_f64(net.y.clone(), [1, net.n], &device);
+    let parts = decompose(
+        &model,
+        x,
+        y,
+        MonteCarlo {
+            samples: 20_000,
+            seed: 3,
+        },
+        4,
+        &device,
+    );
+    for p in &parts {
+        // (C): E_c L − ½Σ(f̂ − y)² = link, an identity between the closed forms.
+        assert!(
+            (p.exact - p.proxy_sse - p.link).abs() <= 1e-10 * p.exact.max(1.0),
+            "{p:?}"
+        );
+        let (mm, ml) = (p.mc_masked.unwrap(), p.mc_linearized.unwrap());
+        if p.kappa == 0.0 {
+            // s = 0 enters the closed forms as S_FLOOR = 1e-30, so V is 0 up to O(1e-30)².
+            assert!((p.exact - p.clean).abs() <= 1e-12 * p.clean && p.variance.abs() < 1e-30);
+            assert!((p.proxy - p.clean).abs() <= 1e-12 * p.clean && p.regularizer == 0.0);
+            assert!((mm.mean - p.clean).abs() <= 1e-12 * p.clean);
+        } else {
+            assert!((p.exact - mm.mean).abs() < 5.0 * mm.se, "(A) vs MC: {p:?}");
+            assert!((p.proxy - ml.mean).abs() < 5.0 * ml.se, "(B) vs MC: {p:?}");
+            assert!(p.variance > 0.0 && p.regularizer > 0.0);
+        }
+    }
+}

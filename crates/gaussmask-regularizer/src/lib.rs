@@ -1,0 +1,215 @@
+//! The decomposition of the expected masked loss (SPEC §3): E_c L = smoothed SSE + variance term
+//! (exact, (A)), its proxy = smoothed SSE with σ̂ + quadratic regularizer ((B)), the link (C)
+//! between them, and Monte-Carlo estimates (with standard errors) to check each against.
+
+use burn::tensor::{Device, Tensor};
+use gaussmask_nn::tensor_io::to_f64;
+use gaussmask_nn::{InputMask, MaskConfig, MaskNoise, TwoLayerRelu, half_sse};
+use gaussmask_smooth::expected::ExactLoss;
+use gaussmask_smooth::tensor::{ProxyLoss, kappa_tensor, proxy_output, smoothed_output};
+use serde::Serialize;
+
+/// A Monte-Carlo estimate.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Estimate {
+    /// Sample mean.
+    pub mean: f64,
+    /// Standard error of the mean.
+    pub se: f64,
+    /// Number of draws.
+    pub samples: usize,
+}
+
+impl Estimate {
+    /// From running sums of x and x².
+    pub fn from_sums(sum: f64, sum_sq: f64, samples: usize) -> Self {
+        let k = samples as f64;
+        let mean = sum / k;
+        let var = if samples > 1 {
+            ((sum_sq - k * mean * mean) / (k - 1.0)).max(0.0)
+        } else {
+            f64::NAN
+        };
+        Self {
+            mean,
+            se: (var / k).sqrt(),
+            samples,
+        }
+    }
+
+    /// Whether `value` lies in the 95% interval mean ± 1.96 se.
+    pub fn covers(&self, value: f64) -> bool {
+        (value - self.mean).abs() <= 1.96 * self.se
+    }
+}
+
+/// Every term of the decomposition for one network (replica), all as ½ Σ_i over the samples.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decomposition {
+    /// Mask level κ.
+    pub kappa: f64,
+    /// Clean loss ½ Σ (f − y)².
+    pub clean: f64,
+    /// Exact expected masked loss E_c ½ Σ (f(x ⊙ c) − y)² = `smoothed_sse` + `variance` (A).
+    pub exact: f64,
+    /// ½ Σ (f̃ − y)², f̃ the smoothed network.
+    pub smoothed_sse: f64,
+    /// ½ Σ V_i, V_i = Var_c f(x_i ⊙ c).
+    pub variance: f64,
+    /// Proxy objective = `proxy_sse` + `regularizer` (B).
+    pub proxy: f64,
+    /// ½ Σ (f̂ − y)², f̂ the proxy network.
+    pub proxy_sse: f64,
+    /// ½ Σ R_i, R_i = (κ²/m) ‖(Σ_r a_r Φ(α_ri) w_r) ⊙ x_i‖².
+    pub regularizer: f64,
+    /// ½ Σ [V_i + (f̃_i − f̂_i)(f̃_i + f̂_i − 2y_i)] = `exact` − `proxy_sse` (C).
+    pub link: f64,
+    /// Monte Carlo of the masked loss, the quantity (A) is exact for.
+    pub mc_masked: Option<Estimate>,
+    /// Monte Carlo of the linearized network's loss, the quantity (B) is exact for.
+    pub mc_linearized: Option<Estimate>,
+}
+
+/// How much Monte Carlo to do, and with which seed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MonteCarlo {
+    /// Masks drawn (0 = none).
+    pub samples: usize,
+    /// Seed of the mask stream.
+    pub seed: u64,
+}
+
+/// The decomposition for every replica of `model` on data `x`, `y`.
+///
+/// # Shapes
+/// - `x`: `[1, n, d]`, `y`: `[1, n]`; the model's W is `[R, m, d]`; returns R entries
+pub fn decompose(
+    model: &TwoLayerRelu,
+    x: Tensor<3>,
+    y: Tensor<2>,
+    mc: MonteCarlo,
+    sample_chunk: usize,
+    device: &Device,
+) -> Vec<Decomposition> {
+    let kappas = model.mask.kappa.clone();
+    let r = kappas.len();
+    let kappa = kappa_tensor(&kappas, device);
+    let (w, a) = (model.w.val(), model.a.val());
+    let clean = to_f64(half_sse(model.forward(x.clone()), y.clone()));
+    let exact = ExactLoss::new(
+        w.clone(),
+        a.clone(),
+        x.clone(),
+        y.clone(),
+        kappa.clone(),
+        sample_chunk,
+    );
+    let proxy = ProxyLoss::new(w.clone(), a.clone(), x.clone(), y.clone(), kappa.clone());
+    let f_tilde = smoothed_output(w.clone(), a.clone(), x.clone(), kappa.clone());
+    let f_hat = proxy_output(w, a, x.clone(), kappa);
+    let cross = ((f_tilde.clone() - f_hat.clone()) * (f_tilde + f_hat - y.clone() * 2.0))
+        .sum_dim(1)
+        .reshape([r])
+        * 0.5;
+    let (smoothed_sse, variance) = (to_f64(exact.smoothed_sse), to_f64(exact.variance));
+    let (proxy_sse, regularizer) = (to_f64(proxy.smoothed_sse), to_f64(proxy.regularizer));
+    let cross = to_f64(cross);
+    let (mc_masked, mc_linearized) = if mc.samples > 0 {
+        let (m, l) = monte_carlo(model, x, y, mc, device);
+        (
+            m.into_iter().map(Some).collect(),
+            l.into_iter().map(Some).collect(),
+        )
+    } else {
+        (vec![None; r], vec![None; r])
+    };
+    (0..r)
+        .map(|i| Decomposition {
+            kappa: kappas[i],
+            clean: clean[i],
+            exact: smoothed_sse[i] + variance[i],
+            smoothed_sse: smoothed_sse[i],
+            variance: variance[i],
+            proxy: proxy_sse[i] + regularizer[i],
+            proxy_sse: proxy_sse[i],
+            regularizer: regularizer[i],
+            link: variance[i] + cross[i],
+            mc_masked: mc_masked[i],
+            mc_linearized: mc_linearized[i],
+        })
+        .collect()
+}
+
+/// Monte-Carlo estimates, per replica, of the masked loss and of the linearized network's loss
+/// f_lin(x ⊙ c) = (1/√m) Σ_r a_r Φ(α_r) w_rᵀ(x ⊙ c), the gates taken at the clean input.
+fn monte_carlo(
+    model: &TwoLayerRelu,
+    x: Tensor<3>,
+    y: Tensor<2>,
+    mc: MonteCarlo,
+    device: &Device,
+) -> (Vec<Estimate>, Vec<Estimate>) {
+    let [r, m, d] = model.dims();
+    let n = x.dims()[1];
+    let kappas = model.mask.kappa.clone();
+    // Per-replica streams keyed by (seed, replica index), Gaussian masks as in SPEC §3.
+    let seeds: Vec<u64> = (0..r as u64)
+        .map(|i| mc.seed.wrapping_mul(1000).wrapping_add(i))
+        .collect();
+    let mut noise = MaskNoise::new(&seeds);
+    let mask = MaskConfig::default().init(&kappas);
+    let rows: Vec<usize> = (0..n).collect();
+    // Linearized readout G_i = (1/√m) Σ_r a_r Φ(α_ri) w_r, [R, n, d].
+    let (z, s) = gaussmask_smooth::tensor::preactivations(
+        model.w.val(),
+        x.clone(),
+        kappa_tensor(&kappas, device),
+    );
+    let gate =
+        gaussmask_smooth::tensor::norm_cdf(z / s.clamp_min(gaussmask_smooth::tensor::S_FLOOR));
+    let g = (gate * model.a.val().unsqueeze_dim::<3>(1)).matmul(model.w.val())
+        * (1.0 / (m as f64).sqrt());
+    let (mut sm, mut sm2) = (vec![0.0; r], vec![0.0; r]);
+    let (mut sl, mut sl2) = (vec![0.0; r], vec![0.0; r]);
+    for _ in 0..mc.samples {
+        let c = mask.sample(&mut noise, &rows, d);
+        let xc = InputMask::apply(x.clone(), c, r, device);
+        let masked = to_f64(half_sse(model.forward(xc.clone()), y.clone()));
+        let f_lin = (xc * g.clone()).sum_dim(2).reshape([r, n]);
+        let lin = to_f64(half_sse(f_lin, y.clone()));
+        for i in 0..r {
+            sm[i] += masked[i];
+            sm2[i] += masked[i] * masked[i];
+            sl[i] += lin[i];
+            sl2[i] += lin[i] * lin[i];
+        }
+    }
+    let est = |s: &[f64], s2: &[f64]| {
+        (0..r)
+            .map(|i| Estimate::from_sums(s[i], s2[i], mc.samples))
+            .collect()
+    };
+    (est(&sm, &sm2), est(&sl, &sl2))
+}
+
+/// Builds a one-replica-per-κ model from host weights (the same W and a for every κ).
+pub fn model_for_kappas(
+    w: &[f64],
+    a: &[f64],
+    width: usize,
+    d: usize,
+    kappas: &[f64],
+    device: &Device,
+) -> TwoLayerRelu {
+    let r = kappas.len();
+    let ws: Vec<f64> = (0..r).flat_map(|_| w.iter().copied()).collect();
+    let as_: Vec<f64> = (0..r).flat_map(|_| a.iter().copied()).collect();
+    TwoLayerRelu::from_weights(
+        ws,
+        as_,
+        [r, width, d],
+        false,
+        MaskConfig::default().init(kappas),
+        device,
+    )
+}
