@@ -227,12 +227,53 @@ fn smoothed_relu_smoke_run_writes_every_file_and_exact_matches_mc() {
 }
 
 #[test]
+fn decomposition_smoke_run_writes_every_file_and_exact_is_inside_the_mc_interval() {
+    let root = scratch("decomp");
+    let out = root.join("run");
+    let o = gaussmask(
+        &[
+            "run",
+            "decomposition",
+            "--smoke",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root,
+    );
+    assert_ok(&o);
+    for f in [
+        "decomposition.csv",
+        "summary.json",
+        "decomposition.svg",
+        "decomposition.png",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let mut inside = 0;
+    let mut total = 0;
+    for k in s.as_array().unwrap() {
+        inside += k["exact_in_interval"].as_u64().unwrap();
+        total += k["networks"].as_u64().unwrap();
+        // Both terms grow with κ from 0; at κ = 1 the proxy is well below the exact loss.
+        assert!(k["variance"].as_f64().unwrap() > 0.0);
+        assert!(k["regularizer"].as_f64().unwrap() > 0.0);
+    }
+    // 4 (network, κ) pairs; each misses its 95% interval with probability 0.05.
+    assert!(total == 4 && inside >= 3, "{s}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
 fn list_names_every_experiment() {
     let root = scratch("list");
     let o = gaussmask(&["list"], &root);
     assert_ok(&o);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("trajectories") && text.contains("smoothed-relu"));
+    for id in ["trajectories", "smoothed-relu", "decomposition"] {
+        assert!(text.contains(id), "{id} missing from:\n{text}");
+    }
 }
 
 /// Runs a failing command and checks: exit 2, one line on stderr containing `needle`, and no

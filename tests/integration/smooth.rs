@@ -368,8 +368,14 @@ fn tensor_exact_loss_matches_the_scalar_decomposition() {
 
 #[test]
 fn exact_loss_gradient_matches_central_finite_differences() {
+    // κ = 0 included: there the gradient is the clean loss's, through the s → 0 limits.
+    for kappa in [0.0, 0.05, 0.6] {
+        exact_gradient_check(kappa);
+    }
+}
+
+fn exact_gradient_check(kappa: f64) {
     let net = random_net(13, 4, 3, 4);
-    let kappa = 0.6;
     let device = device64().autodiff();
     let w: Tensor<3> = from_f64(net.w.clone(), [1, net.m, net.d], &device).require_grad();
     let loss = gaussmask_smooth::expected::ExactLoss::new(
@@ -402,7 +408,7 @@ fn exact_loss_gradient_matches_central_finite_differences() {
         let fd = (value(&wp) - value(&wm)) / (2.0 * h);
         assert!(
             (fd - grad[k]).abs() <= 1e-6 * fd.abs().max(1e-3),
-            "W entry {k}: fd {fd} vs autodiff {}",
+            "κ = {kappa}, W entry {k}: fd {fd} vs autodiff {}",
             grad[k]
         );
     }

@@ -19,6 +19,8 @@ pub struct Series {
     pub band: Option<Vec<(f64, f64)>>,
     /// Draw dashed (e.g. a reference curve).
     pub dashed: bool,
+    /// Palette index; by default the series' position.
+    pub color: Option<usize>,
 }
 
 /// A line chart.
@@ -162,7 +164,7 @@ impl LinePlot {
                     .draw()
                     .map_err(|e| e.to_string())?;
                 for (i, s) in self.series.iter().enumerate() {
-                    let (r, g, b) = COLORS[i % COLORS.len()];
+                    let (r, g, b) = COLORS[s.color.unwrap_or(i) % COLORS.len()];
                     let color = RGBColor(r, g, b).to_rgba();
                     let keep = |&(x, y): &(f64, f64)| {
                         x.is_finite()

@@ -210,8 +210,9 @@ pub fn bivariate_norm_cdf<const D: usize>(h: Tensor<D>, k: Tensor<D>, rho: Tenso
 /// would keep hundreds of intermediates per pair alive for the backward pass).
 /// With X, Y standard normals of correlation ρ, U = z_u + s_u X, V = z_v + s_v Y, t_a = (a − ρb)/ρ̄,
 /// t_b = (b − ρa)/ρ̄:
-/// - ∂M/∂z_u = E[1{U > 0} V⁺] = s_v [b Φ₂ + φ(b) Φ(t_a) + ρ φ(a) Φ(t_b)]
-/// - ∂M/∂s_u = E[X 1{U > 0} V⁺] = s_v [φ(a)((b − ρa) Φ(t_b) + ρ̄ φ(t_b)) + ρ Φ₂] (Stein's lemma)
+/// - ∂M/∂z_u = E[1{U > 0} V⁺] = z_v Φ₂ + s_v φ(b) Φ(t_a) + ρ s_v φ(a) Φ(t_b)
+/// - ∂M/∂s_u = E[X 1{U > 0} V⁺] = φ(a)(z_v − ρ a s_v) Φ(t_b) + ρ̄ s_v φ(a) φ(t_b) + ρ s_v Φ₂
+///   (Stein's lemma)
 /// - ∂M/∂ρ = s_u s_v Φ₂(a, b; ρ) (Price's theorem), and symmetrically for v.
 pub fn relu_product_moment<const D: usize>(
     z_u: Tensor<D>,
@@ -238,21 +239,22 @@ pub fn relu_product_moment<const D: usize>(
     let (pta, ptb) = (norm_pdf(ta), norm_pdf(tb));
     let ss = su.clone() * sv.clone();
     let value = (zu.clone() * zv.clone() + r.clone() * ss.clone()) * phi2.clone()
-        + zu * sv.clone() * pb.clone() * ca.clone()
-        + zv * su.clone() * pa.clone() * cb.clone()
+        + zu.clone() * sv.clone() * pb.clone() * ca.clone()
+        + zv.clone() * su.clone() * pa.clone() * cb.clone()
         + rb.clone() * ss.clone() * pa.clone() * ptb.clone();
-    let d_zu = sv.clone()
-        * (b.clone() * phi2.clone()
-            + pb.clone() * ca.clone()
-            + r.clone() * pa.clone() * cb.clone());
-    let d_zv = su.clone()
-        * (a.clone() * phi2.clone()
-            + pa.clone() * cb.clone()
-            + r.clone() * pb.clone() * ca.clone());
-    let d_su = sv
-        * (pa * ((b.clone() - r.clone() * a.clone()) * cb + rb.clone() * ptb)
-            + r.clone() * phi2.clone());
-    let d_sv = su * (pb * ((a - r.clone() * b) * ca + rb * pta) + r * phi2.clone());
+    // Unscaled (z_v rather than s_v·b) so that the s → 0 limits hold: there ∂M/∂z_u = 1{z_u > 0} z_v⁺.
+    let d_zu = zv.clone() * phi2.clone()
+        + sv.clone() * pb.clone() * ca.clone()
+        + r.clone() * sv.clone() * pa.clone() * cb.clone();
+    let d_zv = zu.clone() * phi2.clone()
+        + su.clone() * pa.clone() * cb.clone()
+        + r.clone() * su.clone() * pb.clone() * ca.clone();
+    let d_su = pa.clone() * (zv - r.clone() * a.clone() * sv.clone()) * cb
+        + rb.clone() * sv.clone() * pa * ptb
+        + r.clone() * sv.clone() * phi2.clone();
+    let d_sv = pb.clone() * (zu - r.clone() * b * su.clone()) * ca
+        + rb * su.clone() * pb * pta
+        + r * su.clone() * phi2.clone();
     let d_rho = ss * phi2;
     let delta = |t: Tensor<D>| t.clone() - t.detach();
     value

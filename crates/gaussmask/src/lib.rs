@@ -4,7 +4,11 @@ use gaussmask_harness::Experiment;
 
 /// Every experiment, in the order `gaussmask list` shows them.
 pub fn experiments() -> Vec<&'static dyn Experiment> {
-    vec![&trajectories::Trajectories, &smoothed_relu::SmoothedRelu]
+    vec![
+        &trajectories::Trajectories,
+        &smoothed_relu::SmoothedRelu,
+        &decomposition::Decomposition,
+    ]
 }
 
 /// Runs the command line.

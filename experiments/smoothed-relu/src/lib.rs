@@ -29,6 +29,13 @@ pub struct SmoothedReluConfig {
     pub points: usize,
     /// Monte-Carlo draws per grid point.
     pub mc_samples: usize,
+    /// κ values of the second figure, σ̃ and σ̂ side by side (same ‖w ⊙ x‖).
+    #[serde(default = "default_curve_kappas")]
+    pub curve_kappas: Vec<f64>,
+}
+
+fn default_curve_kappas() -> Vec<f64> {
+    vec![0.05, 0.2, 0.5, 1.0]
 }
 
 impl SmoothedReluConfig {
@@ -60,6 +67,14 @@ impl SmoothedReluConfig {
             self.z_max,
         )?;
         require(self.points >= 2, "points", "≥ 2", self.points)?;
+        for k in &self.curve_kappas {
+            require(
+                k.is_finite() && *k >= 0.0,
+                "curve_kappas",
+                "finite and ≥ 0",
+                k,
+            )?;
+        }
         require(self.mc_samples >= 2, "mc_samples", "≥ 2", self.mc_samples)
     }
 }
@@ -111,6 +126,51 @@ pub fn evaluate(config: &SmoothedReluConfig) -> Vec<Point> {
             }
         })
         .collect()
+}
+
+/// σ̃ (solid) and σ̂ (dashed) for each κ of `curve_kappas`, with ReLU.
+fn kappa_curves(config: &SmoothedReluConfig) -> LinePlot {
+    let zs: Vec<f64> = (0..config.points)
+        .map(|i| {
+            config.z_min + (config.z_max - config.z_min) * i as f64 / (config.points - 1) as f64
+        })
+        .collect();
+    let curve = |label: String, f: &dyn Fn(f64) -> f64, dashed, color| Series {
+        label,
+        points: zs.iter().map(|&z| (z, f(z))).collect(),
+        band: None,
+        dashed,
+        color: Some(color),
+    };
+    let mut series = Vec::new();
+    for (i, &kappa) in config.curve_kappas.iter().enumerate() {
+        let s = kappa * config.norm;
+        series.push(curve(
+            format!("exact, κ = {kappa}"),
+            &|z| smoothed_relu(z, s),
+            false,
+            i,
+        ));
+        series.push(curve(
+            format!("proxy, κ = {kappa}"),
+            &|z| proxy_relu(z, s),
+            true,
+            i,
+        ));
+    }
+    let relu_color = config.curve_kappas.len();
+    series.push(curve("ReLU".into(), &|z: f64| z.max(0.0), true, relu_color));
+    LinePlot {
+        title: format!(
+            "Exact smoothed ReLU (solid) and proxy (dashed), ‖w ⊙ x‖ = {}",
+            config.norm
+        ),
+        x_label: "z = wᵀx".into(),
+        y_label: "σ̃(z, κ‖w ⊙ x‖), σ̂".into(),
+        series,
+        legend_left: true,
+        ..Default::default()
+    }
 }
 
 /// Positive draws a grid point needs for its error to be measured in standard errors.
@@ -187,6 +247,7 @@ impl Experiment for SmoothedRelu {
             points: points.iter().map(|p| (p.z, f(p))).collect(),
             band: None,
             dashed,
+            color: None,
         };
         let plot = LinePlot {
             title: format!(
@@ -205,6 +266,7 @@ impl Experiment for SmoothedRelu {
             ..Default::default()
         };
         ctx.plot(&plot, "smoothed_relu")?;
+        ctx.plot(&kappa_curves(&config), "smoothed_relu_kappas")?;
         println!(
             "max |exact − MC| = {:.3e} ({:.2} standard errors); max |proxy − MC| = {:.3e} ({:.1} standard errors)",
             summary["max_abs_error_exact"].as_f64().unwrap_or(f64::NAN),

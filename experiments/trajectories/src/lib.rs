@@ -327,6 +327,7 @@ fn write_outputs(
                 points: steps.iter().map(|&s| s as f64).zip(mean).collect(),
                 band: (config.seeds > 1).then_some(band),
                 dashed: false,
+                color: None,
             }
         })
         .collect();
