@@ -463,3 +463,163 @@ fn divergence_names_the_step_and_leaves_nothing() {
     assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
     std::fs::remove_dir_all(root).unwrap();
 }
+
+mod eval_loss {
+    use super::*;
+    use gaussmask_data::npy::{Array, encode};
+
+    struct Files {
+        root: PathBuf,
+    }
+
+    impl Files {
+        fn path(&self, name: &str) -> String {
+            self.root.join(name).to_str().unwrap().to_string()
+        }
+    }
+
+    /// W [3, 2], a [3], X [4, 2], y [4].
+    fn files() -> Files {
+        let root = scratch("eval");
+        let save = |name: &str, shape: Vec<usize>, data: Vec<f64>| {
+            std::fs::write(root.join(name), encode(&Array { shape, data })).unwrap();
+        };
+        save("W.npy", vec![3, 2], vec![0.5, -1.0, 1.5, 0.3, -0.7, 0.8]);
+        save("a.npy", vec![3], vec![1.0, -1.0, 1.0]);
+        save(
+            "X.npy",
+            vec![4, 2],
+            vec![0.6, 0.8, -1.0, 0.0, 0.0, 1.0, 0.28, -0.96],
+        );
+        save("y.npy", vec![4], vec![0.1, -0.2, 0.3, 0.05]);
+        Files { root }
+    }
+
+    /// Runs eval-loss on the good files, with `extra` flags replacing a file flag when named.
+    fn eval(f: &Files, extra: &[&str]) -> Output {
+        let files = [
+            ("--weights", f.path("W.npy")),
+            ("--signs", f.path("a.npy")),
+            ("--inputs", f.path("X.npy")),
+            ("--targets", f.path("y.npy")),
+        ];
+        let mut args = vec!["eval-loss"];
+        for (flag, path) in &files {
+            if !extra.contains(flag) {
+                args.extend([*flag, path.as_str()]);
+            }
+        }
+        args.extend_from_slice(extra);
+        gaussmask(&args, &f.root)
+    }
+
+    #[test]
+    fn reports_every_term_matching_the_scalar_references() {
+        let f = files();
+        let o = eval(&f, &["--kappa", "0.4", "--mc-samples", "5000"]);
+        assert_ok(&o);
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let (w, a): ([f64; 6], [f64; 3]) = ([0.5, -1.0, 1.5, 0.3, -0.7, 0.8], [1.0, -1.0, 1.0]);
+        let x: [[f64; 2]; 4] = [[0.6, 0.8], [-1.0, 0.0], [0.0, 1.0], [0.28, -0.96]];
+        let y = [0.1, -0.2, 0.3, 0.05];
+        let (mut clean, mut exact) = (0.0, 0.0);
+        for (xi, yi) in x.iter().zip(y) {
+            let f: f64 = (0..3)
+                .map(|r| a[r] * (w[2 * r] * xi[0] + w[2 * r + 1] * xi[1]).max(0.0))
+                .sum::<f64>()
+                / 3f64.sqrt();
+            clean += 0.5 * (f - yi).powi(2);
+            let (ft, v) = gaussmask_smooth::smoothed_output_and_variance(&w, &a, xi, 0.4);
+            exact += 0.5 * ((ft - yi).powi(2) + v);
+        }
+        assert!((r["clean"].as_f64().unwrap() - clean).abs() < 1e-12);
+        assert!((r["exact"].as_f64().unwrap() - exact).abs() < 1e-10);
+        let mc = &r["mc_masked"];
+        assert!((mc["mean"].as_f64().unwrap() - exact).abs() < 5.0 * mc["se"].as_f64().unwrap());
+        for key in [
+            "proxy",
+            "regularizer",
+            "variance",
+            "link",
+            "smoothed_sse",
+            "proxy_sse",
+        ] {
+            assert!(r[key].as_f64().is_some(), "{key} missing");
+        }
+        std::fs::remove_dir_all(&f.root).unwrap();
+    }
+
+    fn rejected(f: &Files, extra: &[&str], needle: &str) {
+        let o = eval(f, extra);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "expected `{needle}` in: {err}");
+    }
+
+    #[test]
+    fn bad_files_are_one_line_errors() {
+        let f = files();
+        // Wrong shape: W saved as 1-D.
+        std::fs::write(
+            f.root.join("W1.npy"),
+            encode(&Array {
+                shape: vec![6],
+                data: vec![0.0; 6],
+            }),
+        )
+        .unwrap();
+        let w1 = f.path("W1.npy");
+        rejected(
+            &f,
+            &["--kappa", "0.4", "--weights", &w1],
+            "W1.npy: W must be a 2-D array",
+        );
+        // Wrong dtype: int64 (same bytes, the header's '<f8' changed to '<i8').
+        let mut ints = std::fs::read(f.root.join("a.npy")).unwrap();
+        let at = ints.windows(3).position(|w| w == b"<f8").unwrap();
+        ints[at + 1] = b'i';
+        std::fs::write(f.root.join("a_int.npy"), ints).unwrap();
+        let ai = f.path("a_int.npy");
+        rejected(
+            &f,
+            &["--kappa", "0.4", "--signs", &ai],
+            "'<i8' is not supported",
+        );
+        // Truncated.
+        let good = std::fs::read(f.root.join("X.npy")).unwrap();
+        std::fs::write(f.root.join("X_cut.npy"), &good[..good.len() - 5]).unwrap();
+        let xc = f.path("X_cut.npy");
+        rejected(
+            &f,
+            &["--kappa", "0.4", "--inputs", &xc],
+            "X_cut.npy: truncated",
+        );
+        // Mismatched n.
+        std::fs::write(
+            f.root.join("y5.npy"),
+            encode(&Array {
+                shape: vec![5],
+                data: vec![0.0; 5],
+            }),
+        )
+        .unwrap();
+        let y5 = f.path("y5.npy");
+        rejected(
+            &f,
+            &["--kappa", "0.4", "--targets", &y5],
+            "y5.npy has 5 values",
+        );
+        // Not a .npy file at all, and a missing one.
+        std::fs::write(f.root.join("junk.npy"), b"hello").unwrap();
+        let junk = f.path("junk.npy");
+        rejected(&f, &["--kappa", "0.4", "--weights", &junk], "bad magic");
+        rejected(
+            &f,
+            &["--kappa", "0.4", "--weights", "/nonexistent/W.npy"],
+            "/nonexistent/W.npy",
+        );
+        rejected(&f, &["--kappa", "-1"], "--kappa");
+        std::fs::remove_dir_all(&f.root).unwrap();
+    }
+}

@@ -1,5 +1,8 @@
 //! Datasets for gaussmask: seeded synthetic generators (unit-sphere inputs, teacher labels,
-//! random labels). Every generator is a pure function of its config, seed included.
+//! random labels), every one a pure function of its config, seed included; and `.npy` /
+//! safetensors files for exchanging arrays with NumPy.
+
+pub mod npy;
 
 use burn::tensor::{Device, Tensor};
 use gaussmask_nn::rng::{Stream, tag};

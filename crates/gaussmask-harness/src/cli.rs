@@ -68,6 +68,8 @@ enum Command {
     },
     /// List the compiled backends and whether each opens a device here.
     Backends,
+    /// Clean, exact, proxy and Monte-Carlo losses of weights and data given as .npy files (JSON).
+    EvalLoss(crate::eval::EvalLossArgs),
 }
 
 #[derive(Parser, Debug)]
@@ -101,6 +103,7 @@ pub fn main(experiments: &[&dyn Experiment]) -> ExitCode {
             Ok(())
         }
         Command::Run { id, options } => find(experiments, &id).and_then(|e| run(e, &options)),
+        Command::EvalLoss(args) => crate::eval::eval_loss(&args),
     };
     finish(result)
 }

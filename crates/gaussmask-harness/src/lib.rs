@@ -5,6 +5,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod output;
 pub mod plot;
 pub mod run;

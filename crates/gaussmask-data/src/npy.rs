@@ -1,0 +1,275 @@
+//! NumPy `.npy` files (format versions 1.0–3.0, little-endian float64/float32, C order) and
+//! safetensors files, for checking numbers against a user's own NumPy code.
+
+use std::fmt;
+use std::path::Path;
+
+/// A dense float array read from or written to a `.npy` file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Values in C (row-major) order.
+    pub data: Vec<f64>,
+}
+
+/// Why a file could not be read; the message names the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyError(pub String);
+
+impl fmt::Display for NpyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NpyError {}
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// Reads a `.npy` file of float64 or float32 values.
+pub fn read(path: &Path) -> Result<Array, NpyError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| NpyError(format!("cannot read {}: {e}", path.display())))?;
+    parse(&bytes).map_err(|e| NpyError(format!("{}: {e}", path.display())))
+}
+
+/// Parses the bytes of a `.npy` file.
+pub fn parse(bytes: &[u8]) -> Result<Array, String> {
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err("not a .npy file (bad magic bytes)".into());
+    }
+    let major = bytes[6];
+    let (header_len, start) = match major {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err("truncated header".into());
+            }
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
+        }
+        v => return Err(format!("unsupported .npy format version {v}")),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .ok_or("truncated header")?;
+    let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
+    let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
+    let fortran = dict_value(header, "fortran_order").ok_or("header has no 'fortran_order'")?;
+    let shape = dict_value(header, "shape").ok_or("header has no 'shape'")?;
+    if fortran.trim() != "False" {
+        return Err(
+            "Fortran-order arrays are not supported (save with np.ascontiguousarray)".into(),
+        );
+    }
+    let width = match descr.trim().trim_matches(|c| c == '\'' || c == '"') {
+        "<f8" => 8,
+        "<f4" => 4,
+        other => {
+            return Err(format!(
+                "dtype '{other}' is not supported (expected float64 '<f8' or float32 '<f4')"
+            ));
+        }
+    };
+    let shape: Vec<usize> = shape
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape entry '{s}'"))
+        })
+        .collect::<Result<_, _>>()?;
+    let count: usize = shape.iter().product();
+    let body = &bytes[start + header_len..];
+    if body.len() != count * width {
+        return Err(format!(
+            "truncated or padded data: shape {shape:?} needs {} bytes, the file has {}",
+            count * width,
+            body.len()
+        ));
+    }
+    let data = if width == 8 {
+        body.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect()
+    } else {
+        body.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)
+            .collect()
+    };
+    Ok(Array { shape, data })
+}
+
+/// The text of `key`'s value in the header's Python dict literal.
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+    let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+    let end = if rest.starts_with('(') {
+        rest.find(')')? + 1
+    } else {
+        rest.find([',', '}'])?
+    };
+    Some(&rest[..end])
+}
+
+/// Encodes float64 values as a version-1.0 `.npy` file.
+pub fn encode(array: &Array) -> Vec<u8> {
+    let shape = match array.shape.len() {
+        1 => format!("({},)", array.shape[0]),
+        _ => format!(
+            "({})",
+            array
+                .shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+    // Pad with spaces so that the data starts on a 64-byte boundary, ending in a newline.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + 8 * array.data.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in &array.data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Encodes named float64 tensors as one safetensors file.
+pub fn encode_safetensors(tensors: &[(String, Array)]) -> Vec<u8> {
+    let mut offset = 0usize;
+    let mut entries = Vec::new();
+    for (name, array) in tensors {
+        let size = 8 * array.data.len();
+        let shape = array
+            .shape
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        entries.push(format!(
+            "\"{name}\":{{\"dtype\":\"F64\",\"shape\":[{shape}],\"data_offsets\":[{offset},{}]}}",
+            offset + size
+        ));
+        offset += size;
+    }
+    let mut header = format!("{{{}}}", entries.join(","));
+    // The data starts on an 8-byte boundary.
+    header.push_str(&" ".repeat((8 - header.len() % 8) % 8));
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for (_, array) in tensors {
+        for v in &array.data {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_numpy_header() {
+        let a = Array {
+            shape: vec![2, 3],
+            data: vec![1.0, -2.5, 3.25, 0.0, 1e-300, 7.0],
+        };
+        let bytes = encode(&a);
+        // NumPy's own layout: magic, version 1.0, header padded to a multiple of 64 bytes.
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        assert_eq!(
+            (10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize) % 64,
+            0
+        );
+        assert_eq!(parse(&bytes).unwrap(), a);
+        let v = Array {
+            shape: vec![4],
+            data: vec![1.0, 2.0, 3.0, 4.0],
+        };
+        assert_eq!(parse(&encode(&v)).unwrap(), v);
+    }
+
+    #[test]
+    fn reads_what_numpy_writes_in_float32() {
+        // np.save(f, np.array([[1.5, -2.0]], dtype=np.float32)) writes exactly this header.
+        let mut bytes = b"\x93NUMPY\x01\x00v\x00".to_vec();
+        let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }".to_string();
+        header.push_str(&" ".repeat(118 - header.len() - 1));
+        header.push('\n');
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&1.5f32.to_le_bytes());
+        bytes.extend_from_slice(&(-2.0f32).to_le_bytes());
+        let a = parse(&bytes).unwrap();
+        assert_eq!(a.shape, vec![1, 2]);
+        assert_eq!(a.data, vec![1.5, -2.0]);
+    }
+
+    #[test]
+    fn bad_files_are_named_errors() {
+        assert!(parse(b"PK\x03\x04 not npy").unwrap_err().contains("magic"));
+        let good = encode(&Array {
+            shape: vec![3],
+            data: vec![1.0, 2.0, 3.0],
+        });
+        assert!(
+            parse(&good[..good.len() - 3])
+                .unwrap_err()
+                .contains("truncated")
+        );
+        let mut int = good.clone();
+        let at = int.windows(3).position(|w| w == b"<f8").unwrap();
+        int[at + 1] = b'i';
+        assert!(parse(&int).unwrap_err().contains("'<i8'"));
+    }
+
+    #[test]
+    fn safetensors_header_describes_the_data() {
+        let t = vec![
+            (
+                "W".to_string(),
+                Array {
+                    shape: vec![2, 2],
+                    data: vec![1.0, 2.0, 3.0, 4.0],
+                },
+            ),
+            (
+                "a".to_string(),
+                Array {
+                    shape: vec![2],
+                    data: vec![-1.0, 1.0],
+                },
+            ),
+        ];
+        let bytes = encode_safetensors(&t);
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+        assert!(
+            header.contains("\"W\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[0,32]}")
+        );
+        assert!(
+            header.contains("\"a\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[32,48]}")
+        );
+        assert_eq!(bytes.len(), 8 + n + 48);
+        assert_eq!(
+            f64::from_le_bytes(bytes[8 + n + 32..8 + n + 40].try_into().unwrap()),
+            -1.0
+        );
+    }
+}
