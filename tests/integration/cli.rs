@@ -514,6 +514,90 @@ mod eval_loss {
     }
 
     #[test]
+    fn saved_weights_reload_into_eval_loss() {
+        // Train κ = 0 with --save-weights, then evaluate the saved W and a at κ = 0 on the same
+        // data: eval-loss's clean loss must equal the run's final clean loss.
+        let root = scratch("saveweights");
+        let out = root.join("run");
+        let o = trajectories_smoke(
+            &out,
+            &[
+                "--save-weights",
+                "--set",
+                "kappas=[0.0]",
+                "--set",
+                "seeds=1",
+                "--dtype",
+                "f64",
+            ],
+        );
+        assert_ok(&o);
+        for f in [
+            "W_kappa0_seed0.npy",
+            "a_kappa0_seed0.npy",
+            "weights.safetensors",
+        ] {
+            assert!(out.join(f).exists(), "{f} missing");
+        }
+        // The smoke data (n = 64, d = 20, seed 0) as .npy.
+        let data = gaussmask_data::SyntheticConfig {
+            n: 64,
+            ..gaussmask_data::SyntheticConfig::new(64, 20)
+        }
+        .generate();
+        std::fs::write(
+            root.join("X.npy"),
+            encode(&Array {
+                shape: vec![64, 20],
+                data: data.x,
+            }),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("y.npy"),
+            encode(&Array {
+                shape: vec![64],
+                data: data.y,
+            }),
+        )
+        .unwrap();
+        let p = |n: &str| out.join(n).to_str().unwrap().to_string();
+        let (x, y) = (root.join("X.npy"), root.join("y.npy"));
+        let args = [
+            "eval-loss",
+            "--weights",
+            &p("W_kappa0_seed0.npy"),
+            "--signs",
+            &p("a_kappa0_seed0.npy"),
+            "--inputs",
+            x.to_str().unwrap(),
+            "--targets",
+            y.to_str().unwrap(),
+            "--kappa",
+            "0",
+        ];
+        let e = gaussmask(&args, &root);
+        assert_ok(&e);
+        let r: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+        let csv = std::fs::read_to_string(out.join("trajectories.csv")).unwrap();
+        let last: f64 = csv
+            .lines()
+            .last()
+            .unwrap()
+            .split(',')
+            .nth(3)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let clean = r["clean"].as_f64().unwrap();
+        assert!(
+            (clean - last).abs() <= 1e-10 * last,
+            "eval-loss {clean} vs run {last}"
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
     fn reports_every_term_matching_the_scalar_references() {
         let f = files();
         let o = eval(&f, &["--kappa", "0.4", "--mc-samples", "5000"]);

@@ -37,6 +37,9 @@ pub struct RunOptions {
     /// Base seed (overrides the config's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Export the trained weights of every replica as .npy files and one safetensors file.
+    #[arg(long)]
+    pub save_weights: bool,
 }
 
 #[derive(Parser, Debug)]
@@ -240,6 +243,7 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
         experiment.id(),
         seed,
     );
+    ctx.save_weights = options.save_weights;
     ctx.write("config.toml", toml::to_string(&table).unwrap_or_default())?;
     eprintln!(
         "running {} on {} ({}){} → {}",

@@ -37,6 +37,8 @@ pub struct RunContext {
     pub dtype: Dtype,
     /// Smoke mode (tiny version of the experiment).
     pub smoke: bool,
+    /// Export trained weights (`--save-weights`).
+    pub save_weights: bool,
     pub(crate) dir: RunDir,
     pub(crate) record: RunRecord,
     pub(crate) started: Instant,
@@ -103,6 +105,7 @@ impl RunContext {
             backend,
             dtype,
             smoke,
+            save_weights: false,
             dir,
             record,
             started: Instant::now(),
@@ -113,6 +116,24 @@ impl RunContext {
     /// Writes a file of the run (atomically).
     pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> Result<(), HarnessError> {
         self.dir.write(name, bytes.as_ref()).map(|_| ())
+    }
+
+    /// Writes `name` as a `.npy` file (float64).
+    pub fn write_npy(
+        &self,
+        name: &str,
+        array: &gaussmask_data::npy::Array,
+    ) -> Result<(), HarnessError> {
+        self.write(name, gaussmask_data::npy::encode(array))
+    }
+
+    /// Writes named arrays as one safetensors file (float64).
+    pub fn write_safetensors(
+        &self,
+        name: &str,
+        tensors: &[(String, gaussmask_data::npy::Array)],
+    ) -> Result<(), HarnessError> {
+        self.write(name, gaussmask_data::npy::encode_safetensors(tensors))
     }
 
     /// Writes `name` as pretty JSON.

@@ -2,10 +2,12 @@
 //! grid of κ, several seeds each, all replicas trained side by side.
 
 use gaussmask_data::SyntheticConfig;
+use gaussmask_data::npy::Array;
 use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Backend, Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{Replica, TwoLayerReluConfig};
 use gaussmask_train::{LogRecord, TrainConfig, train_two_layer};
 use serde::{Deserialize, Serialize};
@@ -175,9 +177,10 @@ pub fn train_curves(
     let chunks = replicas.len().div_ceil(chunk);
     let bar = ctx.progress((chunks * config.train.steps) as u64, "training");
     let mut curves = vec![Curve::default(); replicas.len()];
+    let mut weights = Vec::new();
     for (c, group) in replicas.chunks(chunk).enumerate() {
         let offset = c * chunk;
-        train_two_layer(
+        let model = train_two_layer(
             &config.model,
             group,
             &data,
@@ -201,9 +204,45 @@ pub fn train_curves(
                 .unwrap_or_default();
             HarnessError::run(format!("{e}{which}"))
         })?;
+        if ctx.save_weights {
+            let [r, m, d] = model.dims();
+            let w = to_f64(model.w.val());
+            let a = to_f64(model.a.val());
+            for j in 0..r {
+                weights.push((
+                    group[j],
+                    Array {
+                        shape: vec![m, d],
+                        data: w[j * m * d..(j + 1) * m * d].to_vec(),
+                    },
+                    Array {
+                        shape: vec![m],
+                        data: a[j * m..(j + 1) * m].to_vec(),
+                    },
+                ));
+            }
+        }
     }
     bar.finish_and_clear();
+    if ctx.save_weights {
+        save_weights(&weights, ctx)?;
+    }
     Ok(curves)
+}
+
+/// `W_kappa<κ>_seed<s>.npy` and `a_…npy` per replica, and all of them in `weights.safetensors`
+/// (named `kappa=<κ>/seed=<s>/W` and `…/a`).
+fn save_weights(weights: &[(Replica, Array, Array)], ctx: &RunContext) -> Result<(), HarnessError> {
+    let mut named = Vec::new();
+    for (rep, w, a) in weights {
+        let tag = format!("kappa{}_seed{}", rep.kappa, rep.seed);
+        ctx.write_npy(&format!("W_{tag}.npy"), w)?;
+        ctx.write_npy(&format!("a_{tag}.npy"), a)?;
+        let key = format!("kappa={}/seed={}", rep.kappa, rep.seed);
+        named.push((format!("{key}/W"), w.clone()));
+        named.push((format!("{key}/a"), a.clone()));
+    }
+    ctx.write_safetensors("weights.safetensors", &named)
 }
 
 /// Mean over the seeds of one κ, step by step.
