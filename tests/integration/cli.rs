@@ -56,6 +56,28 @@ fn trajectories_smoke(out: &Path, extra: &[&str]) -> Output {
     gaussmask(&args, out.parent().unwrap())
 }
 
+/// Runs `gaussmask run <id> --smoke` into a fresh directory, checks that it succeeded and wrote
+/// `files`, and returns (scratch root, run directory, output, summary.json).
+fn smoke_run(id: &str, files: &[&str]) -> (PathBuf, PathBuf, Output, serde_json::Value) {
+    let root = scratch(id);
+    let out = root.join("run");
+    let o = gaussmask(
+        &["run", id, "--smoke", "--out", out.to_str().unwrap()],
+        &root,
+    );
+    assert_ok(&o);
+    for f in files
+        .iter()
+        .chain(&["summary.json", "config.toml", "run.json"])
+    {
+        let meta = std::fs::metadata(out.join(f)).unwrap_or_else(|_| panic!("{id}: {f} missing"));
+        assert!(meta.len() > 0, "{id}: {f} is empty");
+    }
+    let summary =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    (root, out, o, summary)
+}
+
 /// (kappa, seed, step) → clean loss, from a trajectories.csv.
 fn clean_losses(csv: &str) -> Vec<((String, String, String), f64)> {
     csv.lines()
@@ -195,29 +217,14 @@ fn wgpu_agrees_with_flex_on_a_short_run() {
 
 #[test]
 fn smoothed_relu_smoke_run_writes_every_file_and_exact_matches_mc() {
-    let root = scratch("srelu");
-    let out = root.join("run");
-    let o = gaussmask(
-        &[
-            "run",
-            "smoothed-relu",
-            "--smoke",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &root,
-    );
-    assert_ok(&o);
-    for f in [
+    let files = [
         "smoothed_relu.csv",
-        "summary.json",
         "smoothed_relu.svg",
         "smoothed_relu.png",
-    ] {
-        assert!(out.join(f).exists(), "{f} missing");
-    }
-    let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        "smoothed_relu_kappas.svg",
+        "smoothed_relu_kappas.png",
+    ];
+    let (root, _, o, s) = smoke_run("smoothed-relu", &files);
     // 41 points: the largest of 41 |N(0,1)| draws exceeds 4.5 with probability < 3e-4.
     assert!(s["max_error_in_se_exact"].as_f64().unwrap() < 4.5, "{s}");
     // The proxy misses sφ(z/s) = 0.0798 at z = 0: hundreds of standard errors.
@@ -228,35 +235,17 @@ fn smoothed_relu_smoke_run_writes_every_file_and_exact_matches_mc() {
 
 #[test]
 fn decomposition_smoke_run_writes_every_file_and_exact_is_inside_the_mc_interval() {
-    let root = scratch("decomp");
-    let out = root.join("run");
-    let o = gaussmask(
-        &[
-            "run",
-            "decomposition",
-            "--smoke",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &root,
-    );
-    assert_ok(&o);
-    for f in [
+    let files = [
         "decomposition.csv",
-        "summary.json",
         "decomposition.svg",
         "decomposition.png",
-    ] {
-        assert!(out.join(f).exists(), "{f} missing");
-    }
-    let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    ];
+    let (root, _, _, s) = smoke_run("decomposition", &files);
     let mut inside = 0;
     let mut total = 0;
     for k in s.as_array().unwrap() {
         inside += k["exact_in_interval"].as_u64().unwrap();
         total += k["networks"].as_u64().unwrap();
-        // Both terms grow with κ from 0; at κ = 1 the proxy is well below the exact loss.
         assert!(k["variance"].as_f64().unwrap() > 0.0);
         assert!(k["regularizer"].as_f64().unwrap() > 0.0);
     }
@@ -266,12 +255,56 @@ fn decomposition_smoke_run_writes_every_file_and_exact_is_inside_the_mc_interval
 }
 
 #[test]
+fn expected_objective_smoke_run_trains_every_objective() {
+    let files = [
+        "expected_objective.csv",
+        "expected_objective_kappa0.4.png",
+        "expected_objective_kappa1.svg",
+    ];
+    let (root, out, _, s) = smoke_run("expected-objective", &files);
+    let objectives: Vec<&str> = s
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["objective"].as_str().unwrap())
+        .collect();
+    let want = [
+        "masked",
+        "masked",
+        "expected-exact",
+        "expected-exact",
+        "proxy",
+        "proxy",
+    ];
+    assert_eq!(objectives, want);
+    let csv = std::fs::read_to_string(out.join("expected_objective.csv")).unwrap();
+    // Every objective lowers the clean loss from its start (same initial weights for all).
+    for objective in ["masked", "expected-exact", "proxy"] {
+        let losses: Vec<f64> = csv
+            .lines()
+            .filter(|l| l.starts_with(&format!("{objective},1,")))
+            .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+            .collect();
+        assert!(
+            losses.last().unwrap() < &(0.8 * losses[0]),
+            "{objective}: {losses:?}"
+        );
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
 fn list_names_every_experiment() {
     let root = scratch("list");
     let o = gaussmask(&["list"], &root);
     assert_ok(&o);
     let text = String::from_utf8_lossy(&o.stdout);
-    for id in ["trajectories", "smoothed-relu", "decomposition"] {
+    for id in [
+        "trajectories",
+        "smoothed-relu",
+        "decomposition",
+        "expected-objective",
+    ] {
         assert!(text.contains(id), "{id} missing from:\n{text}");
     }
 }

@@ -8,6 +8,7 @@ pub fn experiments() -> Vec<&'static dyn Experiment> {
         &trajectories::Trajectories,
         &smoothed_relu::SmoothedRelu,
         &decomposition::Decomposition,
+        &expected_objective::ExpectedObjective,
     ]
 }
 
