@@ -90,8 +90,8 @@ fn monte_carlo(
     for _ in 0..draws {
         let mut loss = 0.0;
         for i in 0..net.n {
-            for j in 0..net.d {
-                xc[j] = net.x[i * net.d + j] * (1.0 + kappa * stream.normal());
+            for (c, &xj) in xc.iter_mut().zip(&net.x[i * net.d..(i + 1) * net.d]) {
+                *c = xj * (1.0 + kappa * stream.normal());
             }
             loss += 0.5 * (f(&xc, i) - net.y[i]).powi(2);
         }
@@ -435,8 +435,8 @@ fn masked_gradient_is_unbiased_for_the_gradient_of_the_exact_loss() {
     for _ in 0..draws {
         g.iter_mut().for_each(|v| *v = 0.0);
         for i in 0..n {
-            for j in 0..d {
-                xc[j] = net.x[i * d + j] * (1.0 + kappa * stream.normal());
+            for (c, &xj) in xc.iter_mut().zip(&net.x[i * d..(i + 1) * d]) {
+                *c = xj * (1.0 + kappa * stream.normal());
             }
             let u: Vec<f64> = (0..m)
                 .map(|r| (0..d).map(|j| net.w[r * d + j] * xc[j]).sum())
