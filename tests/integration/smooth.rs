@@ -507,3 +507,41 @@ fn decomposition_terms_are_consistent_and_match_monte_carlo() {
         }
     }
 }
+
+#[test]
+fn gradient_probe_finds_the_masked_gradient_unbiased_for_a_only() {
+    use gaussmask_regularizer::{MonteCarlo, gradient_probe, model_for_kappas};
+    let device = device64().autodiff();
+    let net = random_net(31, 8, 4, 6);
+    let model = model_for_kappas(&net.w, &net.a, net.m, net.d, &[0.0, 0.3, 1.0], &device);
+    let x = from_f64(net.x.clone(), [1, net.n, net.d], &device);
+    let y = from_f64(net.y.clone(), [1, net.n], &device);
+    let probes = gradient_probe(
+        &model,
+        x,
+        y,
+        MonteCarlo {
+            samples: 4000,
+            seed: 5,
+        },
+        8,
+        &device,
+    );
+    for p in &probes {
+        // ‖ḡ − ∇(A)‖² is a sum of `size` squared errors with total expectation noise_floor²:
+        // 3× the noise floor leaves a wide margin for a chi-square with 24 degrees of freedom.
+        assert!(p.bias_exact < 3.0 * p.noise_floor + 1e-12, "{p:?}");
+        if p.kappa == 0.0 {
+            // No noise at κ = 0: the variance left is rounding in Σg²/S − ḡ².
+            let quiet = p.variance < 1e-9 * p.second_moment;
+            assert!(
+                p.bias_clean < 1e-12 && p.bias_proxy < 1e-10 && quiet,
+                "{p:?}"
+            );
+        }
+    }
+    // At κ = 1 the masked gradient is far from the clean gradient and from ∇(B): biased for both.
+    let p = &probes[2];
+    assert!(p.bias_clean > 10.0 * p.noise_floor, "{p:?}");
+    assert!(p.bias_proxy > 5.0 * p.noise_floor, "{p:?}");
+}
