@@ -166,7 +166,7 @@ fn kappa_curves(config: &SmoothedReluConfig) -> LinePlot {
             config.norm
         ),
         x_label: "z = wᵀx".into(),
-        y_label: "σ̃(z, κ‖w ⊙ x‖), σ̂".into(),
+        y_label: "exact E[ReLU(u)] and proxy zΦ(z/s)".into(),
         series,
         legend_left: true,
         ..Default::default()
