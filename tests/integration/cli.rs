@@ -234,6 +234,26 @@ fn smoothed_relu_smoke_run_writes_every_file_and_exact_matches_mc() {
 }
 
 #[test]
+fn smoothed_relu_on_the_spec_grid_is_within_five_standard_errors_of_monte_carlo() {
+    // The full config is SPEC §2's reference experiment: κ = 0.2, s = 0.2, 400 points on
+    // [−2.1, 2.1], 200 000 draws each (about a second).
+    let root = scratch("srelu-full");
+    let out = root.join("run");
+    let o = gaussmask(
+        &["run", "smoothed-relu", "--out", out.to_str().unwrap()],
+        &root,
+    );
+    assert_ok(&o);
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["points"], 400);
+    assert_eq!(s["mc_samples"], 200_000);
+    assert!(s["max_error_in_se_exact"].as_f64().unwrap() < 5.0, "{s}");
+    assert!(s["max_error_in_se_proxy"].as_f64().unwrap() > 100.0, "{s}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
 fn decomposition_smoke_run_writes_every_file_and_exact_is_inside_the_mc_interval() {
     let files = [
         "decomposition.csv",

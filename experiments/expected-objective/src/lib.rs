@@ -125,10 +125,10 @@ fn summarize_runs(
             let mean: Vec<f64> = (0..len)
                 .map(|i| group.iter().map(|c| c.clean[i]).sum::<f64>() / group.len() as f64)
                 .collect();
-            let tail = &mean[len - (len / 5).max(1)..];
-            let mu = tail.iter().sum::<f64>() / tail.len() as f64;
-            let jitter =
-                (tail.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
+            // RMS of the step-to-step changes over the last 20%: noise, not the slow trend.
+            let tail = &mean[len - (len / 5).max(2)..];
+            let diffs: Vec<f64> = tail.windows(2).map(|w| w[1] - w[0]).collect();
+            let jitter = (diffs.iter().map(|v| v * v).sum::<f64>() / diffs.len() as f64).sqrt();
             rows.push(Row {
                 objective: *objective,
                 kappa: k.kappa,
