@@ -79,6 +79,16 @@ pub struct MonteCarlo {
     pub seed: u64,
 }
 
+impl MonteCarlo {
+    /// Mask streams for `replicas` replicas, keyed by (seed, replica index).
+    fn noise(&self, replicas: usize) -> MaskNoise {
+        let seeds: Vec<u64> = (0..replicas as u64)
+            .map(|i| self.seed.wrapping_mul(1000).wrapping_add(i))
+            .collect();
+        MaskNoise::new(&seeds)
+    }
+}
+
 /// The decomposition for every replica of `model` on data `x`, `y`.
 ///
 /// # Shapes
@@ -152,11 +162,8 @@ fn monte_carlo(
     let [r, m, d] = model.dims();
     let n = x.dims()[1];
     let kappas = model.mask.kappa.clone();
-    // Per-replica streams keyed by (seed, replica index), Gaussian masks as in SPEC §3.
-    let seeds: Vec<u64> = (0..r as u64)
-        .map(|i| mc.seed.wrapping_mul(1000).wrapping_add(i))
-        .collect();
-    let mut noise = MaskNoise::new(&seeds);
+    // Gaussian masks, as in SPEC §3.
+    let mut noise = mc.noise(r);
     let mask = MaskConfig::default().init(&kappas);
     let rows: Vec<usize> = (0..n).collect();
     // Linearized readout G_i = (1/√m) Σ_r a_r Φ(α_ri) w_r, [R, n, d].
@@ -278,10 +285,7 @@ pub fn gradient_probe(
     );
     let proxy = grad_of(ProxyLoss::new(w, a, x.clone(), y.clone(), kappa).total());
     let clean = grad_of(half_sse(model.forward(x.clone()), y.clone()));
-    let seeds: Vec<u64> = (0..r as u64)
-        .map(|i| mc.seed.wrapping_mul(1000).wrapping_add(i))
-        .collect();
-    let mut noise = MaskNoise::new(&seeds);
+    let mut noise = mc.noise(r);
     let rows: Vec<usize> = (0..n).collect();
     let (mut sum, mut sum2) = (vec![0.0; r * size], vec![0.0; r * size]);
     for _ in 0..mc.samples {
