@@ -314,6 +314,29 @@ fn expected_objective_smoke_run_trains_every_objective() {
 }
 
 #[test]
+fn a_closed_stdout_ends_the_program_quietly() {
+    use std::process::Stdio;
+    let root = scratch("pipe");
+    // The shell waits, so the pipe's reader is surely gone before the program writes.
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            &format!("sleep 0.3; exec '{BIN}' config trajectories"),
+        ])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before the program writes
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
 fn list_names_every_experiment() {
     let root = scratch("list");
     let o = gaussmask(&["list"], &root);

@@ -167,18 +167,24 @@ fn clap_exit(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Panics are bugs: report one line instead of a backtrace.
+/// Panics are bugs: report one line instead of a backtrace. A closed stdout (`gaussmask … | head`)
+/// is not a bug: leave quietly with the shell's code for SIGPIPE, as other command-line tools do.
 fn quiet_panics() {
-    if std::env::var_os("RUST_BACKTRACE").is_some() {
-        return;
-    }
-    std::panic::set_hook(Box::new(|info| {
+    let verbose = std::env::var_os("RUST_BACKTRACE").is_some();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
         let msg = info
             .payload()
             .downcast_ref::<String>()
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("unknown panic");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        if verbose {
+            return default_hook(info);
+        }
         let at = info
             .location()
             .map(|l| format!(" at {l}"))
