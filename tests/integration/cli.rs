@@ -444,6 +444,39 @@ fn invalid_toml_is_rejected() {
 }
 
 #[test]
+fn analytic_experiment_configs_are_validated() {
+    assert_rejected(
+        &["run", "decomposition", "--set", "mc_samples=1"],
+        "mc_samples",
+    );
+    assert_rejected(
+        &["run", "decomposition", "--set", "sample_chunk=0"],
+        "sample_chunk",
+    );
+    assert_rejected(
+        &["run", "expected-objective", "--set", "objectives=[]"],
+        "objectives",
+    );
+    assert_rejected(
+        &[
+            "run",
+            "expected-objective",
+            "--set",
+            "objectives=[\"masked\", \"exactt\"]",
+        ],
+        "exactt",
+    );
+    assert_rejected(
+        &["run", "trajectories", "--set", "train.exact_chunk=0"],
+        "train.exact_chunk",
+    );
+    assert_rejected(
+        &["run", "smoothed-relu", "--set", "curve_kappas=[-1.0]"],
+        "curve_kappas",
+    );
+}
+
+#[test]
 fn unwritable_output_directory_is_rejected() {
     // A regular file where a directory should be: not writable even for root.
     let root = scratch("unwritable");
@@ -780,6 +813,11 @@ mod eval_loss {
             "/nonexistent/W.npy",
         );
         rejected(&f, &["--kappa", "-1"], "--kappa");
+        rejected(
+            &f,
+            &["--kappa", "0.4", "--sample-chunk", "0"],
+            "--sample-chunk",
+        );
         std::fs::remove_dir_all(&f.root).unwrap();
     }
 }

@@ -4,10 +4,11 @@
 //! experiment can drop in a different mask by changing one config field.
 
 use burn::module::{Flag, Module, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::{Stream, tag};
+use crate::tensor_io::from_f64;
 
 /// Distribution of one mask coordinate c (mean one for every family).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,7 +237,7 @@ impl InputMask {
         }
         let [_, n, d] = x.dims();
         let c = self.sample(noise, rows, d);
-        let c = Tensor::<3>::from_data(TensorData::new(c, [self.kappa.len(), n, d]), &x.device());
+        let c: Tensor<3> = from_f64(c, [self.kappa.len(), n, d], &x.device());
         x * c
     }
 
@@ -246,6 +247,6 @@ impl InputMask {
     /// - `x`: `[R, n, d]` or `[1, n, d]`; `c`: `R·n·d` values
     pub fn apply(x: Tensor<3>, c: Vec<f64>, replicas: usize, device: &Device) -> Tensor<3> {
         let [_, n, d] = x.dims();
-        x * Tensor::<3>::from_data(TensorData::new(c, [replicas, n, d]), device)
+        x * from_f64(c, [replicas, n, d], device)
     }
 }

@@ -2,11 +2,12 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::mask::{InputMask, MaskConfig, MaskNoise};
 use crate::rng::{Stream, tag};
+use crate::tensor_io::from_f64;
 
 /// One replica of a sweep: its mask level and its seed (initial weights and mask stream).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -125,8 +126,8 @@ impl TwoLayerRelu {
         device: &Device,
     ) -> Self {
         let [r, m, _] = dims;
-        let w = Tensor::<3>::from_data(TensorData::new(w, dims), device);
-        let a = Tensor::<2>::from_data(TensorData::new(a, [r, m]), device);
+        let w: Tensor<3> = from_f64(w, dims, device);
+        let a: Tensor<2> = from_f64(a, [r, m], device);
         Self {
             w: Param::from_tensor(w),
             a: Param::from_tensor(a).set_require_grad(train_output),

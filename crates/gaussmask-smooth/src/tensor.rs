@@ -6,7 +6,8 @@
 
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
+use gaussmask_nn::tensor_io::from_f64;
 
 /// Smallest standard deviation used in a division: s = 0 (κ = 0, or w ⊙ x = 0) is evaluated as
 /// this, which gives the ReLU limit exactly (a = z/s is then ±huge, Φ(a) ∈ {0, 1}, φ(a) = 0) with
@@ -38,7 +39,7 @@ pub fn proxy_relu<const D: usize>(z: Tensor<D>, s: Tensor<D>) -> Tensor<D> {
 
 /// κ per replica as a `[R, 1, 1]` tensor.
 pub fn kappa_tensor(kappa: &[f64], device: &Device) -> Tensor<3> {
-    Tensor::from_data(TensorData::new(kappa.to_vec(), [kappa.len(), 1, 1]), device)
+    from_f64(kappa.to_vec(), [kappa.len(), 1, 1], device)
 }
 
 /// Mean and standard deviation of every pre-activation under the mask.

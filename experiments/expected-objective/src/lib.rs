@@ -12,7 +12,7 @@ use gaussmask_harness::{Experiment, HarnessError, RunContext};
 use gaussmask_train::Objective;
 use serde::{Deserialize, Serialize};
 use toml::Table;
-use trajectories::{Curve, TrajectoriesConfig, summarize, train_curves};
+use trajectories::{Curve, TrajectoriesConfig, seed_mean, summarize, train_curves};
 
 /// Config of the experiment (`configs/expected-objective.toml`): a trajectories config plus the
 /// objectives to compare.
@@ -121,10 +121,8 @@ fn summarize_runs(
     for (objective, curves, time) in runs {
         let summary = summarize(base, curves, chunk, *time);
         for (k, group) in summary.kappas.iter().zip(curves.chunks(base.seeds)) {
-            let len = group[0].clean.len();
-            let mean: Vec<f64> = (0..len)
-                .map(|i| group.iter().map(|c| c.clean[i]).sum::<f64>() / group.len() as f64)
-                .collect();
+            let mean = seed_mean(group, |c| &c.clean);
+            let len = mean.len();
             // RMS of the step-to-step changes over the last 20%: noise, not the slow trend.
             let tail = &mean[len - (len / 5).max(2)..];
             let diffs: Vec<f64> = tail.windows(2).map(|w| w[1] - w[0]).collect();
@@ -186,14 +184,8 @@ fn write_outputs(
             .iter()
             .map(|(objective, curves, _)| {
                 let group = &curves[ki * base.seeds..(ki + 1) * base.seeds];
-                let len = group[0].clean.len();
-                let points = (0..len)
-                    .map(|i| {
-                        let mean =
-                            group.iter().map(|c| c.clean[i]).sum::<f64>() / group.len() as f64;
-                        (group[0].steps[i] as f64, mean)
-                    })
-                    .collect();
+                let steps = group[0].steps.iter().map(|&s| s as f64);
+                let points = steps.zip(seed_mean(group, |c| &c.clean)).collect();
                 Series {
                     label: name(*objective),
                     points,

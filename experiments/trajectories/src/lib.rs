@@ -246,7 +246,7 @@ fn save_weights(weights: &[(Replica, Array, Array)], ctx: &RunContext) -> Result
 }
 
 /// Mean over the seeds of one κ, step by step.
-fn seed_mean(curves: &[Curve], pick: impl Fn(&Curve) -> &Vec<f64>) -> Vec<f64> {
+pub fn seed_mean(curves: &[Curve], pick: impl Fn(&Curve) -> &Vec<f64>) -> Vec<f64> {
     let len = pick(&curves[0]).len();
     (0..len)
         .map(|i| curves.iter().map(|c| pick(c)[i]).sum::<f64>() / curves.len() as f64)
