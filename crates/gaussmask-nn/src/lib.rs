@@ -9,5 +9,7 @@ pub mod rng;
 pub mod tensor_io;
 pub mod two_layer;
 
-pub use mask::{InputMask, MaskConfig, MaskFamily, MaskNoise, MaskResample};
-pub use two_layer::{Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse};
+pub use mask::{
+    InputMask, MASK_BLOCK_ROWS, MaskCall, MaskConfig, MaskFamily, MaskNoise, MaskResample,
+};
+pub use two_layer::{Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse, output};

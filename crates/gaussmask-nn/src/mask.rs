@@ -101,10 +101,10 @@ impl MaskConfig {
     #[inline]
     pub fn draw(&self, kappa: f64, stream: &mut Stream) -> f64 {
         match self.family {
-            MaskFamily::Gaussian => 1.0 + kappa * stream.normal(),
-            MaskFamily::LogNormal => (kappa * stream.normal() - 0.5 * kappa * kappa).exp(),
+            MaskFamily::Gaussian => 1.0 + kappa * stream.normal_ziggurat(),
+            MaskFamily::LogNormal => (kappa * stream.normal_ziggurat() - 0.5 * kappa * kappa).exp(),
             MaskFamily::TruncatedGaussian => loop {
-                let z = stream.normal();
+                let z = stream.normal_ziggurat();
                 if z.abs() <= self.truncation {
                     break 1.0 + kappa * z;
                 }
@@ -159,6 +159,64 @@ impl MaskNoise {
     }
 }
 
+/// Rows per block of a mask call. Each block draws from its own sub-stream of the call, so
+/// blocks can be drawn in parallel and the masks do not depend on how the rows are split.
+pub const MASK_BLOCK_ROWS: usize = 32;
+
+/// The masks of one call (one step), drawn block by block: see [`InputMask::begin`].
+pub struct MaskCall<'a> {
+    config: &'a MaskConfig,
+    kappa: &'a [f64],
+    /// Per replica: the call's stream, or `None` where the mask is the identity.
+    calls: Vec<Option<Stream>>,
+    roots: &'a [Stream],
+}
+
+impl MaskCall<'_> {
+    /// Whether replica `r`'s mask is the identity in this call (κ = 0 or evaluation mode).
+    pub fn is_identity(&self, r: usize) -> bool {
+        self.calls[r].is_none()
+    }
+
+    /// Writes the masks of block `block` of the call (call rows `block·MASK_BLOCK_ROWS ..`),
+    /// whose dataset indices are `rows`, for replica `r`.
+    ///
+    /// # Shapes
+    /// - `rows`: at most [`MASK_BLOCK_ROWS`] indices; `out`: `rows.len() × d` values
+    pub fn fill_block(&self, r: usize, block: usize, rows: &[usize], d: usize, out: &mut [f64]) {
+        debug_assert_eq!(out.len(), rows.len() * d);
+        let Some(call) = &self.calls[r] else {
+            out.fill(1.0);
+            return;
+        };
+        let (config, kappa) = (self.config, self.kappa[r]);
+        match config.resample {
+            MaskResample::Fresh => {
+                let mut stream = call.substream(block as u64);
+                for c in out.iter_mut() {
+                    *c = config.draw(kappa, &mut stream);
+                }
+            }
+            MaskResample::FixedPerSample => {
+                for (row, &i) in out.chunks_mut(d).zip(rows) {
+                    let mut stream = self.roots[r].substream(i as u64);
+                    for c in row.iter_mut() {
+                        *c = config.draw(kappa, &mut stream);
+                    }
+                }
+            }
+            MaskResample::SharedAcrossBatch => {
+                // Every block redraws the call's one shared mask from the same sub-stream.
+                let mut stream = call.substream(u64::MAX);
+                let shared: Vec<f64> = (0..d).map(|_| config.draw(kappa, &mut stream)).collect();
+                for row in out.chunks_mut(d) {
+                    row.copy_from_slice(&shared);
+                }
+            }
+        }
+    }
+}
+
 /// The masking layer: multiplies its input by a mask while training, identity in evaluation.
 #[derive(Module, Debug)]
 pub struct InputMask {
@@ -178,11 +236,9 @@ impl InputMask {
         self.training.is_enabled() && self.kappa.iter().any(|&k| k > 0.0)
     }
 
-    /// Draws masks on the host for the samples `rows` (dataset indices) of every replica.
-    ///
-    /// # Shapes
-    /// Returns `R × rows.len() × d` values, replica-major then row-major.
-    pub fn sample(&self, noise: &mut MaskNoise, rows: &[usize], d: usize) -> Vec<f64> {
+    /// Starts one mask call (one step): advances every replica's stream once, whatever the
+    /// number of rows, and returns the source the rows' masks are drawn from.
+    pub fn begin<'a>(&'a self, noise: &'a mut MaskNoise) -> MaskCall<'a> {
         let r_count = self.kappa.len();
         assert_eq!(
             noise.replicas(),
@@ -191,36 +247,40 @@ impl InputMask {
             noise.replicas(),
             r_count
         );
+        let active = self.training.is_enabled();
+        let calls = (0..r_count)
+            .map(|r| {
+                // κ = 0 is exactly the identity, and no draw is consumed.
+                (active && self.kappa[r] > 0.0).then(|| {
+                    let stream = &mut noise.streams[r];
+                    let key = stream.next_u64();
+                    stream.substream(key)
+                })
+            })
+            .collect();
+        MaskCall {
+            config: &self.config,
+            kappa: &self.kappa,
+            calls,
+            roots: &noise.roots,
+        }
+    }
+
+    /// Draws masks on the host for the samples `rows` (dataset indices) of every replica.
+    ///
+    /// # Shapes
+    /// Returns `R × rows.len() × d` values, replica-major then row-major.
+    pub fn sample(&self, noise: &mut MaskNoise, rows: &[usize], d: usize) -> Vec<f64> {
         let n = rows.len();
-        let mut out = vec![1.0; r_count * n * d];
+        let call = self.begin(noise);
+        let mut out = vec![1.0; self.kappa.len() * n * d];
         for (r, chunk) in out.chunks_mut(n * d).enumerate() {
-            let kappa = self.kappa[r];
-            if kappa == 0.0 {
-                continue; // exactly the identity, and no draw is consumed
-            }
-            match self.config.resample {
-                MaskResample::Fresh => {
-                    let stream = &mut noise.streams[r];
-                    for c in chunk.iter_mut() {
-                        *c = self.config.draw(kappa, stream);
-                    }
-                }
-                MaskResample::FixedPerSample => {
-                    for (row, &i) in chunk.chunks_mut(d).zip(rows) {
-                        let mut stream = noise.roots[r].substream(i as u64);
-                        for c in row.iter_mut() {
-                            *c = self.config.draw(kappa, &mut stream);
-                        }
-                    }
-                }
-                MaskResample::SharedAcrossBatch => {
-                    let stream = &mut noise.streams[r];
-                    let shared: Vec<f64> =
-                        (0..d).map(|_| self.config.draw(kappa, stream)).collect();
-                    for row in chunk.chunks_mut(d) {
-                        row.copy_from_slice(&shared);
-                    }
-                }
+            for (b, (block, block_rows)) in chunk
+                .chunks_mut(MASK_BLOCK_ROWS * d)
+                .zip(rows.chunks(MASK_BLOCK_ROWS))
+                .enumerate()
+            {
+                call.fill_block(r, b, block_rows, d, block);
             }
         }
         out

@@ -112,6 +112,36 @@ impl Stream {
         }
     }
 
+    /// Standard normal draw by the ziggurat method (Marsaglia & Tsang 2000, Doornik's 128-layer
+    /// variant): one 64-bit draw per normal about 99% of the time, several times faster than
+    /// [`Stream::normal`]. The masks use it; weights and data keep the polar draws.
+    #[inline]
+    pub fn normal_ziggurat(&mut self) -> f64 {
+        let zig = ziggurat();
+        loop {
+            let bits = self.next_u64();
+            let layer = (bits & 0x7F) as usize;
+            // Signed uniform on [−1, 1) from the top 53 bits (a signed conversion: one
+            // instruction on x86-64, where the unsigned one is a sequence).
+            let u = ((bits >> 11) as i64 - (1 << 52)) as f64 * (1.0 / (1u64 << 52) as f64);
+            let (x_layer, ratio) = (zig.x[layer], zig.ratio[layer]);
+            if u.abs() < ratio {
+                return u * x_layer; // inside the layer's rectangle
+            }
+            if layer == 0 {
+                return zig_tail(self, u < 0.0);
+            }
+            // The wedge between the rectangle and the curve: accept under the density.
+            let x = u * x_layer;
+            let x_next = zig.x[layer + 1];
+            let f0 = (-0.5 * (x_layer * x_layer - x * x)).exp();
+            let f1 = (-0.5 * (x_next * x_next - x * x)).exp();
+            if f1 + self.uniform() * (f0 - f1) < 1.0 {
+                return x;
+            }
+        }
+    }
+
     /// Fills `out` with standard normal draws.
     pub fn fill_normal(&mut self, out: &mut [f64]) {
         for o in out {
@@ -140,6 +170,49 @@ impl Stream {
         for i in (1..items.len()).rev() {
             let j = self.below(i as u64 + 1) as usize;
             items.swap(i, j);
+        }
+    }
+}
+
+/// Right edge of the base layer of the 128-layer normal ziggurat, and the common layer area.
+const ZIG_R: f64 = 3.442_619_855_899;
+const ZIG_AREA: f64 = 9.912_563_035_262_17e-3;
+const ZIG_LAYERS: usize = 128;
+
+/// Layer edges x_i (x_0 is the base layer's pseudo-width, x_128 = 0) and x_{i+1}/x_i.
+struct Ziggurat {
+    x: [f64; ZIG_LAYERS + 1],
+    ratio: [f64; ZIG_LAYERS],
+}
+
+fn ziggurat() -> &'static Ziggurat {
+    static TABLE: std::sync::OnceLock<Ziggurat> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let density = |x: f64| (-0.5 * x * x).exp();
+        let mut x = [0.0; ZIG_LAYERS + 1];
+        x[0] = ZIG_AREA / density(ZIG_R);
+        x[1] = ZIG_R;
+        for i in 2..ZIG_LAYERS {
+            // Equal areas: x_i (f(x_{i+1}) − f(x_i)) = area.
+            x[i] = (-2.0 * (ZIG_AREA / x[i - 1] + density(x[i - 1])).ln()).sqrt();
+        }
+        x[ZIG_LAYERS] = 0.0;
+        let mut ratio = [0.0; ZIG_LAYERS];
+        for i in 0..ZIG_LAYERS {
+            ratio[i] = x[i + 1] / x[i];
+        }
+        Ziggurat { x, ratio }
+    })
+}
+
+/// A draw from the normal tail beyond `ZIG_R` (Marsaglia's exponential rejection).
+#[cold]
+fn zig_tail(stream: &mut Stream, negative: bool) -> f64 {
+    loop {
+        let x = stream.uniform_open().ln() / ZIG_R;
+        let y = stream.uniform_open().ln();
+        if -2.0 * y >= x * x {
+            return if negative { x - ZIG_R } else { ZIG_R - x };
         }
     }
 }
@@ -176,6 +249,42 @@ mod tests {
         assert!((m1 / nf).abs() < 4.0 / nf.sqrt());
         assert!((m2 / nf - 1.0).abs() < 4.0 * (2.0 / nf).sqrt());
         assert!((m4 / nf - 3.0).abs() < 4.0 * (96.0 / nf).sqrt());
+    }
+
+    #[test]
+    fn ziggurat_moments_and_tails_within_standard_errors() {
+        // Moments as above, plus the tail masses P(|z| > 1), P(|z| > 3) and P(z > 3.5) (beyond
+        // the base layer's edge, drawn by the tail routine), each within 5 binomial SE.
+        let n = 2_000_000usize;
+        let mut s = Stream::new(2, tag::MASK);
+        let (mut m1, mut m2, mut m4) = (0.0, 0.0, 0.0);
+        let (mut t1, mut t3, mut t35) = (0usize, 0usize, 0usize);
+        for _ in 0..n {
+            let z = s.normal_ziggurat();
+            m1 += z;
+            m2 += z * z;
+            m4 += z * z * z * z;
+            t1 += (z.abs() > 1.0) as usize;
+            t3 += (z.abs() > 3.0) as usize;
+            t35 += (z > 3.5) as usize;
+        }
+        let nf = n as f64;
+        assert!((m1 / nf).abs() < 5.0 / nf.sqrt());
+        assert!((m2 / nf - 1.0).abs() < 5.0 * (2.0 / nf).sqrt());
+        assert!((m4 / nf - 3.0).abs() < 5.0 * (96.0 / nf).sqrt());
+        // 2(1 − Φ(t)) from erfc, and one-sided 1 − Φ(3.5).
+        for (count, p) in [
+            (t1, libm::erfc(1.0 / std::f64::consts::SQRT_2)),
+            (t3, libm::erfc(3.0 / std::f64::consts::SQRT_2)),
+            (t35, 0.5 * libm::erfc(3.5 / std::f64::consts::SQRT_2)),
+        ] {
+            let se = (p * (1.0 - p) / nf).sqrt();
+            assert!(
+                (count as f64 / nf - p).abs() < 5.0 * se,
+                "tail mass {} vs {p}",
+                count as f64 / nf
+            );
+        }
     }
 
     #[test]

@@ -146,16 +146,7 @@ impl TwoLayerRelu {
     /// - `x`: `[R, n, d]` or `[1, n, d]`
     /// - returns `[R, n]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
-        let [r, m, d] = self.dims();
-        let n = x.dims()[1];
-        let x = if x.dims()[0] == r {
-            x
-        } else {
-            x.expand([r, n, d])
-        };
-        let z = x.matmul(self.w.val().swap_dims(1, 2)); // [R, n, m]
-        let out = relu(z).matmul(self.a.val().unsqueeze_dim::<3>(2)); // [R, n, 1]
-        out.reshape([r, n]) * (1.0 / (m as f64).sqrt())
+        output(self.w.val(), self.a.val(), x)
     }
 
     /// Output on freshly masked inputs (identity mask in evaluation mode).
@@ -166,6 +157,24 @@ impl TwoLayerRelu {
     pub fn forward_masked(&self, x: Tensor<3>, noise: &mut MaskNoise, rows: &[usize]) -> Tensor<2> {
         self.forward(self.mask.forward(x, noise, rows))
     }
+}
+
+/// f(W, x) = (1/√m) relu(x Wᵀ) a for every replica: [`TwoLayerRelu::forward`] on raw tensors.
+///
+/// # Shapes
+/// - `w`: `[R, m, d]`, `a`: `[R, m]`, `x`: `[R, n, d]` or `[1, n, d]`
+/// - returns `[R, n]`
+pub fn output(w: Tensor<3>, a: Tensor<2>, x: Tensor<3>) -> Tensor<2> {
+    let [r, m, d] = w.dims();
+    let n = x.dims()[1];
+    let x = if x.dims()[0] == r {
+        x
+    } else {
+        x.expand([r, n, d])
+    };
+    let z = x.matmul(w.swap_dims(1, 2)); // [R, n, m]
+    let out = relu(z).matmul(a.unsqueeze_dim::<3>(2)); // [R, n, 1]
+    out.reshape([r, n]) * (1.0 / (m as f64).sqrt())
 }
 
 /// ½ Σ_i (f_i − y_i)² per replica.

@@ -1,16 +1,47 @@
 //! Training loops for masked networks: objectives, optimizers, full-batch GD, minibatch SGD and
 //! Adam, with the clean training loss logged as the paper plots it.
 
-use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
-use burn::tensor::{Device, Tensor};
+use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
+use burn::tensor::Device;
 use gaussmask_data::Dataset;
 use gaussmask_nn::rng::{Stream, tag};
-use gaussmask_nn::tensor_io::to_f64;
-use gaussmask_nn::{MaskNoise, Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse};
-use gaussmask_smooth::expected::ExactLoss;
-use gaussmask_smooth::tensor::{ProxyLoss, kappa_tensor};
+use gaussmask_nn::tensor_io;
+use gaussmask_nn::{Replica, TwoLayerRelu, TwoLayerReluConfig};
 use serde::{Deserialize, Serialize};
+
+mod autodiff;
+mod fused;
+mod host;
+
+/// How the gradient step is computed. Every engine draws the same masks and produces the
+/// same trajectory up to floating-point rounding (tested to 1e-5 relative in f64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// `host` on CPU backends and `fused` on GPU backends where they apply (objective `masked`
+    /// or `clean`, optimizer `gd`), `autodiff` otherwise.
+    #[default]
+    Auto,
+    /// Burn's autodiff and optimizers: every objective and optimizer; the reference.
+    Autodiff,
+    /// Hand-derived gradient of the masked loss as Burn tensor ops on the run's device
+    /// (no autodiff graph): the GPU path.
+    Fused,
+    /// Hand-derived gradient on the host with gemm matmuls, masks drawn straight into the
+    /// masked inputs, replicas (or, for one replica, row blocks) on all cores: the CPU path.
+    Host,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Auto => "auto",
+            Engine::Autodiff => "autodiff",
+            Engine::Fused => "fused",
+            Engine::Host => "host",
+        })
+    }
+}
 
 /// What the gradient step differentiates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +107,9 @@ pub struct TrainConfig {
     /// whatever their own seeds and whichever replicas train together).
     #[serde(default)]
     pub shuffle_seed: u64,
+    /// How gradients are computed (same results, different speed).
+    #[serde(default)]
+    pub engine: Engine,
 }
 
 fn one() -> usize {
@@ -125,7 +159,34 @@ impl TrainConfig {
         if self.log_every == 0 {
             return Err("train.log_every must be ≥ 1, got 0".into());
         }
+        if matches!(self.engine, Engine::Fused | Engine::Host) && !self.fusable() {
+            return Err(format!(
+                "train.engine = \"{}\" runs objective \"masked\" or \"clean\" with optimizer                  \"gd\" only; use engine \"autodiff\" (or \"auto\") for objective {:?} with                  optimizer {:?}",
+                self.engine, self.objective, self.optimizer
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether the fused engines cover this objective and optimizer.
+    fn fusable(&self) -> bool {
+        matches!(self.objective, Objective::Masked | Objective::Clean)
+            && self.optimizer == OptimizerKind::Gd
+    }
+
+    /// The engine `auto` resolves to on a CPU (`gpu` false) or GPU device.
+    pub fn resolved_engine(&self, gpu: bool) -> Engine {
+        match self.engine {
+            Engine::Auto if !self.fusable() => Engine::Autodiff,
+            Engine::Auto if gpu => Engine::Fused,
+            Engine::Auto => Engine::Host,
+            engine => engine,
+        }
+    }
+
+    /// Whether step `step` is logged (the last step always is).
+    fn logged(&self, step: usize) -> bool {
+        step % self.log_every == 0 || step == self.steps
     }
 
     fn optimizer(&self) -> ModuleOptimizer {
@@ -189,150 +250,96 @@ impl std::error::Error for TrainError {}
 
 /// Trains `replicas` of the two-layer network on `data` and calls `log` at every logged step.
 ///
-/// `device` must be an autodiff device. Returns the trained network.
+/// The engine is `config.engine` (`auto`: see [`Engine::Auto`]). Returns the trained network on
+/// the autodiff variant of `device`.
 pub fn train_two_layer(
     model_config: &TwoLayerReluConfig,
     replicas: &[Replica],
     data: &Dataset,
     config: &TrainConfig,
     device: &Device,
-    mut log: impl FnMut(&LogRecord),
+    log: impl FnMut(&LogRecord),
 ) -> Result<TwoLayerRelu, TrainError> {
-    let device = device.clone().autodiff();
-    let mut model = model_config.init(replicas, &device);
-    let seeds: Vec<u64> = replicas.iter().map(|r| r.seed).collect();
-    let mut noise = MaskNoise::new(&seeds);
-    let mut optim = config.optimizer();
-    let lr_output = config.lr_output.unwrap_or(config.lr);
-    let mut optim_output = config.optimizer();
+    match config.resolved_engine(is_gpu(device)) {
+        Engine::Autodiff | Engine::Auto => {
+            autodiff::train(model_config, replicas, data, config, device, log)
+        }
+        Engine::Fused => fused::train(model_config, replicas, data, config, device, log),
+        Engine::Host => host::train(model_config, replicas, data, config, device, log),
+    }
+}
 
-    let all_rows: Vec<usize> = (0..data.n).collect();
-    let (x_all, y_all) = data.all_tensors(&device);
-    let mut order_stream = Stream::new(config.shuffle_seed, tag::BATCH);
-    let mut order: Vec<usize> = all_rows.clone();
-    let mut cursor = order.len();
+/// Whether `device` is a GPU (a cubecl device); CPU backends report no identity.
+fn is_gpu(device: &Device) -> bool {
+    #[cfg(feature = "wgpu")]
+    {
+        device.identity().is_some()
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = device;
+        false
+    }
+}
 
-    for step in 0..=config.steps {
-        let logged = step % config.log_every == 0 || step == config.steps;
-        let last = step == config.steps;
-        if !logged && last {
-            break;
-        }
-        // The batch of this step.
-        let (rows, x, y) = match config.batch_size {
-            None => (all_rows.clone(), x_all.clone(), y_all.clone()),
-            Some(b) => {
-                if cursor + b > order.len() {
-                    order_stream.shuffle(&mut order);
-                    cursor = 0;
-                }
-                let rows = order[cursor..cursor + b].to_vec();
-                cursor += b;
-                let (x, y) = data.tensors(&rows, &device);
-                (rows, x, y)
-            }
-        };
-        let kappa = kappa_tensor(&model.mask.kappa, &device);
-        // The objective as one or more loss terms; their gradients are summed. The exact
-        // expected loss comes in sample chunks, each differentiated on its own, so memory
-        // stays at one chunk's graph (its cost grows as chunk·m²).
-        let mut terms: Vec<Tensor<1>> = Vec::new();
-        let mut chunk_grads = None;
-        match config.objective {
-            Objective::Masked => {
-                terms.push(half_sse(model.forward_masked(x, &mut noise, &rows), y))
-            }
-            Objective::MaskedK => {
-                // A product, not `/ k`: Burn 0.22.1's backward of a scalar division rounds the
-                // scalar to f32, which would put f32 error into f64 gradients.
-                let scale = 1.0 / config.masks_per_step as f64;
-                for _ in 0..config.masks_per_step {
-                    let masked = model.forward_masked(x.clone(), &mut noise, &rows);
-                    terms.push(half_sse(masked, y.clone()) * scale);
-                }
-            }
-            Objective::Proxy => {
-                terms.push(ProxyLoss::new(model.w.val(), model.a.val(), x, y, kappa).total())
-            }
-            Objective::ExpectedExact => {
-                let (n, d) = (rows.len(), data.d);
-                let mut acc_w = GradientsAccumulator::<TwoLayerRelu>::new();
-                let mut acc_a = GradientsAccumulator::<TwoLayerRelu>::new();
-                for start in (0..n).step_by(config.exact_chunk) {
-                    let end = (start + config.exact_chunk).min(n);
-                    let xc = x.clone().slice([0..1, start..end, 0..d]);
-                    let yc = y.clone().slice([0..1, start..end]);
-                    let (w, a) = (model.w.val(), model.a.val());
-                    let exact = ExactLoss::new(w, a, xc, yc, kappa.clone(), end - start).total();
-                    terms.push(exact.clone().without_autodiff());
-                    if !last {
-                        // Differentiate chunk by chunk so only one chunk's graph is alive.
-                        let mut g = exact.sum().backward();
-                        let (w_id, a_id) = (model.w.id, model.a.id);
-                        acc_w.accumulate(
-                            &model,
-                            GradientsParams::from_params(&mut g, &model, &[w_id]),
-                        );
-                        acc_a.accumulate(
-                            &model,
-                            GradientsParams::from_params(&mut g, &model, &[a_id]),
-                        );
-                    }
-                }
-                chunk_grads = Some((acc_w.grads(), acc_a.grads()));
-            }
-            Objective::Clean => terms.push(half_sse(model.forward(x), y)),
-        }
-        let value = terms
-            .iter()
-            .map(|t| t.clone().without_autodiff())
-            .reduce(|acc, t| acc + t)
-            .expect("at least one loss term");
-        if logged {
-            let inner = model.valid();
-            let (x_clean, y_clean) = (
-                x_all.clone().without_autodiff(),
-                y_all.clone().without_autodiff(),
-            );
-            let clean = to_f64(half_sse(inner.forward(x_clean), y_clean));
-            let objective = to_f64(value);
-            for (replica, &v) in clean.iter().chain(&objective).enumerate() {
-                if !v.is_finite() {
-                    return Err(TrainError::Diverged {
-                        step,
-                        replica: replica % replicas.len(),
-                        value: v,
-                    });
-                }
-            }
-            log(&LogRecord {
-                step,
-                clean_loss: clean,
-                masked_loss: objective,
-            });
-        }
-        if last {
-            break;
-        }
-        // Replicas are independent, so the gradient of the sum is each replica's own gradient.
-        let (grads_w, grads_a) = match chunk_grads {
-            Some(grads) => grads,
-            None => {
-                let loss = terms.into_iter().reduce(|acc, t| acc + t);
-                let mut g = loss.expect("at least one loss term").sum().backward();
-                let (w_id, a_id) = (model.w.id, model.a.id);
-                (
-                    GradientsParams::from_params(&mut g, &model, &[w_id]),
-                    GradientsParams::from_params(&mut g, &model, &[a_id]),
-                )
-            }
-        };
-        model = optim.step(config.lr, model, grads_w);
-        if model_config.train_output {
-            model = optim_output.step(lr_output, model, grads_a);
+/// The batch schedule every engine shares: the full batch, or minibatches in an order all
+/// replicas share, reshuffled at each pass.
+struct Batches {
+    all: Vec<usize>,
+    order: Vec<usize>,
+    cursor: usize,
+    stream: Stream,
+    batch_size: Option<usize>,
+}
+
+impl Batches {
+    fn new(n: usize, config: &TrainConfig) -> Self {
+        let all: Vec<usize> = (0..n).collect();
+        Self {
+            order: all.clone(),
+            all,
+            cursor: n,
+            stream: Stream::new(config.shuffle_seed, tag::BATCH),
+            batch_size: config.batch_size,
         }
     }
-    Ok(model)
+
+    /// Every row index.
+    fn all(&self) -> &[usize] {
+        &self.all
+    }
+
+    /// The rows of the next step: `None` for the full batch.
+    fn next(&mut self) -> Option<Vec<usize>> {
+        let b = self.batch_size?;
+        if self.cursor + b > self.order.len() {
+            self.stream.shuffle(&mut self.order);
+            self.cursor = 0;
+        }
+        let rows = self.order[self.cursor..self.cursor + b].to_vec();
+        self.cursor += b;
+        Some(rows)
+    }
+}
+
+/// The divergence check of every logged step.
+fn check_finite(record: &LogRecord) -> Result<(), TrainError> {
+    let replicas = record.clean_loss.len();
+    for (i, &value) in record
+        .clean_loss
+        .iter()
+        .chain(&record.masked_loss)
+        .enumerate()
+    {
+        if !value.is_finite() {
+            return Err(TrainError::Diverged {
+                step: record.step,
+                replica: i % replicas,
+                value,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -353,6 +360,7 @@ mod tests {
             masks_per_step: 1,
             exact_chunk: 32,
             shuffle_seed: 0,
+            engine: Engine::Auto,
         };
         assert!(c.validate(5).unwrap_err().contains("train.lr"));
         c.lr = 0.1;
@@ -360,5 +368,13 @@ mod tests {
         assert!(c.validate(5).unwrap_err().contains("train.batch_size"));
         c.batch_size = Some(5);
         assert!(c.validate(5).is_ok());
+        c.engine = Engine::Host;
+        c.optimizer = OptimizerKind::Adam;
+        assert!(c.validate(5).unwrap_err().contains("train.engine"));
+        c.engine = Engine::Auto;
+        assert_eq!(c.resolved_engine(false), Engine::Autodiff);
+        c.optimizer = OptimizerKind::Gd;
+        assert_eq!(c.resolved_engine(false), Engine::Host);
+        assert_eq!(c.resolved_engine(true), Engine::Fused);
     }
 }

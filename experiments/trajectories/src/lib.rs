@@ -9,7 +9,7 @@ use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Backend, Experiment, HarnessError, RunContext, mean_std};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{Replica, TwoLayerReluConfig};
-use gaussmask_train::{LogRecord, TrainConfig, train_two_layer};
+use gaussmask_train::{Engine, LogRecord, TrainConfig, train_two_layer};
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
@@ -24,8 +24,9 @@ pub struct TrajectoriesConfig {
     pub seeds: usize,
     /// Mask levels κ.
     pub kappas: Vec<f64>,
-    /// Replicas trained per batched computation; 0 picks the faster for the backend (see
-    /// `Backend::default_replica_chunk`). Results do not depend on it.
+    /// Replicas trained per batched computation; 0 picks the faster: all of them for the fused
+    /// engines, else per backend (see `Backend::default_replica_chunk`). Results do not depend
+    /// on it.
     #[serde(default)]
     pub replica_chunk: usize,
     /// The synthetic regression problem.
@@ -68,6 +69,7 @@ impl TrajectoriesConfig {
     pub fn chunk_size(&self, backend: Backend) -> usize {
         let total = self.kappas.len() * self.seeds;
         match self.replica_chunk {
+            0 if self.train.resolved_engine(backend.is_gpu()) != Engine::Autodiff => total,
             0 => backend.default_replica_chunk().unwrap_or(total),
             c => c.min(total),
         }

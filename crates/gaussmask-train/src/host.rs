@@ -1,0 +1,523 @@
+//! The host engine: the masked GD step with a hand-derived gradient, on the CPU.
+//!
+//! Per step and replica, with X̃ = X ⊙ C (masks drawn straight into X̃), Z = X̃ Wᵀ,
+//! f = relu(Z) a / √m and r = f − y:
+//!   ∂L/∂W = Gᵀ X̃ with G_ij = r_i a_j 1[Z_ij > 0] / √m,   ∂L/∂a = relu(Z)ᵀ r / √m.
+//! The two matmuls go to `gemm` (runtime-dispatched AVX2/FMA kernels); the rest is one pass
+//! over Z. Replicas run in parallel on the rayon pool; a lone replica splits its rows instead.
+#![allow(unsafe_code)] // the gemm calls, each with its bounds checked just above it
+
+use burn::tensor::{DType, Device};
+use gaussmask_data::Dataset;
+use gaussmask_nn::{
+    MASK_BLOCK_ROWS, MaskCall, MaskNoise, Replica, TwoLayerRelu, TwoLayerReluConfig,
+};
+use rayon::prelude::*;
+
+use crate::{Batches, LogRecord, Objective, TrainConfig, TrainError, check_finite, tensor_io};
+
+/// The float types the host engine runs in (the run's dtype).
+pub(crate) trait Real:
+    Copy
+    + Send
+    + Sync
+    + 'static
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+{
+    const ZERO: Self;
+    fn of(v: f64) -> Self;
+    fn get(self) -> f64;
+    /// max(self, 0), branch-free.
+    fn relu(self) -> Self;
+    /// 1 if self > 0 else 0, branch-free.
+    fn step(self) -> Self;
+}
+
+impl Real for f32 {
+    const ZERO: Self = 0.0;
+    fn relu(self) -> Self {
+        self.max(0.0)
+    }
+    fn step(self) -> Self {
+        (self > 0.0) as u8 as Self
+    }
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    fn get(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    const ZERO: Self = 0.0;
+    fn relu(self) -> Self {
+        self.max(0.0)
+    }
+    fn step(self) -> Self {
+        (self > 0.0) as u8 as Self
+    }
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn get(self) -> f64 {
+        self
+    }
+}
+
+/// Trains on the host in the device's float type; see [`crate::train_two_layer`].
+pub(crate) fn train(
+    model_config: &TwoLayerReluConfig,
+    replicas: &[Replica],
+    data: &Dataset,
+    config: &TrainConfig,
+    device: &Device,
+    log: impl FnMut(&LogRecord),
+) -> Result<TwoLayerRelu, TrainError> {
+    let device = device.clone().autodiff();
+    // The module gives the initial weights (and takes the final ones) so every engine starts
+    // from the same values in the same dtype.
+    let model = model_config.init(replicas, &device);
+    let (w, a) = if model.w.val().dtype() == DType::F64 {
+        run::<f64>(
+            &model,
+            replicas,
+            data,
+            config,
+            model_config.train_output,
+            log,
+        )?
+    } else {
+        run::<f32>(
+            &model,
+            replicas,
+            data,
+            config,
+            model_config.train_output,
+            log,
+        )?
+    };
+    let dims = model.dims();
+    Ok(TwoLayerRelu::from_weights(
+        w,
+        a,
+        dims,
+        model_config.train_output,
+        model.mask,
+        &device,
+    ))
+}
+
+/// One replica's weights and optimizer state.
+struct Weights<T> {
+    w: Vec<T>,
+    a: Vec<T>,
+    velocity_w: Vec<T>,
+    velocity_a: Vec<T>,
+}
+
+/// A unit of parallel work: one replica's share of the rows, with its scratch buffers. With
+/// as many replicas as threads a unit is a whole replica; a lone replica is split by rows.
+struct Unit<T> {
+    replica: usize,
+    /// Positions in the step's batch, whole mask blocks.
+    rows: std::ops::Range<usize>,
+    /// Rows of the data set for the clean loss.
+    clean_rows: std::ops::Range<usize>,
+    /// Masked inputs X̃, `[rows, d]`.
+    x_masked: Vec<T>,
+    /// Z, then G in place, `[rows, m]`.
+    z: Vec<T>,
+    /// Z of the clean inputs, `[clean_rows, m]`.
+    z_clean: Vec<T>,
+    /// This unit's share of ∂L/∂W and ∂L/∂a (empty while the signs are frozen).
+    grad_w: Vec<T>,
+    grad_a: Vec<T>,
+}
+
+/// Sizes and constants shared by the units of a run.
+struct Shape<T> {
+    m: usize,
+    d: usize,
+    /// 1/√m.
+    scale: T,
+}
+
+/// What one step gives a unit to read.
+struct StepInput<'a, T> {
+    call: Option<&'a MaskCall<'a>>,
+    /// Dataset indices of the batch rows.
+    rows: &'a [usize],
+    x: &'a [T],
+    y: &'a [T],
+    x_all: &'a [T],
+    y_all: &'a [T],
+    /// Compute the clean loss (the step is logged) …
+    logged: bool,
+    /// … which equals the masked loss for replicas whose mask is the identity on the full batch.
+    full_batch: bool,
+    /// Compute ∂L/∂W (every step but the last).
+    backward: bool,
+}
+
+/// Splits `0..n` into `parts` ranges of whole mask blocks (the last ones may be empty).
+fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let per = n.div_ceil(MASK_BLOCK_ROWS).div_ceil(parts) * MASK_BLOCK_ROWS;
+    (0..parts)
+        .map(|p| (p * per).min(n)..((p + 1) * per).min(n))
+        .collect()
+}
+
+fn run<T: Real>(
+    model: &TwoLayerRelu,
+    replicas: &[Replica],
+    data: &Dataset,
+    config: &TrainConfig,
+    train_output: bool,
+    mut log: impl FnMut(&LogRecord),
+) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
+    let [r_count, m, d] = model.dims();
+    let shape = Shape {
+        m,
+        d,
+        scale: T::of(1.0 / (m as f64).sqrt()),
+    };
+    let cast = |v: Vec<f64>| v.into_iter().map(T::of).collect::<Vec<T>>();
+    let w0 = cast(tensor_io::to_f64(model.w.val()));
+    let a0 = cast(tensor_io::to_f64(model.a.val()));
+    let x_all = cast(data.x.clone());
+    let y_all = cast(data.y.clone());
+    let mut weights: Vec<Weights<T>> = (0..r_count)
+        .map(|r| Weights {
+            w: w0[r * m * d..(r + 1) * m * d].to_vec(),
+            a: a0[r * m..(r + 1) * m].to_vec(),
+            velocity_w: vec![T::ZERO; m * d],
+            velocity_a: vec![T::ZERO; m],
+        })
+        .collect();
+    // Replicas fill the pool when there are enough; else each replica's rows are split.
+    let threads = rayon::current_num_threads();
+    let parts = if r_count >= threads { 1 } else { threads };
+    let batch = config.batch_size.unwrap_or(data.n);
+    let mut units: Vec<Unit<T>> = (0..r_count)
+        .flat_map(|r| {
+            split(batch, parts)
+                .into_iter()
+                .zip(split(data.n, parts))
+                .map(move |(rows, clean_rows)| Unit {
+                    replica: r,
+                    x_masked: vec![T::ZERO; rows.len() * d],
+                    z: vec![T::ZERO; rows.len() * m],
+                    z_clean: vec![T::ZERO; clean_rows.len() * m],
+                    grad_w: vec![T::ZERO; m * d],
+                    grad_a: vec![T::ZERO; if train_output { m } else { 0 }],
+                    rows,
+                    clean_rows,
+                })
+        })
+        .collect();
+    let seeds: Vec<u64> = replicas.iter().map(|r| r.seed).collect();
+    let mut noise = MaskNoise::new(&seeds);
+    let mask = &model.mask;
+    let mut batches = Batches::new(data.n, config);
+    let (mut x_batch, mut y_batch) = (Vec::new(), Vec::new());
+    let (lr, lr_output) = (
+        T::of(config.lr),
+        T::of(config.lr_output.unwrap_or(config.lr)),
+    );
+    let momentum = T::of(config.momentum);
+
+    for step in 0..=config.steps {
+        let batch_rows = batches.next();
+        let (rows, x, y): (&[usize], &[T], &[T]) = match &batch_rows {
+            None => (batches.all(), &x_all, &y_all),
+            Some(rows) => {
+                gather(rows, d, &x_all, &y_all, &mut x_batch, &mut y_batch);
+                (rows, &x_batch, &y_batch)
+            }
+        };
+        let call = (config.objective == Objective::Masked).then(|| mask.begin(&mut noise));
+        let input = StepInput {
+            call: call.as_ref(),
+            rows,
+            x,
+            y,
+            x_all: &x_all,
+            y_all: &y_all,
+            logged: config.logged(step),
+            full_batch: batch_rows.is_none(),
+            backward: step < config.steps,
+        };
+        let task = |u: &mut Unit<T>| u.step(&shape, &weights[u.replica], &input);
+        let losses: Vec<(f64, f64)> = if units.len() > 1 {
+            units.par_iter_mut().map(task).collect()
+        } else {
+            units.iter_mut().map(task).collect()
+        };
+        if input.logged {
+            let per_replica = |pick: fn(&(f64, f64)) -> f64| -> Vec<f64> {
+                losses
+                    .chunks(parts)
+                    .map(|l| l.iter().map(pick).sum())
+                    .collect()
+            };
+            let record = LogRecord {
+                step,
+                clean_loss: per_replica(|l| l.0),
+                masked_loss: per_replica(|l| l.1),
+            };
+            check_finite(&record)?;
+            log(&record);
+        }
+        if !input.backward {
+            break;
+        }
+        for (wr, group) in weights.iter_mut().zip(units.chunks_mut(parts)) {
+            let (first, rest) = group.split_first_mut().expect("one unit per part");
+            for other in rest {
+                add(&mut first.grad_w, &other.grad_w);
+                add(&mut first.grad_a, &other.grad_a);
+            }
+            descend(&mut wr.w, &mut wr.velocity_w, &first.grad_w, lr, momentum);
+            if train_output {
+                descend(
+                    &mut wr.a,
+                    &mut wr.velocity_a,
+                    &first.grad_a,
+                    lr_output,
+                    momentum,
+                );
+            }
+        }
+    }
+    let w = weights.iter().flat_map(|s| s.w.iter().map(|v| v.get()));
+    let a = weights.iter().flat_map(|s| s.a.iter().map(|v| v.get()));
+    Ok((w.collect(), a.collect()))
+}
+
+fn add<T: Real>(acc: &mut [T], other: &[T]) {
+    for (a, &b) in acc.iter_mut().zip(other) {
+        *a = *a + b;
+    }
+}
+
+/// Copies the rows `rows` of the data into the batch buffers.
+fn gather<T: Real>(rows: &[usize], d: usize, x: &[T], y: &[T], xb: &mut Vec<T>, yb: &mut Vec<T>) {
+    xb.clear();
+    yb.clear();
+    for &i in rows {
+        xb.extend_from_slice(&x[i * d..(i + 1) * d]);
+        yb.push(y[i]);
+    }
+}
+
+impl<T: Real> Unit<T> {
+    /// The unit's share of one step: masks into X̃, Z = X̃ Wᵀ, residuals and G (in place of
+    /// Z), ∂L/∂a and ∂L/∂W, and the clean loss when logged. Returns (clean, masked) loss shares.
+    fn step(&mut self, shape: &Shape<T>, weights: &Weights<T>, input: &StepInput<T>) -> (f64, f64) {
+        let (m, d, r) = (shape.m, shape.d, self.replica);
+        let rows = self.rows.clone();
+        let x = &input.x[rows.start * d..rows.end * d];
+        let identity = input.call.is_none_or(|c| c.is_identity(r));
+        match input.call {
+            Some(call) if !identity => {
+                let first_block = rows.start / MASK_BLOCK_ROWS;
+                let mut c = vec![0.0; MASK_BLOCK_ROWS * d];
+                let blocks = self.x_masked.chunks_mut(MASK_BLOCK_ROWS * d);
+                for (b, (xm, xb)) in blocks.zip(x.chunks(MASK_BLOCK_ROWS * d)).enumerate() {
+                    let start = rows.start + b * MASK_BLOCK_ROWS;
+                    let block_rows = &input.rows[start..start + xm.len() / d];
+                    let c = &mut c[..xm.len()];
+                    call.fill_block(r, first_block + b, block_rows, d, c);
+                    for ((o, &xv), &cv) in xm.iter_mut().zip(xb).zip(c.iter()) {
+                        *o = xv * T::of(cv);
+                    }
+                }
+            }
+            _ => self.x_masked.copy_from_slice(x),
+        }
+        let n = rows.len();
+        matmul_abt(n, m, d, &self.x_masked, &weights.w, &mut self.z);
+        self.grad_a.iter_mut().for_each(|g| *g = T::ZERO);
+        let y = &input.y[rows.clone()];
+        let masked = readout(&mut self.z, y, &weights.a, shape.scale, &mut self.grad_a);
+        let clean = if !input.logged {
+            f64::NAN
+        } else if identity && input.full_batch {
+            masked // the mask was the identity on the full batch
+        } else {
+            let cr = self.clean_rows.clone();
+            let x_clean = &input.x_all[cr.start * d..cr.end * d];
+            matmul_abt(cr.len(), m, d, x_clean, &weights.w, &mut self.z_clean);
+            clean(&self.z_clean, &input.y_all[cr], &weights.a, shape.scale)
+        };
+        if input.backward {
+            matmul_atb(m, d, n, &self.z, &self.x_masked, &mut self.grad_w);
+        }
+        (clean, masked)
+    }
+}
+
+/// Compiles `$generic` a second time for AVX2 + FMA as `$name`'s fast path, taken when the
+/// CPU has them (the default x86-64 target has SSE2 only); elsewhere `$name` is `$generic`.
+macro_rules! multiversion {
+    ($name:ident, $fast:ident, $generic:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn $fast<T: Real>($($arg: $ty),*) -> $ret {
+            $generic($($arg),*)
+        }
+
+        fn $name<T: Real>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has the features `$fast` was compiled for.
+                return unsafe { $fast($($arg),*) };
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
+/// Lanes of the dot products: independent partial sums the compiler keeps in vector registers.
+const LANES: usize = 8;
+
+/// Σ_j relu(z_j) a_j.
+#[inline(always)]
+fn relu_dot<T: Real>(z: &[T], a: &[T]) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let (zc, at) = (z.chunks_exact(LANES), a.chunks_exact(LANES));
+    let (z_rest, a_rest) = (zc.remainder(), at.remainder());
+    for (zc, ac) in zc.zip(at) {
+        for k in 0..LANES {
+            acc[k] = acc[k] + zc[k].relu() * ac[k];
+        }
+    }
+    let mut f = acc.iter().fold(T::ZERO, |s, &v| s + v);
+    for (&zj, &aj) in z_rest.iter().zip(a_rest) {
+        f = f + zj.relu() * aj;
+    }
+    f
+}
+
+/// Residuals, loss and G (in place of Z) of a block of rows; adds the block's ∂L/∂a to
+/// `grad_a` unless it is empty.
+///
+/// # Shapes
+/// - `z`: `[rows, m]`, `y`: `[rows]`, `a`, `grad_a`: `[m]` (or `grad_a` empty)
+#[inline(always)]
+fn readout_generic<T: Real>(z: &mut [T], y: &[T], a: &[T], scale: T, grad_a: &mut [T]) -> f64 {
+    let mut loss = 0.0;
+    for (zi, &yi) in z.chunks_exact_mut(a.len()).zip(y) {
+        let res = relu_dot(zi, a) * scale - yi;
+        loss += 0.5 * res.get() * res.get();
+        let rs = res * scale;
+        for (g, &zij) in grad_a.iter_mut().zip(zi.iter()) {
+            *g = *g + rs * zij.relu();
+        }
+        for (zij, &aj) in zi.iter_mut().zip(a) {
+            *zij = rs * aj * zij.step();
+        }
+    }
+    loss
+}
+
+multiversion!(readout, readout_avx2, readout_generic,
+    (z: &mut [T], y: &[T], a: &[T], scale: T, grad_a: &mut [T]) -> f64);
+
+/// ½ Σ (relu(z_i) · a · scale − y_i)² over a block of rows.
+#[inline(always)]
+fn clean_generic<T: Real>(z: &[T], y: &[T], a: &[T], scale: T) -> f64 {
+    let mut loss = 0.0;
+    for (zi, &yi) in z.chunks_exact(a.len()).zip(y) {
+        let res = (relu_dot(zi, a) * scale - yi).get();
+        loss += 0.5 * res * res;
+    }
+    loss
+}
+
+multiversion!(clean, clean_avx2, clean_generic, (z: &[T], y: &[T], a: &[T], scale: T) -> f64);
+
+/// v ← μ v + g, p ← p − η v (Burn's SGD momentum with no dampening; plain GD at μ = 0).
+fn descend<T: Real>(p: &mut [T], v: &mut [T], g: &[T], lr: T, momentum: T) {
+    if momentum > T::ZERO {
+        for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
+            *v = momentum * *v + g;
+            *p = *p - lr * *v;
+        }
+    } else {
+        for (p, &g) in p.iter_mut().zip(g) {
+            *p = *p - lr * g;
+        }
+    }
+}
+
+/// out = A Bᵀ.
+///
+/// # Shapes
+/// - `a`: `[n, k]`, `b`: `[m, k]`, `out`: `[n, m]`, all row-major
+fn matmul_abt<T: Real>(n: usize, m: usize, k: usize, a: &[T], b: &[T], out: &mut [T]) {
+    assert!(a.len() >= n * k && b.len() >= m * k && out.len() >= n * m);
+    // SAFETY: the lengths are checked above; the strides describe row-major `a`, `out` and
+    // the transpose of row-major `b`, all inside those lengths.
+    unsafe {
+        gemm::gemm(
+            n,
+            m,
+            k,
+            out.as_mut_ptr(),
+            1,
+            m as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            k as isize,
+            1,
+            T::ZERO,
+            T::of(1.0),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// out = Aᵀ B.
+///
+/// # Shapes
+/// - `a`: `[k, n]`, `b`: `[k, m]`, `out`: `[n, m]`, all row-major
+fn matmul_atb<T: Real>(n: usize, m: usize, k: usize, a: &[T], b: &[T], out: &mut [T]) {
+    assert!(a.len() >= k * n && b.len() >= k * m && out.len() >= n * m);
+    // SAFETY: as in `matmul_abt`; `a` is read through its transpose's strides.
+    unsafe {
+        gemm::gemm(
+            n,
+            m,
+            k,
+            out.as_mut_ptr(),
+            1,
+            m as isize,
+            false,
+            a.as_ptr(),
+            n as isize,
+            1,
+            b.as_ptr(),
+            1,
+            m as isize,
+            T::ZERO,
+            T::of(1.0),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
