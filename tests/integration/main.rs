@@ -4,6 +4,7 @@
 //! tested as a subprocess, so each run there has its own backend and float type.
 
 mod cli;
+mod engines;
 mod gradients;
 mod masks;
 mod replicas;

@@ -2,7 +2,7 @@
 
 use gaussmask_data::SyntheticConfig;
 use gaussmask_nn::{Replica, TwoLayerReluConfig};
-use gaussmask_train::{LogRecord, Objective, OptimizerKind, TrainConfig, train_two_layer};
+use gaussmask_train::{Engine, LogRecord, Objective, OptimizerKind, TrainConfig, train_two_layer};
 
 use crate::device64;
 
@@ -30,6 +30,7 @@ fn config(optimizer: OptimizerKind, batch_size: Option<usize>) -> TrainConfig {
         masks_per_step: 1,
         exact_chunk: 7,
         shuffle_seed: 0,
+        engine: Engine::Auto,
     }
 }
 

@@ -116,6 +116,18 @@ impl MaskConfig {
         }
     }
 
+    /// Fills `out` with independent coordinates for noise level `kappa` (the Gaussian family
+    /// draws its normals in bulk).
+    pub fn fill(&self, kappa: f64, stream: &mut Stream, out: &mut [f64]) {
+        match self.family {
+            MaskFamily::Gaussian => {
+                stream.fill_normal_ziggurat(out);
+                out.iter_mut().for_each(|c| *c = 1.0 + kappa * *c);
+            }
+            _ => out.iter_mut().for_each(|c| *c = self.draw(kappa, stream)),
+        }
+    }
+
     /// Standard deviation of one coordinate at noise level `kappa`.
     pub fn std(&self, kappa: f64) -> f64 {
         match self.family {
@@ -192,23 +204,17 @@ impl MaskCall<'_> {
         let (config, kappa) = (self.config, self.kappa[r]);
         match config.resample {
             MaskResample::Fresh => {
-                let mut stream = call.substream(block as u64);
-                for c in out.iter_mut() {
-                    *c = config.draw(kappa, &mut stream);
-                }
+                config.fill(kappa, &mut call.substream(block as u64), out);
             }
             MaskResample::FixedPerSample => {
                 for (row, &i) in out.chunks_mut(d).zip(rows) {
-                    let mut stream = self.roots[r].substream(i as u64);
-                    for c in row.iter_mut() {
-                        *c = config.draw(kappa, &mut stream);
-                    }
+                    config.fill(kappa, &mut self.roots[r].substream(i as u64), row);
                 }
             }
             MaskResample::SharedAcrossBatch => {
                 // Every block redraws the call's one shared mask from the same sub-stream.
-                let mut stream = call.substream(u64::MAX);
-                let shared: Vec<f64> = (0..d).map(|_| config.draw(kappa, &mut stream)).collect();
+                let mut shared = vec![0.0; d];
+                config.fill(kappa, &mut call.substream(u64::MAX), &mut shared);
                 for row in out.chunks_mut(d) {
                     row.copy_from_slice(&shared);
                 }

@@ -4,7 +4,8 @@
 //! f = relu(Z) a / √m and r = f − y:
 //!   ∂L/∂W = Gᵀ X̃ with G_ij = r_i a_j 1[Z_ij > 0] / √m,   ∂L/∂a = relu(Z)ᵀ r / √m.
 //! The two matmuls go to `gemm` (runtime-dispatched AVX2/FMA kernels); the rest is one pass
-//! over Z. Replicas run in parallel on the rayon pool; a lone replica splits its rows instead.
+//! over Z. Units of work (one replica × up to 256 rows) run in parallel on the rayon pool, so
+//! a sweep of replicas and a lone large replica both keep every core busy.
 #![allow(unsafe_code)] // the gemm calls, each with its bounds checked just above it
 
 use burn::tensor::{DType, Device};
@@ -119,8 +120,8 @@ struct Weights<T> {
     velocity_a: Vec<T>,
 }
 
-/// A unit of parallel work: one replica's share of the rows, with its scratch buffers. With
-/// as many replicas as threads a unit is a whole replica; a lone replica is split by rows.
+/// A unit of parallel work: one replica's share of the rows (at most [`UNIT_ROWS`]), with its
+/// scratch buffers.
 struct Unit<T> {
     replica: usize,
     /// Positions in the step's batch, whole mask blocks.
@@ -163,11 +164,16 @@ struct StepInput<'a, T> {
     backward: bool,
 }
 
-/// Splits `0..n` into `parts` ranges of whole mask blocks (the last ones may be empty).
+/// Rows per unit of work: enough for efficient matmuls, few enough that a lone replica keeps
+/// every core busy. Fixed, not derived from the thread count, so results (whose rounding
+/// depends on how the gradient is summed) are the same on every machine and whichever
+/// replicas train together.
+const UNIT_ROWS: usize = 8 * MASK_BLOCK_ROWS;
+
+/// Splits `0..n` into `parts` ranges of at most [`UNIT_ROWS`] (the last ones may be empty).
 fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
-    let per = n.div_ceil(MASK_BLOCK_ROWS).div_ceil(parts) * MASK_BLOCK_ROWS;
     (0..parts)
-        .map(|p| (p * per).min(n)..((p + 1) * per).min(n))
+        .map(|p| (p * UNIT_ROWS).min(n)..((p + 1) * UNIT_ROWS).min(n))
         .collect()
 }
 
@@ -198,10 +204,9 @@ fn run<T: Real>(
             velocity_a: vec![T::ZERO; m],
         })
         .collect();
-    // Replicas fill the pool when there are enough; else each replica's rows are split.
-    let threads = rayon::current_num_threads();
-    let parts = if r_count >= threads { 1 } else { threads };
+    // Every replica has the same number of units (for the batch rows and the clean rows).
     let batch = config.batch_size.unwrap_or(data.n);
+    let parts = batch.max(data.n).div_ceil(UNIT_ROWS);
     let mut units: Vec<Unit<T>> = (0..r_count)
         .flat_map(|r| {
             split(batch, parts)
@@ -355,7 +360,11 @@ impl<T: Real> Unit<T> {
             clean(&self.z_clean, &input.y_all[cr], &weights.a, shape.scale)
         };
         if input.backward {
-            matmul_atb(m, d, n, &self.z, &self.x_masked, &mut self.grad_w);
+            if n == 0 {
+                self.grad_w.fill(T::ZERO); // an empty share (a minibatch smaller than the data)
+            } else {
+                matmul_atb(m, d, n, &self.z, &self.x_masked, &mut self.grad_w);
+            }
         }
         (clean, masked)
     }

@@ -186,7 +186,7 @@ impl TrainConfig {
 
     /// Whether step `step` is logged (the last step always is).
     fn logged(&self, step: usize) -> bool {
-        step % self.log_every == 0 || step == self.steps
+        step.is_multiple_of(self.log_every) || step == self.steps
     }
 
     fn optimizer(&self) -> ModuleOptimizer {

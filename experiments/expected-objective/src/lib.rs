@@ -8,7 +8,7 @@ use std::time::Instant;
 use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_harness::{Backend, Experiment, HarnessError, RunContext};
 use gaussmask_train::Objective;
 use serde::{Deserialize, Serialize};
 use toml::Table;
@@ -103,7 +103,7 @@ impl Experiment for ExpectedObjective {
             let curves = train_curves(&c, ctx)?;
             runs.push((objective, curves, started.elapsed().as_secs_f64()));
         }
-        let rows = summarize_runs(&config, &runs, config.base.chunk_size(ctx.backend));
+        let rows = summarize_runs(&config, &runs, ctx.backend);
         write_outputs(&config, &runs, &rows, ctx)?;
         print_table(&rows);
         Ok(())
@@ -113,13 +113,16 @@ impl Experiment for ExpectedObjective {
 fn summarize_runs(
     config: &ExpectedObjectiveConfig,
     runs: &[(Objective, Vec<Curve>, f64)],
-    chunk: usize,
+    backend: Backend,
 ) -> Vec<Row> {
     let base = &config.base;
     let replicas = (base.kappas.len() * base.seeds) as f64;
     let mut rows = Vec::new();
     for (objective, curves, time) in runs {
-        let summary = summarize(base, curves, chunk, *time);
+        let mut c = base.clone();
+        c.train.objective = *objective;
+        let engine = c.train.resolved_engine(backend.is_gpu());
+        let summary = summarize(base, curves, c.chunk_size(backend), engine, *time);
         for (k, group) in summary.kappas.iter().zip(curves.chunks(base.seeds)) {
             let mean = seed_mean(group, |c| &c.clean);
             let len = mean.len();

@@ -121,6 +121,8 @@ pub struct Summary {
     pub seeds: usize,
     /// Replicas trained per batched computation.
     pub replica_chunk: usize,
+    /// The training engine that ran (`auto` resolved).
+    pub engine: Engine,
     /// Wall time of the training in seconds.
     pub train_time_s: f64,
 }
@@ -149,7 +151,8 @@ impl Experiment for Trajectories {
         let config = TrajectoriesConfig::from_table(config)?;
         let curves = train_curves(&config, ctx)?;
         let chunk = config.chunk_size(ctx.backend);
-        let summary = summarize(&config, &curves, chunk, ctx.elapsed().as_secs_f64());
+        let engine = config.train.resolved_engine(ctx.backend.is_gpu());
+        let summary = summarize(&config, &curves, chunk, engine, ctx.elapsed().as_secs_f64());
         write_outputs(&config, &curves, &summary, ctx)?;
         print_table(&summary);
         Ok(())
@@ -265,6 +268,7 @@ pub fn summarize(
     config: &TrajectoriesConfig,
     curves: &[Curve],
     replica_chunk: usize,
+    engine: Engine,
     train_time_s: f64,
 ) -> Summary {
     let mut out: Vec<KappaSummary> = config
@@ -313,6 +317,7 @@ pub fn summarize(
         steps: config.train.steps,
         seeds: config.seeds,
         replica_chunk,
+        engine,
         train_time_s,
     }
 }
@@ -407,5 +412,8 @@ pub fn print_table(summary: &Summary) {
             s.initial_rate
         );
     }
-    println!("training time {:.1} s", summary.train_time_s);
+    println!(
+        "training time {:.2} s (engine {})",
+        summary.train_time_s, summary.engine
+    );
 }
