@@ -411,6 +411,48 @@ fn zero_width_is_rejected() {
 }
 
 #[test]
+fn fused_engine_with_an_optimizer_it_lacks_is_rejected() {
+    assert_rejected(
+        &[
+            "run",
+            "trajectories",
+            "--set",
+            "train.engine=host",
+            "--set",
+            "train.optimizer=adam",
+        ],
+        "train.engine",
+    );
+}
+
+#[test]
+fn unknown_engine_is_rejected() {
+    assert_rejected(
+        &["run", "trajectories", "--set", "train.engine=turbo"],
+        "turbo",
+    );
+}
+
+#[test]
+fn bench_run_rejects_an_unknown_workload() {
+    // Argument checks come before any build or timing, so this costs a Python start-up.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new("python3")
+        .arg(format!("{root}/../bench/run"))
+        .args(["--workloads", "a,z", "--no-build"])
+        .output()
+        .expect("python3 runs bench/run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected, got:\n{err}"
+    );
+    assert!(err.contains("--workloads") && err.contains("'z'"), "{err}");
+}
+
+#[test]
 fn nan_learning_rate_is_rejected() {
     assert_rejected(
         &["run", "trajectories", "--set", "train.lr=nan"],

@@ -23,10 +23,9 @@ pub(crate) fn train(
 ) -> Result<TwoLayerRelu, TrainError> {
     let autodiff = device.clone().autodiff();
     // Initialized like every engine, then trained on the plain device.
-    let model = model_config.init(replicas, &autodiff).valid();
-    let mask = model_config
-        .mask
-        .init(&replicas.iter().map(|r| r.kappa).collect::<Vec<_>>());
+    let initial = model_config.init(replicas, &autodiff);
+    let mask = initial.mask.clone(); // in training mode; `valid()` would turn it off
+    let model = initial.valid();
     let [r_count, m, d] = model.dims();
     let scale = 1.0 / (m as f64).sqrt();
     let mut w = model.w.val();

@@ -130,6 +130,8 @@ struct Unit<T> {
     clean_rows: std::ops::Range<usize>,
     /// Masked inputs X̃, `[rows, d]`.
     x_masked: Vec<T>,
+    /// One block's mask draws, `[MASK_BLOCK_ROWS, d]`.
+    mask: Vec<f64>,
     /// Z, then G in place, `[rows, m]`.
     z: Vec<T>,
     /// Z of the clean inputs, `[clean_rows, m]`.
@@ -215,6 +217,7 @@ fn run<T: Real>(
                 .map(move |(rows, clean_rows)| Unit {
                     replica: r,
                     x_masked: vec![T::ZERO; rows.len() * d],
+                    mask: vec![0.0; MASK_BLOCK_ROWS * d],
                     z: vec![T::ZERO; rows.len() * m],
                     z_clean: vec![T::ZERO; clean_rows.len() * m],
                     grad_w: vec![T::ZERO; m * d],
@@ -330,12 +333,11 @@ impl<T: Real> Unit<T> {
         match input.call {
             Some(call) if !identity => {
                 let first_block = rows.start / MASK_BLOCK_ROWS;
-                let mut c = vec![0.0; MASK_BLOCK_ROWS * d];
                 let blocks = self.x_masked.chunks_mut(MASK_BLOCK_ROWS * d);
                 for (b, (xm, xb)) in blocks.zip(x.chunks(MASK_BLOCK_ROWS * d)).enumerate() {
                     let start = rows.start + b * MASK_BLOCK_ROWS;
                     let block_rows = &input.rows[start..start + xm.len() / d];
-                    let c = &mut c[..xm.len()];
+                    let c = &mut self.mask[..xm.len()];
                     call.fill_block(r, first_block + b, block_rows, d, c);
                     for ((o, &xv), &cv) in xm.iter_mut().zip(xb).zip(c.iter()) {
                         *o = xv * T::of(cv);
@@ -471,32 +473,8 @@ fn descend<T: Real>(p: &mut [T], v: &mut [T], g: &[T], lr: T, momentum: T) {
 /// # Shapes
 /// - `a`: `[n, k]`, `b`: `[m, k]`, `out`: `[n, m]`, all row-major
 fn matmul_abt<T: Real>(n: usize, m: usize, k: usize, a: &[T], b: &[T], out: &mut [T]) {
-    assert!(a.len() >= n * k && b.len() >= m * k && out.len() >= n * m);
-    // SAFETY: the lengths are checked above; the strides describe row-major `a`, `out` and
-    // the transpose of row-major `b`, all inside those lengths.
-    unsafe {
-        gemm::gemm(
-            n,
-            m,
-            k,
-            out.as_mut_ptr(),
-            1,
-            m as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
-            T::ZERO,
-            T::of(1.0),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    // A row-major: column stride 1, row stride k; Bᵀ read from row-major B: (1, k) swapped.
+    gemm_into(n, m, k, out, (a, 1, k), (b, k, 1));
 }
 
 /// out = Aᵀ B.
@@ -504,8 +482,28 @@ fn matmul_abt<T: Real>(n: usize, m: usize, k: usize, a: &[T], b: &[T], out: &mut
 /// # Shapes
 /// - `a`: `[k, n]`, `b`: `[k, m]`, `out`: `[n, m]`, all row-major
 fn matmul_atb<T: Real>(n: usize, m: usize, k: usize, a: &[T], b: &[T], out: &mut [T]) {
-    assert!(a.len() >= k * n && b.len() >= k * m && out.len() >= n * m);
-    // SAFETY: as in `matmul_abt`; `a` is read through its transpose's strides.
+    // Aᵀ read from row-major A through swapped strides; B row-major.
+    gemm_into(n, m, k, out, (a, n, 1), (b, 1, m));
+}
+
+/// out (`[n, m]`, row-major) = lhs · rhs, with `lhs` an n×k and `rhs` a k×m matrix each given
+/// as (values, column stride, row stride), on the calling thread.
+fn gemm_into<T: Real>(
+    n: usize,
+    m: usize,
+    k: usize,
+    out: &mut [T],
+    (lhs, lhs_cs, lhs_rs): (&[T], usize, usize),
+    (rhs, rhs_cs, rhs_rs): (&[T], usize, usize),
+) {
+    // The last element each operand is read at must lie inside it.
+    let last = |rows: usize, cols: usize, cs: usize, rs: usize| {
+        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+    };
+    assert!(out.len() >= n * m);
+    assert!(n * k == 0 || last(n, k, lhs_cs, lhs_rs) < lhs.len());
+    assert!(k * m == 0 || last(k, m, rhs_cs, rhs_rs) < rhs.len());
+    // SAFETY: every index gemm reads or writes is inside the slices, as checked above.
     unsafe {
         gemm::gemm(
             n,
@@ -515,12 +513,12 @@ fn matmul_atb<T: Real>(n: usize, m: usize, k: usize, a: &[T], b: &[T], out: &mut
             1,
             m as isize,
             false,
-            a.as_ptr(),
-            n as isize,
-            1,
-            b.as_ptr(),
-            1,
-            m as isize,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
             T::ZERO,
             T::of(1.0),
             false,
