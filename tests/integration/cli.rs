@@ -314,6 +314,130 @@ fn expected_objective_smoke_run_trains_every_objective() {
 }
 
 #[test]
+fn trajectories_with_diagnostics_writes_movement_flips_and_lambda0() {
+    let root = scratch("diagnostics");
+    let out = root.join("run");
+    let o = trajectories_smoke(&out, &["--diagnostics", "every=50,gram"]);
+    assert_ok(&o);
+    let csv = std::fs::read_to_string(out.join("diagnostics.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    // Smoke: 3 κ × 2 seeds, steps 0, 50, 100, 150.
+    assert_eq!(rows.len(), 3 * 2 * 4, "{csv}");
+    for r in &rows {
+        let (step, movement, flipped, lambda) = (r[2], r[3], r[4], r[5]);
+        assert!((0.0..=1.0).contains(&flipped) && lambda >= -1e-9, "{r:?}");
+        if step == 0.0 {
+            assert_eq!((movement, flipped), (0.0, 0.0));
+        } else {
+            assert!(movement > 0.0, "{r:?}");
+        }
+    }
+    let ntk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("ntk.json")).unwrap()).unwrap();
+    assert!(ntk["lambda0"].as_f64().unwrap() > 0.0, "{ntk}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn diagnostics_are_refused_where_nothing_trains_and_when_malformed() {
+    assert_rejected(
+        &[
+            "run",
+            "smoothed-relu",
+            "--smoke",
+            "--diagnostics",
+            "every=5",
+        ],
+        "--diagnostics",
+    );
+    assert_rejected(
+        &["run", "trajectories", "--smoke", "--diagnostics", "every=0"],
+        "every must be an integer ≥ 1",
+    );
+}
+
+#[test]
+fn floor_scaling_smoke_run_fits_an_exponent_per_cell() {
+    let files = ["floors.csv", "excess_floor_n32_tau1.png"];
+    let (root, _, _, s) = smoke_run("floor-scaling", &files);
+    let fits = s["fits"].as_array().unwrap();
+    assert_eq!(fits.len(), 2 * 2, "2 widths × 2 sample counts × 1 τ");
+    for f in fits {
+        let slope = f["fit"]["slope"]
+            .as_f64()
+            .expect("a fit in every smoke cell");
+        assert!(slope.is_finite() && slope > 0.0, "{f}");
+    }
+    assert_eq!(s["lambda0"].as_array().unwrap().len(), 2);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn correlated_masks_smoke_run_compares_every_mode() {
+    let files = ["correlated_masks.csv", "floor.png", "test_mse.png"];
+    let (root, _, _, s) = smoke_run("correlated-masks", &files);
+    let rows = s["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3 * 2, "3 modes × 2 κ");
+    // κ = 0 draws no mask: every mode trains the same run.
+    let clean: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["kappa"] == 0.0)
+        .map(|r| r["floor"].as_f64().unwrap())
+        .collect();
+    assert!(clean.iter().all(|f| *f == clean[0]), "{clean:?}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn two_rates_smoke_run_measures_both_layers() {
+    let (root, _, _, s) = smoke_run("two-rates", &["two_rates.csv", "loss_ratio_kappa0.png"]);
+    let rows = s["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 2, "2 widths × 2 ρ × 2 κ");
+    for r in rows {
+        let moved_a = r["movement_a"].as_f64().unwrap();
+        if r["rho"] == 0.0 {
+            assert_eq!(moved_a, 0.0, "{r}");
+        } else {
+            assert!(moved_a > 0.0, "{r}");
+        }
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn identity_mapping_smoke_run_lowers_the_test_loss() {
+    let files = ["identity_mapping.csv", "test_loss.png", "potential.png"];
+    let (root, _, _, s) = smoke_run("identity-mapping", &files);
+    let finals = s["finals"].as_array().unwrap();
+    assert_eq!(finals.len(), 2 * 2, "2 networks × 2 κ");
+    for f in finals {
+        let (start, end) = (
+            f["initial_test_loss"].as_f64().unwrap(),
+            f["test_loss"][0].as_f64().unwrap(),
+        );
+        assert!(end < start, "{f}");
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn masked_neurons_smoke_run_covers_every_scheme() {
+    let files = [
+        "masked_neurons.csv",
+        "floor_bernoulli_kappa0.png",
+        "floor_ist_kappa0.4.png",
+    ];
+    let (root, _, _, s) = smoke_run("masked-neurons", &files);
+    let rows = s["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 2 * 2, "2 schemes × 2 p × 2 τ × 2 κ");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
 fn a_closed_stdout_ends_the_program_quietly() {
     use std::process::Stdio;
     let root = scratch("pipe");
@@ -347,6 +471,11 @@ fn list_names_every_experiment() {
         "smoothed-relu",
         "decomposition",
         "expected-objective",
+        "floor-scaling",
+        "correlated-masks",
+        "two-rates",
+        "identity-mapping",
+        "masked-neurons",
     ] {
         assert!(text.contains(id), "{id} missing from:\n{text}");
     }

@@ -50,6 +50,7 @@ fn base_config() -> TrainConfig {
         exact_chunk: 32,
         shuffle_seed: 5,
         engine: Engine::Auto,
+        diagnostics_every: 0,
     }
 }
 

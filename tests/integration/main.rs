@@ -7,6 +7,8 @@ mod cli;
 mod engines;
 mod gradients;
 mod masks;
+mod ntk;
+mod probes;
 mod replicas;
 mod smooth;
 

@@ -31,6 +31,7 @@ fn config(optimizer: OptimizerKind, batch_size: Option<usize>) -> TrainConfig {
         exact_chunk: 7,
         shuffle_seed: 0,
         engine: Engine::Auto,
+        diagnostics_every: 0,
     }
 }
 

@@ -182,6 +182,54 @@ impl Dataset {
         )
     }
 
+    /// The first `n_first` rows and the rest, as two datasets (e.g. train and held-out test
+    /// from one draw, so they share the teacher).
+    ///
+    /// # Panics
+    /// If `n_first > n`.
+    pub fn split(mut self, n_first: usize) -> (Dataset, Dataset) {
+        assert!(
+            n_first <= self.n,
+            "cannot split {} rows at {n_first}",
+            self.n
+        );
+        let d = self.d;
+        let rest = Dataset {
+            x: self.x.split_off(n_first * d),
+            y: self.y.split_off(n_first),
+            n: self.n - n_first,
+            d,
+        };
+        self.n = n_first;
+        (self, rest)
+    }
+
+    /// Mean squared error (1/n) Σ (f(W, x_i) − y_i)² of the two-layer net
+    /// f(W, x) = (1/√m) aᵀReLU(W x) on the host.
+    ///
+    /// # Shapes
+    /// `w`: `[m, d]` row-major, `a`: `[m]`
+    pub fn mse(&self, w: &[f64], a: &[f64]) -> f64 {
+        let d = self.d;
+        let scale = 1.0 / (a.len() as f64).sqrt();
+        let sse: f64 = self
+            .x
+            .chunks_exact(d)
+            .zip(&self.y)
+            .map(|(xi, yi)| {
+                let f: f64 = w
+                    .chunks_exact(d)
+                    .zip(a)
+                    .map(|(wr, ar)| {
+                        ar * wr.iter().zip(xi).map(|(p, q)| p * q).sum::<f64>().max(0.0)
+                    })
+                    .sum();
+                (scale * f - yi).powi(2)
+            })
+            .sum();
+        sse / self.n.max(1) as f64
+    }
+
     /// All rows as device tensors: x `[1, n, d]`, y `[1, n]`.
     pub fn all_tensors(&self, device: &Device) -> (Tensor<3>, Tensor<2>) {
         let rows: Vec<usize> = (0..self.n).collect();
@@ -192,6 +240,23 @@ impl Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_keeps_rows_in_order_and_mse_matches_a_hand_case() {
+        let data = SyntheticConfig::new(10, 3).generate();
+        let (first, rest) = data.clone().split(7);
+        assert_eq!((first.n, rest.n), (7, 3));
+        assert_eq!(first.x[..], data.x[..21]);
+        assert_eq!(rest.y[..], data.y[7..]);
+        // One neuron w = e_1 with a = 1 on rows (2, 0, 0) → 2 and (−1, 0, 0) → 0; targets 1, 1.
+        let hand = Dataset {
+            x: vec![2.0, 0.0, 0.0, -1.0, 0.0, 0.0],
+            y: vec![1.0, 1.0],
+            n: 2,
+            d: 3,
+        };
+        assert_eq!(hand.mse(&[1.0, 0.0, 0.0], &[1.0]), (1.0 + 1.0) / 2.0);
+    }
 
     #[test]
     fn unit_sphere_rows_have_unit_norm_and_labels_are_standardized() {

@@ -40,6 +40,37 @@ pub struct RunOptions {
     /// Export the trained weights of every replica as .npy files and one safetensors file.
     #[arg(long)]
     pub save_weights: bool,
+    /// NTK diagnostics during training: `every=N` logs ‖W_k − W_0‖_F/‖W_0‖_F and the fraction
+    /// of flipped activation patterns every N steps (to diagnostics.csv) and λ₀ of the data;
+    /// `every=N,gram` adds λ_min of the finite-width Gram H(k) (an n×n eigen-solve per row).
+    #[arg(long, value_name = "every=N[,gram]", value_parser = parse_diagnostics)]
+    pub diagnostics: Option<DiagnosticsRequest>,
+}
+
+/// What `--diagnostics` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiagnosticsRequest {
+    /// Steps between two diagnostics rows (the last step always has one).
+    pub every: usize,
+    /// Whether each row has λ_min(H(k)).
+    pub gram: bool,
+}
+
+fn parse_diagnostics(text: &str) -> Result<DiagnosticsRequest, String> {
+    let mut every = None;
+    let mut gram = false;
+    for part in text.split(',').map(str::trim) {
+        match part.split_once('=') {
+            Some(("every", n)) => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => every = Some(n),
+                _ => return Err(format!("every must be an integer ≥ 1, got '{n}'")),
+            },
+            None if part == "gram" => gram = true,
+            _ => return Err(format!("unknown part '{part}' (expected every=N[,gram])")),
+        }
+    }
+    let every = every.ok_or("expected every=N[,gram]")?;
+    Ok(DiagnosticsRequest { every, gram })
 }
 
 #[derive(Parser, Debug)]
@@ -218,6 +249,12 @@ pub fn resolve_config(
         table.insert("seed".into(), Value::Integer(seed));
     }
     experiment.check(&table)?;
+    if options.diagnostics.is_some() && !experiment.has_diagnostics() {
+        return Err(HarnessError::input(format!(
+            "--diagnostics: experiment '{}' does not train a two-layer network step by step",
+            experiment.id()
+        )));
+    }
     Ok(table)
 }
 
@@ -250,6 +287,7 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
         seed,
     );
     ctx.save_weights = options.save_weights;
+    ctx.diagnostics = options.diagnostics;
     ctx.write("config.toml", toml::to_string(&table).unwrap_or_default())?;
     eprintln!(
         "running {} on {} ({}){} → {}",

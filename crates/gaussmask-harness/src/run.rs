@@ -25,6 +25,10 @@ pub trait Experiment: Sync {
     fn check(&self, config: &Table) -> Result<(), HarnessError>;
     /// Runs the experiment, writing its files through `ctx`.
     fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError>;
+    /// Whether the experiment honours `--diagnostics` (the NTK diagnostics of its training).
+    fn has_diagnostics(&self) -> bool {
+        false
+    }
 }
 
 /// The run's environment.
@@ -39,6 +43,8 @@ pub struct RunContext {
     pub smoke: bool,
     /// Export trained weights (`--save-weights`).
     pub save_weights: bool,
+    /// NTK diagnostics asked for (`--diagnostics`).
+    pub diagnostics: Option<crate::cli::DiagnosticsRequest>,
     pub(crate) dir: RunDir,
     pub(crate) record: RunRecord,
     pub(crate) started: Instant,
@@ -106,6 +112,7 @@ impl RunContext {
             dtype,
             smoke,
             save_weights: false,
+            diagnostics: None,
             dir,
             record,
             started: Instant::now(),

@@ -9,7 +9,7 @@ use std::f64::consts::PI;
 
 use burn::tensor::{Bool, IndexingUpdateOp, Tensor};
 
-use crate::bivariate::{GL_NODES, GL_WEIGHTS, RHO_SWITCH};
+use crate::bivariate::{GL_NODES, GL_WEIGHTS, GL6, GL12, RHO_SWITCH};
 use crate::tensor::{S_FLOOR, norm_cdf, norm_pdf, preactivations, readout, smoothed_relu};
 
 /// Standardized arguments are clamped to ±this: Φ(−38) < 1e-315, so nothing changes in f64,
@@ -23,41 +23,6 @@ fn select<const D: usize>(mask: Tensor<D, Bool>, yes: Tensor<D>, no: Tensor<D>) 
 fn indicator<const D: usize>(mask: Tensor<D, Bool>) -> Tensor<D> {
     mask.float()
 }
-
-/// Gauss–Legendre rules of Genz's BVNU on [−1, 1] (positive nodes, weights): 6 points for
-/// |ρ| < 0.3, 12 for |ρ| < 0.75, 20 beyond.
-#[allow(clippy::excessive_precision)]
-const GL6: ([f64; 3], [f64; 3]) = (
-    [
-        0.932_469_514_203_152_2,
-        0.661_209_386_466_264_7,
-        0.238_619_186_083_197,
-    ],
-    [
-        0.171_324_492_379_170_5,
-        0.360_761_573_048_138_4,
-        0.467_913_934_572_690_4,
-    ],
-);
-#[allow(clippy::excessive_precision)]
-const GL12: ([f64; 6], [f64; 6]) = (
-    [
-        0.981_560_634_246_719_1,
-        0.904_117_256_370_475,
-        0.769_902_674_194_305,
-        0.587_317_954_286_617_1,
-        0.367_831_498_998_180_2,
-        0.125_233_408_511_469_2,
-    ],
-    [
-        0.047_175_336_386_511_77,
-        0.106_939_325_995_318_3,
-        0.160_078_328_543_346_4,
-        0.203_167_426_723_065_9,
-        0.233_492_536_538_354_7,
-        0.249_147_045_813_402_9,
-    ],
-);
 
 /// Branch |ρ| < 0.925: the Drezner–Wesolowsky integral over θ ∈ [0, asin ρ] by Gauss–Legendre.
 fn orthant_integral(

@@ -108,6 +108,9 @@ pub(crate) fn train(
                 step,
                 clean_loss: tensor_io::to_f64(half_sse(inner.forward(x_clean), y_clean)),
                 masked_loss: tensor_io::to_f64(value),
+                weights: config
+                    .wants_weights(step)
+                    .then(|| tensor_io::to_f64(inner.w.val())),
             };
             check_finite(&record)?;
             log(&record);

@@ -70,6 +70,9 @@ pub(crate) fn train(
                     y_all.clone(),
                 )),
                 masked_loss: tensor_io::to_f64(masked),
+                weights: config
+                    .wants_weights(step)
+                    .then(|| tensor_io::to_f64(w.clone())),
             };
             check_finite(&record)?;
             log(&record);

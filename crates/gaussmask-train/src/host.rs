@@ -276,6 +276,10 @@ fn run<T: Real>(
                 step,
                 clean_loss: per_replica(|l| l.0),
                 masked_loss: per_replica(|l| l.1),
+                weights: config.wants_weights(step).then(|| {
+                    let w = weights.iter().flat_map(|s| s.w.iter().map(|v| v.get()));
+                    w.collect()
+                }),
             };
             check_finite(&record)?;
             log(&record);

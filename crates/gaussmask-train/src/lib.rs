@@ -110,6 +110,10 @@ pub struct TrainConfig {
     /// How gradients are computed (same results, different speed).
     #[serde(default)]
     pub engine: Engine,
+    /// Every this many steps (and at the last), the log record carries the weights W_k for NTK
+    /// diagnostics; 0 = never.
+    #[serde(default)]
+    pub diagnostics_every: usize,
 }
 
 fn one() -> usize {
@@ -184,9 +188,16 @@ impl TrainConfig {
         }
     }
 
-    /// Whether step `step` is logged (the last step always is).
+    /// Whether step `step` is logged (the last step always is, and so is every step whose
+    /// weights go to the diagnostics).
     fn logged(&self, step: usize) -> bool {
-        step.is_multiple_of(self.log_every) || step == self.steps
+        step.is_multiple_of(self.log_every) || step == self.steps || self.wants_weights(step)
+    }
+
+    /// Whether the record of step `step` carries the weights.
+    fn wants_weights(&self, step: usize) -> bool {
+        self.diagnostics_every > 0
+            && (step.is_multiple_of(self.diagnostics_every) || step == self.steps)
     }
 
     fn optimizer(&self) -> ModuleOptimizer {
@@ -214,6 +225,8 @@ pub struct LogRecord {
     /// The objective's value at W_k, per replica: for the masked objectives, the loss on the
     /// step's own mask(s).
     pub masked_loss: Vec<f64>,
+    /// W_k of every replica, `[R, m, d]` row-major, at the steps `diagnostics_every` asks for.
+    pub weights: Option<Vec<f64>>,
 }
 
 /// Why a run stopped early.
@@ -361,6 +374,7 @@ mod tests {
             exact_chunk: 32,
             shuffle_seed: 0,
             engine: Engine::Auto,
+            diagnostics_every: 0,
         };
         assert!(c.validate(5).unwrap_err().contains("train.lr"));
         c.lr = 0.1;

@@ -9,6 +9,11 @@ pub fn experiments() -> Vec<&'static dyn Experiment> {
         &smoothed_relu::SmoothedRelu,
         &decomposition::Decomposition,
         &expected_objective::ExpectedObjective,
+        &floor_scaling::FloorScaling,
+        &correlated_masks::CorrelatedMasks,
+        &two_rates::TwoRates,
+        &identity_mapping::IdentityMapping,
+        &masked_neurons::MaskedNeurons,
     ]
 }
 

@@ -1,14 +1,15 @@
 //! Experiment `trajectories` (paper Fig. 3): clean training loss of masked full-batch GD for a
 //! grid of κ, several seeds each, all replicas trained side by side.
 
-use gaussmask_data::SyntheticConfig;
 use gaussmask_data::npy::Array;
+use gaussmask_data::{Dataset, SyntheticConfig};
 use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Backend, Experiment, HarnessError, RunContext, mean_std};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{Replica, TwoLayerReluConfig};
+use gaussmask_ntk::{Diagnostics, Tracker};
 use gaussmask_train::{Engine, LogRecord, TrainConfig, train_two_layer};
 use serde::{Deserialize, Serialize};
 use toml::Table;
@@ -45,7 +46,8 @@ impl TrajectoriesConfig {
         Ok(c)
     }
 
-    fn resolve(&mut self) -> Result<(), String> {
+    /// Fills the defaults that depend on other fields and validates everything.
+    pub fn resolve(&mut self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
         require(!self.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
         for k in &self.kappas {
@@ -147,6 +149,10 @@ impl Experiment for Trajectories {
         TrajectoriesConfig::from_table(config).map(|_| ())
     }
 
+    fn has_diagnostics(&self) -> bool {
+        true
+    }
+
     fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
         let config = TrajectoriesConfig::from_table(config)?;
         let curves = train_curves(&config, ctx)?;
@@ -168,34 +174,72 @@ pub struct Curve {
     pub clean: Vec<f64>,
     /// Masked loss at each logged step.
     pub masked: Vec<f64>,
+    /// NTK diagnostics rows (with `--diagnostics`; their `replica` is the chunk-local index).
+    pub diagnostics: Vec<Diagnostics>,
 }
 
-/// Trains every replica (in chunks of `replica_chunk`) and returns their curves, in
-/// [`TrajectoriesConfig::replicas`] order.
+/// Trains every replica on `config.data` (in chunks of `replica_chunk`) and returns their
+/// curves, in [`TrajectoriesConfig::replicas`] order; saves the weights on `--save-weights`.
 pub fn train_curves(
     config: &TrajectoriesConfig,
     ctx: &RunContext,
 ) -> Result<Vec<Curve>, HarnessError> {
-    let data = config.data.generate();
+    let runs = train_runs(config, &config.data.generate(), ctx)?;
+    if ctx.save_weights {
+        save_weights(&config.replicas(), &runs.weights, config, ctx)?;
+    }
+    Ok(runs.curves)
+}
+
+/// Curves and final weights of every replica of a run.
+pub struct Runs {
+    /// Logged losses, in [`TrajectoriesConfig::replicas`] order.
+    pub curves: Vec<Curve>,
+    /// Final (W `[m, d]`, a `[m]`) of each replica, row-major, same order.
+    pub weights: Vec<(Vec<f64>, Vec<f64>)>,
+}
+
+/// Trains every replica on `data` (in chunks of `replica_chunk`).
+pub fn train_runs(
+    config: &TrajectoriesConfig,
+    data: &Dataset,
+    ctx: &RunContext,
+) -> Result<Runs, HarnessError> {
     let replicas = config.replicas();
     let chunk = config.chunk_size(ctx.backend);
     let chunks = replicas.len().div_ceil(chunk);
     let bar = ctx.progress((chunks * config.train.steps) as u64, "training");
     let mut curves = vec![Curve::default(); replicas.len()];
     let mut weights = Vec::new();
+    let mut train = config.train.clone();
+    if let Some(req) = ctx.diagnostics {
+        train.diagnostics_every = req.every;
+    }
+    let gram = ctx.diagnostics.is_some_and(|req| req.gram);
     for (c, group) in replicas.chunks(chunk).enumerate() {
         let offset = c * chunk;
+        // Built from the first record's weights: W_0 of this chunk's replicas.
+        let mut tracker: Option<Tracker> = None;
         let model = train_two_layer(
             &config.model,
             group,
-            &data,
-            &config.train,
+            data,
+            &train,
             &ctx.device,
             |rec: &LogRecord| {
-                for (j, curve) in curves[offset..offset + group.len()].iter_mut().enumerate() {
+                let mine = &mut curves[offset..offset + group.len()];
+                for (j, curve) in mine.iter_mut().enumerate() {
                     curve.steps.push(rec.step);
                     curve.clean.push(rec.clean_loss[j]);
                     curve.masked.push(rec.masked_loss[j]);
+                }
+                if let Some(w) = &rec.weights {
+                    let m = config.model.width;
+                    let t = tracker
+                        .get_or_insert_with(|| Tracker::new(data.x.clone(), data.d, m, w, gram));
+                    for row in t.observe(rec.step, w) {
+                        mine[row.replica].diagnostics.push(row);
+                    }
                 }
                 bar.set_position((c * config.train.steps + rec.step) as u64);
             },
@@ -209,43 +253,44 @@ pub fn train_curves(
                 .unwrap_or_default();
             HarnessError::run(format!("{e}{which}"))
         })?;
-        if ctx.save_weights {
-            let [r, m, d] = model.dims();
-            let w = to_f64(model.w.val());
-            let a = to_f64(model.a.val());
-            for j in 0..r {
-                weights.push((
-                    group[j],
-                    Array {
-                        shape: vec![m, d],
-                        data: w[j * m * d..(j + 1) * m * d].to_vec(),
-                    },
-                    Array {
-                        shape: vec![m],
-                        data: a[j * m..(j + 1) * m].to_vec(),
-                    },
-                ));
-            }
+        let [r, m, d] = model.dims();
+        let (w, a) = (to_f64(model.w.val()), to_f64(model.a.val()));
+        for j in 0..r {
+            weights.push((
+                w[j * m * d..(j + 1) * m * d].to_vec(),
+                a[j * m..(j + 1) * m].to_vec(),
+            ));
         }
     }
     bar.finish_and_clear();
-    if ctx.save_weights {
-        save_weights(&weights, ctx)?;
-    }
-    Ok(curves)
+    Ok(Runs { curves, weights })
 }
 
 /// `W_kappa<κ>_seed<s>.npy` and `a_…npy` per replica, and all of them in `weights.safetensors`
 /// (named `kappa=<κ>/seed=<s>/W` and `…/a`).
-fn save_weights(weights: &[(Replica, Array, Array)], ctx: &RunContext) -> Result<(), HarnessError> {
+fn save_weights(
+    replicas: &[Replica],
+    weights: &[(Vec<f64>, Vec<f64>)],
+    config: &TrajectoriesConfig,
+    ctx: &RunContext,
+) -> Result<(), HarnessError> {
+    let (m, d) = (config.model.width, config.data.d);
     let mut named = Vec::new();
-    for (rep, w, a) in weights {
+    for (rep, (w, a)) in replicas.iter().zip(weights) {
+        let w = Array {
+            shape: vec![m, d],
+            data: w.clone(),
+        };
+        let a = Array {
+            shape: vec![m],
+            data: a.clone(),
+        };
         let tag = format!("kappa{}_seed{}", rep.kappa, rep.seed);
-        ctx.write_npy(&format!("W_{tag}.npy"), w)?;
-        ctx.write_npy(&format!("a_{tag}.npy"), a)?;
+        ctx.write_npy(&format!("W_{tag}.npy"), &w)?;
+        ctx.write_npy(&format!("a_{tag}.npy"), &a)?;
         let key = format!("kappa={}/seed={}", rep.kappa, rep.seed);
-        named.push((format!("{key}/W"), w.clone()));
-        named.push((format!("{key}/a"), a.clone()));
+        named.push((format!("{key}/W"), w));
+        named.push((format!("{key}/a"), a));
     }
     ctx.write_safetensors("weights.safetensors", &named)
 }
@@ -258,7 +303,8 @@ pub fn seed_mean(curves: &[Curve], pick: impl Fn(&Curve) -> &Vec<f64>) -> Vec<f6
         .collect()
 }
 
-fn tail_mean(values: &[f64], fraction: f64) -> f64 {
+/// Mean of the last `fraction` of `values` (at least one value).
+pub fn tail_mean(values: &[f64], fraction: f64) -> f64 {
     let k = ((values.len() as f64 * fraction).ceil() as usize).clamp(1, values.len());
     values[values.len() - k..].iter().sum::<f64>() / k as f64
 }
@@ -351,6 +397,9 @@ fn write_outputs(
     }
     ctx.write("trajectories.csv", csv.into_bytes())?;
     ctx.write_json("summary.json", summary)?;
+    if curves.iter().any(|c| !c.diagnostics.is_empty()) {
+        write_diagnostics(config, curves, ctx)?;
+    }
 
     let series = config
         .kappas
@@ -390,6 +439,96 @@ fn write_outputs(
         legend_left: false,
     };
     ctx.plot(&plot, "trajectories")
+}
+
+/// λ₀ of a dataset: λ_min of the closed-form H∞ for unit-norm inputs, else of a Monte-Carlo H∞
+/// (`samples` draws). Returns (λ₀, how it was computed).
+pub fn lambda0(data: &gaussmask_data::Dataset, samples: usize) -> (f64, String) {
+    match gaussmask_ntk::h_infinity(&data.x, data.d) {
+        Ok(h) => (
+            gaussmask_ntk::lambda_min(&h, data.n),
+            "closed-form H∞ (unit-norm inputs)".into(),
+        ),
+        Err(_) => {
+            let (h, _) = gaussmask_ntk::h_infinity_monte_carlo(&data.x, data.d, samples, 0);
+            (
+                gaussmask_ntk::lambda_min(&h, data.n),
+                format!("Monte-Carlo H∞ ({samples} draws of w)"),
+            )
+        }
+    }
+}
+
+/// `diagnostics.csv` (one row per replica and diagnostics step), `ntk.json` (λ₀ of the data)
+/// and a figure of the relative weight movement.
+fn write_diagnostics(
+    config: &TrajectoriesConfig,
+    curves: &[Curve],
+    ctx: &RunContext,
+) -> Result<(), HarnessError> {
+    let mut csv = Csv::new(&[
+        "kappa",
+        "seed",
+        "step",
+        "relative_movement",
+        "flipped_fraction",
+        "lambda_min_gram",
+    ]);
+    for (rep, curve) in config.replicas().iter().zip(curves) {
+        for row in &curve.diagnostics {
+            csv.row(&[
+                rep.kappa.to_string(),
+                rep.seed.to_string(),
+                row.step.to_string(),
+                row.relative_movement.to_string(),
+                row.flipped_fraction.to_string(),
+                row.lambda_min_gram
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            ]);
+        }
+    }
+    ctx.write("diagnostics.csv", csv.into_bytes())?;
+    let (lambda0, method) = lambda0(&config.data.generate(), 2000);
+    ctx.write_json(
+        "ntk.json",
+        &serde_json::json!({ "lambda0": lambda0, "method": method, "n": config.data.n }),
+    )?;
+    let series = config
+        .kappas
+        .iter()
+        .zip(curves.chunks(config.seeds))
+        .map(|(&kappa, group)| {
+            let rows = group[0].diagnostics.len();
+            let points = (0..rows)
+                .map(|i| {
+                    let mean = group
+                        .iter()
+                        .map(|c| c.diagnostics[i].relative_movement)
+                        .sum::<f64>()
+                        / group.len() as f64;
+                    (group[0].diagnostics[i].step as f64, mean)
+                })
+                .collect();
+            Series {
+                label: format!("κ = {kappa}"),
+                points,
+                band: None,
+                dashed: false,
+                color: None,
+            }
+        })
+        .collect();
+    let plot = LinePlot {
+        title: format!("Relative weight movement ‖W_k − W_0‖_F / ‖W_0‖_F (λ₀ = {lambda0:.3e})"),
+        x_label: "step".into(),
+        y_label: "relative movement".into(),
+        log_y: false,
+        log_x: false,
+        series,
+        legend_left: true,
+    };
+    ctx.plot(&plot, "diagnostics")
 }
 
 /// Prints the per-κ table.

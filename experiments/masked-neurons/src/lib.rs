@@ -1,0 +1,346 @@
+//! `masked-neurons` (Liao & Kyrillidis, "On the convergence of shallow neural network training
+//! with randomly masked neurons", TMLR 2022): neuron masks Bernoulli(ξ), p subnetworks trained
+//! τ_local steps each from the current weights, combined by per-neuron averaging. Dropout
+//! (p = 1, τ_local = 1), multi-sample dropout (p > 1, τ_local = 1) and independent subnetwork
+//! training (IST: a partition into p parts, ξ = 1/p) are points of the grid. Their claim: a
+//! linear decrease to a floor that shrinks with p and grows with τ_local. With and without input
+//! masking.
+
+pub mod train;
+
+use gaussmask_data::SyntheticConfig;
+use gaussmask_harness::config::{parse, require};
+use gaussmask_harness::output::Csv;
+use gaussmask_harness::plot::{LinePlot, Series};
+use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_nn::TwoLayerReluConfig;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use toml::Table;
+use train::{Net, Scheme, Setting};
+
+/// The experiment's config (`configs/masked-neurons.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskedNeuronsConfig {
+    /// Base seed; seed s uses `seed + s` for its initial weights and masks.
+    #[serde(default)]
+    pub seed: u64,
+    /// Seeds per setting.
+    pub seeds: usize,
+    /// Neuron-picking schemes.
+    pub schemes: Vec<Scheme>,
+    /// Keep probability ξ of the Bernoulli scheme.
+    pub xi: f64,
+    /// Subnetworks per round.
+    pub ps: Vec<usize>,
+    /// Local steps per subnetwork and round.
+    pub tau_locals: Vec<usize>,
+    /// Input-mask κ values (0 = none).
+    pub kappas: Vec<f64>,
+    /// Rounds.
+    pub rounds: usize,
+    /// Learning rate of the local steps.
+    pub lr: f64,
+    /// Share of the rounds the floor averages over.
+    pub tail_fraction: f64,
+    /// Data.
+    pub data: SyntheticConfig,
+    /// Model (its mask section is unused: κ comes from `kappas`).
+    pub model: TwoLayerReluConfig,
+}
+
+impl MaskedNeuronsConfig {
+    fn from_table(table: &Table) -> Result<Self, HarnessError> {
+        let mut c: Self = parse(table)?;
+        if c.model.input_dim == 0 {
+            c.model.input_dim = c.data.d;
+        }
+        c.validate().map_err(HarnessError::input)?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
+        require(
+            !self.schemes.is_empty(),
+            "schemes",
+            "a non-empty list",
+            "[]",
+        )?;
+        require(self.xi > 0.0 && self.xi <= 1.0, "xi", "in (0, 1]", self.xi)?;
+        require(!self.ps.is_empty(), "ps", "a non-empty list", "[]")?;
+        for &p in &self.ps {
+            require(
+                p >= 1 && p <= self.model.width,
+                "ps",
+                "in 1 ..= model.width",
+                p,
+            )?;
+        }
+        require(
+            !self.tau_locals.is_empty(),
+            "tau_locals",
+            "a non-empty list",
+            "[]",
+        )?;
+        for &t in &self.tau_locals {
+            require(t >= 1, "tau_locals", "≥ 1", t)?;
+        }
+        require(!self.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
+        for k in &self.kappas {
+            require(k.is_finite() && *k >= 0.0, "kappas", "finite and ≥ 0", k)?;
+        }
+        require(self.rounds >= 1, "rounds", "≥ 1", self.rounds)?;
+        require(
+            self.lr.is_finite() && self.lr > 0.0,
+            "lr",
+            "finite and > 0",
+            self.lr,
+        )?;
+        require(
+            self.tail_fraction > 0.0 && self.tail_fraction <= 1.0,
+            "tail_fraction",
+            "in (0, 1]",
+            self.tail_fraction,
+        )?;
+        self.data.validate()?;
+        require(
+            self.model.input_dim == self.data.d,
+            "model.input_dim",
+            &format!("0 or data.d = {}", self.data.d),
+            self.model.input_dim,
+        )?;
+        self.model.validate()
+    }
+
+    fn settings(&self) -> Vec<Setting> {
+        let mut out = Vec::new();
+        for &scheme in &self.schemes {
+            for &p in &self.ps {
+                for &tau_local in &self.tau_locals {
+                    for &kappa in &self.kappas {
+                        out.push(Setting {
+                            scheme,
+                            p,
+                            tau_local,
+                            xi: self.xi,
+                            kappa,
+                            rounds: self.rounds,
+                            lr: self.lr,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Floor of one setting over the seeds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Scheme.
+    pub scheme: Scheme,
+    /// Subnetworks per round.
+    pub p: usize,
+    /// Local steps.
+    pub tau_local: usize,
+    /// Keep probability (1/p for IST).
+    pub xi: f64,
+    /// Input-mask κ.
+    pub kappa: f64,
+    /// Floor of the clean loss (mean, sd over seeds).
+    pub floor: (f64, f64),
+    /// Rounds until the seed-mean loss is within 10% of the floor.
+    pub rounds_to_floor: usize,
+}
+
+/// Training with randomly masked neurons.
+pub struct MaskedNeurons;
+
+fn scheme_name(s: Scheme) -> &'static str {
+    match s {
+        Scheme::Bernoulli => "bernoulli",
+        Scheme::Ist => "ist",
+    }
+}
+
+impl Experiment for MaskedNeurons {
+    fn id(&self) -> &'static str {
+        "masked-neurons"
+    }
+
+    fn about(&self) -> &'static str {
+        "Liao & Kyrillidis: p masked subnetworks × τ_local steps, per-neuron averaging (dropout, IST)"
+    }
+
+    fn default_config(&self) -> &'static str {
+        include_str!("../../../configs/masked-neurons.toml")
+    }
+
+    fn check(&self, config: &Table) -> Result<(), HarnessError> {
+        MaskedNeuronsConfig::from_table(config).map(|_| ())
+    }
+
+    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
+        let c = MaskedNeuronsConfig::from_table(config)?;
+        let data = c.data.generate();
+        let settings = c.settings();
+        let jobs: Vec<(usize, u64)> = (0..settings.len())
+            .flat_map(|i| (0..c.seeds as u64).map(move |s| (i, c.seed + s)))
+            .collect();
+        let bar = ctx.progress(jobs.len() as u64, "runs");
+        let curves: Vec<Vec<f64>> = jobs
+            .par_iter()
+            .map(|&(i, seed)| {
+                let (w, a) = c.model.initial_weights(seed);
+                let mut net = Net { w, a };
+                let losses = train::train(&mut net, &data, &settings[i], seed);
+                bar.inc(1);
+                losses
+            })
+            .collect();
+        bar.finish_and_clear();
+        if curves.iter().flatten().any(|l| !l.is_finite()) {
+            return Err(HarnessError::run(
+                "a run diverged (non-finite loss): lower lr",
+            ));
+        }
+        let rows: Vec<Row> = settings
+            .iter()
+            .zip(curves.chunks(c.seeds))
+            .map(|(s, group)| {
+                let floors: Vec<f64> = group
+                    .iter()
+                    .map(|l| trajectories::tail_mean(l, c.tail_fraction))
+                    .collect();
+                let floor = mean_std(&floors);
+                let mean: Vec<f64> = (0..group[0].len())
+                    .map(|k| group.iter().map(|l| l[k]).sum::<f64>() / group.len() as f64)
+                    .collect();
+                Row {
+                    scheme: s.scheme,
+                    p: s.p,
+                    tau_local: s.tau_local,
+                    xi: if s.scheme == Scheme::Ist {
+                        1.0 / s.p as f64
+                    } else {
+                        s.xi
+                    },
+                    kappa: s.kappa,
+                    floor,
+                    rounds_to_floor: mean
+                        .iter()
+                        .position(|&l| l <= 1.1 * floor.0)
+                        .unwrap_or(mean.len()),
+                }
+            })
+            .collect();
+        let train_time_s = ctx.elapsed().as_secs_f64();
+        write_outputs(&c, &settings, &curves, &rows, train_time_s, ctx)?;
+        print_table(&rows, train_time_s);
+        Ok(())
+    }
+}
+
+fn write_outputs(
+    c: &MaskedNeuronsConfig,
+    settings: &[Setting],
+    curves: &[Vec<f64>],
+    rows: &[Row],
+    train_time_s: f64,
+    ctx: &RunContext,
+) -> Result<(), HarnessError> {
+    let mut csv = Csv::new(&[
+        "scheme",
+        "p",
+        "tau_local",
+        "kappa",
+        "seed",
+        "round",
+        "clean_loss",
+    ]);
+    for (s, group) in settings.iter().zip(curves.chunks(c.seeds)) {
+        for (k, losses) in group.iter().enumerate() {
+            for (round, l) in losses.iter().enumerate() {
+                csv.row(&[
+                    scheme_name(s.scheme).to_string(),
+                    s.p.to_string(),
+                    s.tau_local.to_string(),
+                    s.kappa.to_string(),
+                    (c.seed + k as u64).to_string(),
+                    round.to_string(),
+                    l.to_string(),
+                ]);
+            }
+        }
+    }
+    ctx.write("masked_neurons.csv", csv.into_bytes())?;
+    ctx.write_json(
+        "summary.json",
+        &serde_json::json!({ "rows": rows, "train_time_s": train_time_s }),
+    )?;
+    // Per (scheme, κ): floor against τ_local, one line per p.
+    for &scheme in &c.schemes {
+        for &kappa in &c.kappas {
+            let series =
+                c.ps.iter()
+                    .map(|&p| Series {
+                        label: format!("p = {p}"),
+                        points: rows
+                            .iter()
+                            .filter(|r| r.scheme == scheme && r.kappa == kappa && r.p == p)
+                            .map(|r| (r.tau_local as f64, r.floor.0))
+                            .collect(),
+                        band: None,
+                        dashed: false,
+                        color: None,
+                    })
+                    .collect();
+            let plot = LinePlot {
+                title: format!(
+                    "Masked neurons ({}, ξ = {}): floor of the clean loss (κ = {kappa})",
+                    scheme_name(scheme),
+                    if scheme == Scheme::Ist {
+                        "1/p".to_string()
+                    } else {
+                        c.xi.to_string()
+                    }
+                ),
+                x_label: "local steps τ_local".into(),
+                y_label: "floor of ½Σ(f − y)²".into(),
+                log_y: true,
+                log_x: true,
+                series,
+                legend_left: true,
+            };
+            ctx.plot(
+                &plot,
+                &format!("floor_{}_kappa{kappa}", scheme_name(scheme)),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row], train_time_s: f64) {
+    println!(
+        "{:>9} {:>3} {:>9} {:>6} {:>5}  {:>21}  {:>15}",
+        "scheme", "p", "tau_local", "xi", "kappa", "floor", "rounds to floor"
+    );
+    for r in rows {
+        println!(
+            "{:>9} {:>3} {:>9} {:>6.3} {:>5}  {:>10.4e} ± {:<8.1e}  {:>15}",
+            scheme_name(r.scheme),
+            r.p,
+            r.tau_local,
+            r.xi,
+            r.kappa,
+            r.floor.0,
+            r.floor.1,
+            r.rounds_to_floor
+        );
+    }
+    println!("training time {train_time_s:.1} s");
+}

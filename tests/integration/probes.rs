@@ -1,0 +1,143 @@
+//! The theory-probe experiments and their related systems: exact reductions to plain GD, and
+//! smoke runs through the command line.
+
+use gaussmask_data::SyntheticConfig;
+use gaussmask_nn::tensor_io::to_f64;
+use gaussmask_nn::{Replica, TwoLayerReluConfig};
+use gaussmask_train::{Engine, Objective, OptimizerKind, TrainConfig, train_two_layer};
+use masked_neurons::train::{Net, Scheme, Setting, train};
+
+use crate::device64;
+
+fn gd(steps: usize, lr: f64, engine: Engine) -> TrainConfig {
+    TrainConfig {
+        steps,
+        lr,
+        lr_output: None,
+        optimizer: OptimizerKind::Gd,
+        momentum: 0.0,
+        batch_size: None,
+        objective: Objective::Masked,
+        log_every: 1,
+        masks_per_step: 1,
+        exact_chunk: 32,
+        shuffle_seed: 0,
+        engine,
+        diagnostics_every: 0,
+    }
+}
+
+#[test]
+fn masked_neurons_with_every_neuron_kept_and_one_subnetwork_is_plain_gd() {
+    let (n, d, m, steps, lr) = (40, 6, 12, 30, 0.05);
+    let data = SyntheticConfig::new(n, d).generate();
+    let model = TwoLayerReluConfig::new(d, m);
+    let (w, a) = model.initial_weights(3);
+    let mut net = Net { w, a };
+    let setting = Setting {
+        scheme: Scheme::Bernoulli,
+        p: 1,
+        tau_local: 1,
+        xi: 1.0,
+        kappa: 0.0,
+        rounds: steps,
+        lr,
+    };
+    let losses = train(&mut net, &data, &setting, 3);
+    let mut reference = Vec::new();
+    let trained = train_two_layer(
+        &model,
+        &[Replica {
+            kappa: 0.0,
+            seed: 3,
+        }],
+        &data,
+        &gd(steps, lr, Engine::Autodiff),
+        &device64(),
+        |r| reference.push(r.clean_loss[0]),
+    )
+    .unwrap();
+    let w_ref = to_f64(trained.w.val());
+    let worst = net
+        .w
+        .iter()
+        .zip(&w_ref)
+        .map(|(p, q)| (p - q).abs() / q.abs().max(1e-3))
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-12, "weights differ by {worst:e} (relative)");
+    assert_eq!(losses.len(), reference.len());
+    for (k, (ours, theirs)) in losses.iter().zip(&reference).enumerate() {
+        assert!(
+            (ours - theirs).abs() <= 1e-12 * theirs,
+            "round {k}: {ours} vs {theirs}"
+        );
+    }
+}
+
+#[test]
+fn ist_subnetworks_partition_the_neurons_and_unpicked_neurons_stay() {
+    // IST with p = m: each subnetwork holds exactly one neuron, so every neuron is updated by
+    // exactly one subnetwork; with lr = 0 nothing moves.
+    let data = SyntheticConfig::new(10, 3).generate();
+    let model = TwoLayerReluConfig::new(3, 4);
+    let (w, a) = model.initial_weights(1);
+    let start = Net { w, a };
+    let mut net = start.clone();
+    let setting = Setting {
+        scheme: Scheme::Ist,
+        p: 4,
+        tau_local: 2,
+        xi: 0.25,
+        kappa: 0.5,
+        rounds: 3,
+        lr: 0.0,
+    };
+    train(&mut net, &data, &setting, 1);
+    assert_eq!(net, start);
+    // Bernoulli with ξ → 0 picks (almost) nobody: the weights stay where they were.
+    let mut net = start.clone();
+    let setting = Setting {
+        scheme: Scheme::Bernoulli,
+        xi: 1e-300,
+        lr: 0.1,
+        ..setting
+    };
+    train(&mut net, &data, &setting, 1);
+    assert_eq!(net, start);
+}
+
+#[test]
+fn two_rates_with_rho_zero_is_the_first_layer_only_update() {
+    let (n, d, m) = (48, 5, 16);
+    let data = SyntheticConfig::new(n, d).generate();
+    let replicas = [
+        Replica {
+            kappa: 0.0,
+            seed: 1,
+        },
+        Replica {
+            kappa: 0.4,
+            seed: 2,
+        },
+    ];
+    for engine in [Engine::Autodiff, Engine::Host] {
+        let first_only = TwoLayerReluConfig::new(d, m);
+        let mut both = first_only.clone();
+        both.train_output = true;
+        let mut rho_zero = gd(40, 0.02, engine);
+        rho_zero.lr_output = Some(0.0);
+        let run = |model: &TwoLayerReluConfig, config: &TrainConfig| {
+            let t = train_two_layer(model, &replicas, &data, config, &device64(), |_| {}).unwrap();
+            (to_f64(t.w.val()), to_f64(t.a.val()))
+        };
+        let (w1, a1) = run(&first_only, &gd(40, 0.02, engine));
+        let (w2, a2) = run(&both, &rho_zero);
+        assert_eq!(w1, w2, "{engine}: W differs");
+        assert_eq!(a1, a2, "{engine}: a moved");
+        // And ρ > 0 does move a (the check above can fail).
+        let mut rho_one = gd(40, 0.02, engine);
+        rho_one.lr_output = Some(0.02);
+        let (_, a3) = run(&both, &rho_one);
+        assert_ne!(a1, a3, "{engine}: ρ = 1 left a in place");
+    }
+}
