@@ -134,7 +134,7 @@ fn patterns(w: &[f64], x: &[f64], d: usize) -> Vec<bool> {
 
 fn rows(t: &[f64], d: usize) -> usize {
     assert!(
-        d > 0 && t.len() % d == 0,
+        d > 0 && t.len().is_multiple_of(d),
         "length {} is not a multiple of d = {d}",
         t.len()
     );

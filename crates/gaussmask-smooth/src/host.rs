@@ -35,7 +35,7 @@ impl ExactLossValue {
 pub fn exact_loss(w: &[f64], a: &[f64], x: &[f64], y: &[f64], kappa: f64) -> ExactLossValue {
     let (m, n) = (a.len(), y.len());
     assert!(
-        m > 0 && w.len() % m == 0,
+        m > 0 && w.len().is_multiple_of(m),
         "w has {} entries, not m·d for m = {m}",
         w.len()
     );

@@ -256,10 +256,7 @@ impl Experiment for IdentityMapping {
                 bad.kind, bad.kappa, bad.run
             )));
         }
-        let finals: Vec<Final> = curves
-            .chunks(c.runs)
-            .map(|group| summarize(group))
-            .collect();
+        let finals: Vec<Final> = curves.chunks(c.runs).map(summarize).collect();
         let train_time_s = ctx.elapsed().as_secs_f64();
         write_outputs(&curves, &finals, train_time_s, ctx)?;
         print_table(&finals, train_time_s);
