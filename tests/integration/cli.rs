@@ -438,6 +438,26 @@ fn masked_neurons_smoke_run_covers_every_scheme() {
 }
 
 #[test]
+fn depth_smoke_run_trains_every_depth() {
+    let files = ["depth.csv", "excess_floor.png", "trajectories_depth4.png"];
+    let (root, out, _, s) = smoke_run("depth", &files);
+    let fits = s["fits"].as_array().unwrap();
+    let depths: Vec<u64> = fits.iter().map(|f| f["depth"].as_u64().unwrap()).collect();
+    assert_eq!(depths, [2, 3, 4]);
+    // Every depth lowers the clean loss of every replica.
+    let csv = std::fs::read_to_string(out.join("depth.csv")).unwrap();
+    for depth in ["2", "3", "4"] {
+        let losses: Vec<f64> = csv
+            .lines()
+            .filter(|l| l.starts_with(&format!("{depth},0,")))
+            .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+            .collect();
+        assert!(losses.last().unwrap() < &losses[0], "depth {depth}: {losses:?}");
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
 fn a_closed_stdout_ends_the_program_quietly() {
     use std::process::Stdio;
     let root = scratch("pipe");
@@ -476,6 +496,7 @@ fn list_names_every_experiment() {
         "two-rates",
         "identity-mapping",
         "masked-neurons",
+        "depth",
     ] {
         assert!(text.contains(id), "{id} missing from:\n{text}");
     }

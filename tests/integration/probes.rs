@@ -141,3 +141,48 @@ fn two_rates_with_rho_zero_is_the_first_layer_only_update() {
         assert_ne!(a1, a3, "{engine}: ρ = 1 left a in place");
     }
 }
+
+#[test]
+fn a_depth_two_mlp_trains_exactly_like_the_two_layer_network() {
+    let (n, d, m) = (40, 6, 12);
+    let data = SyntheticConfig::new(n, d).generate();
+    let model = TwoLayerReluConfig::new(d, m);
+    let replicas = [
+        Replica {
+            kappa: 0.0,
+            seed: 1,
+        },
+        Replica {
+            kappa: 0.5,
+            seed: 2,
+        },
+    ];
+    let config = gd(25, 0.03, Engine::Autodiff);
+    let (mut deep_log, mut flat_log) = (Vec::new(), Vec::new());
+    let deep =
+        gaussmask_train::train_deep(&model, 2, &replicas, &data, &config, &device64(), |r| {
+            deep_log.push(r.clean_loss.clone())
+        })
+        .unwrap();
+    let flat = train_two_layer(&model, &replicas, &data, &config, &device64(), |r| {
+        flat_log.push(r.clean_loss.clone())
+    })
+    .unwrap();
+    let (wd, wf) = (to_f64(deep.layers[0].val()), to_f64(flat.w.val()));
+    let worst = wd
+        .iter()
+        .zip(&wf)
+        .map(|(p, q)| (p - q).abs() / q.abs().max(1e-3))
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-12,
+        "same masks, same GD: weights differ by {worst:e}"
+    );
+    assert_eq!(deep_log.len(), flat_log.len());
+    // Depth 3 is a different network: its losses differ (the comparison above can fail).
+    let deeper =
+        gaussmask_train::train_deep(&model, 3, &replicas, &data, &config, &device64(), |_| {})
+            .unwrap();
+    assert_eq!(deeper.depth(), 3);
+    assert_eq!(deeper.layers[1].val().dims(), [2, m, m]);
+}

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod output;
 pub mod plot;
 pub mod run;
+pub mod stats;
 
 pub use backend::{Backend, Dtype, make_device};
 pub use error::HarnessError;

@@ -4,11 +4,13 @@
 //! - [`two_layer`]: the two-layer ReLU network of the paper, batched over replicas.
 //! - [`rng`]: the seeded streams every random quantity comes from.
 
+pub mod deep;
 pub mod mask;
 pub mod rng;
 pub mod tensor_io;
 pub mod two_layer;
 
+pub use deep::{DeepRelu, deep_init};
 pub use mask::{
     InputMask, MASK_BLOCK_ROWS, MaskCall, MaskConfig, MaskFamily, MaskNoise, MaskResample,
 };

@@ -10,8 +10,11 @@ use gaussmask_nn::{Replica, TwoLayerRelu, TwoLayerReluConfig};
 use serde::{Deserialize, Serialize};
 
 mod autodiff;
+mod deep;
 mod fused;
 mod host;
+
+pub use deep::{check_deep, train_deep};
 
 /// How the gradient step is computed. Every engine draws the same masks and produces the
 /// same trajectory up to floating-point rounding (tested to 1e-5 relative in f64).

@@ -14,6 +14,7 @@ pub fn experiments() -> Vec<&'static dyn Experiment> {
         &two_rates::TwoRates,
         &identity_mapping::IdentityMapping,
         &masked_neurons::MaskedNeurons,
+        &depth::Depth,
     ]
 }
 

@@ -10,6 +10,7 @@ use gaussmask_data::SyntheticConfig;
 use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
+use gaussmask_harness::stats::{LineFit, excess_exponent};
 use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
 use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_train::TrainConfig;
@@ -132,63 +133,6 @@ impl FloorScalingConfig {
     }
 }
 
-/// A least-squares line y = intercept + slope·x with a 95% confidence interval of the slope.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LineFit {
-    /// Slope.
-    pub slope: f64,
-    /// Intercept.
-    pub intercept: f64,
-    /// 95% confidence interval of the slope: slope ± t(0.975, k − 2)·SE (NaN for k = 2).
-    pub ci95: (f64, f64),
-    /// Points fitted.
-    pub points: usize,
-}
-
-/// Student-t 0.975 quantiles for 1..=30 degrees of freedom.
-const T975: [f64; 30] = [
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-    2.052, 2.048, 2.045, 2.042,
-];
-
-/// Ordinary least squares of `y` on `x`; None with fewer than two distinct x.
-pub fn fit_line(x: &[f64], y: &[f64]) -> Option<LineFit> {
-    let k = x.len();
-    if k < 2 || y.len() != k {
-        return None;
-    }
-    let (mx, my) = (
-        x.iter().sum::<f64>() / k as f64,
-        y.iter().sum::<f64>() / k as f64,
-    );
-    let sxx: f64 = x.iter().map(|v| (v - mx).powi(2)).sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let slope = sxy / sxx;
-    let intercept = my - slope * mx;
-    let ci95 = if k > 2 {
-        let rss: f64 = x
-            .iter()
-            .zip(y)
-            .map(|(a, b)| (b - intercept - slope * a).powi(2))
-            .sum();
-        let se = (rss / (k - 2) as f64 / sxx).sqrt();
-        let t = T975.get(k - 3).copied().unwrap_or(1.96);
-        (slope - t * se, slope + t * se)
-    } else {
-        (f64::NAN, f64::NAN)
-    };
-    Some(LineFit {
-        slope,
-        intercept,
-        ci95,
-        points: k,
-    })
-}
-
 /// Floors of one (cell, κ).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FloorRow {
@@ -286,25 +230,18 @@ impl Experiment for FloorScaling {
                     }
                 })
                 .collect();
-            let clean_floor = cell_rows
-                .iter()
-                .find(|r| r.kappa == 0.0)
-                .map(|r| r.floor)
-                .expect("validated: κ = 0 is in the grid");
-            let (mut lx, mut ly) = (Vec::new(), Vec::new());
+            let points: Vec<(f64, f64)> = cell_rows.iter().map(|r| (r.kappa, r.floor)).collect();
+            let (clean_floor, fit) =
+                excess_exponent(&points).expect("validated: κ = 0 is in the grid");
             for r in &mut cell_rows {
                 r.excess = r.floor - clean_floor;
-                if r.kappa > 0.0 && r.excess > 0.0 {
-                    lx.push(r.kappa.ln());
-                    ly.push(r.excess.ln());
-                }
             }
             fits.push(CellFit {
                 m,
                 n,
                 tau,
                 clean_floor,
-                fit: fit_line(&lx, &ly),
+                fit,
             });
             rows.extend(cell_rows);
         }
@@ -407,34 +344,4 @@ fn print_table(summary: &Summary) {
         println!("λ₀(n = {n}) = {l:.4e}");
     }
     println!("training time {:.1} s", summary.train_time_s);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fit_line_matches_a_hand_computed_case() {
-        // x̄ = 2.5, ȳ = 2.75, Sxy = 5.5, Sxx = 5: slope 1.1, intercept 0; RSS = 2.7, SE =
-        // √(1.35 / 5), t(0.975, 2) = 4.303.
-        let f = fit_line(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 5.0]).unwrap();
-        assert!((f.slope - 1.1).abs() < 1e-12 && f.intercept.abs() < 1e-12);
-        let half = 4.303 * (1.35f64 / 5.0).sqrt();
-        assert!((f.ci95.0 - (1.1 - half)).abs() < 1e-9);
-        assert!((f.ci95.1 - (1.1 + half)).abs() < 1e-9);
-    }
-
-    #[test]
-    fn fit_line_recovers_an_exact_power_law() {
-        let kappas = [0.05f64, 0.1, 0.2, 0.4, 1.0];
-        let (x, y): (Vec<f64>, Vec<f64>) = kappas
-            .iter()
-            .map(|k| (k.ln(), (3.0 * k.powf(1.7)).ln()))
-            .unzip();
-        let f = fit_line(&x, &y).unwrap();
-        assert!((f.slope - 1.7).abs() < 1e-12);
-        assert!((f.intercept - 3f64.ln()).abs() < 1e-12);
-        assert!((f.ci95.1 - f.ci95.0).abs() < 1e-6);
-        assert!(fit_line(&[1.0, 1.0], &[2.0, 3.0]).is_none());
-    }
 }

@@ -1,0 +1,101 @@
+//! ReLU MLPs of any depth behind the input mask, in the NTK parameterization: the two-layer
+//! network is the depth-2 case (same initial W_1 and a, same output), deeper ones add hidden
+//! layers h_l = ReLU(√(2/m) W_l h_{l−1}) with W_l ~ N(0, 1) entries.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+use crate::mask::{InputMask, MaskNoise};
+use crate::rng::{Stream, tag};
+use crate::tensor_io::from_f64;
+use crate::two_layer::{Replica, TwoLayerReluConfig};
+
+/// R replicas of a ReLU MLP with `depth` weight layers (the output layer included).
+#[derive(Module, Debug)]
+pub struct DeepRelu {
+    /// W_1 `[R, m, d]`, then W_l `[R, m, m]` for l = 2 … depth − 1.
+    pub layers: Vec<Param<Tensor<3>>>,
+    /// Output signs a `[R, m]`, frozen.
+    pub a: Param<Tensor<2>>,
+    /// Input mask applied in training mode.
+    pub mask: InputMask,
+}
+
+/// Builds a depth-`depth` MLP of `config`'s width, init scale of W_1 and mask for `replicas`.
+/// W_1 and a are the two-layer network's ([`TwoLayerReluConfig::initial_weights`]).
+///
+/// # Panics
+/// If `depth < 2`.
+pub fn deep_init(
+    config: &TwoLayerReluConfig,
+    depth: usize,
+    replicas: &[Replica],
+    device: &Device,
+) -> DeepRelu {
+    assert!(depth >= 2, "depth counts weight layers: at least 2");
+    let (r, m, d) = (replicas.len(), config.width, config.input_dim);
+    let (mut first, mut a) = (Vec::new(), Vec::new());
+    let mut hidden = vec![Vec::new(); depth - 2];
+    for rep in replicas {
+        let (w, ar) = config.initial_weights(rep.seed);
+        first.extend(w);
+        a.extend(ar);
+        let stream = Stream::new(rep.seed, tag::INIT);
+        for (l, layer) in hidden.iter_mut().enumerate() {
+            let mut w = vec![0.0; m * m];
+            stream.substream(l as u64 + 1).fill_normal(&mut w);
+            layer.extend(w);
+        }
+    }
+    let mut layers = vec![Param::from_tensor(from_f64(first, [r, m, d], device))];
+    layers.extend(
+        hidden
+            .into_iter()
+            .map(|w| Param::from_tensor(from_f64(w, [r, m, m], device))),
+    );
+    let kappas: Vec<f64> = replicas.iter().map(|rep| rep.kappa).collect();
+    DeepRelu {
+        layers,
+        a: Param::from_tensor(from_f64(a, [r, m], device)).set_require_grad(false),
+        mask: config.mask.init(&kappas),
+    }
+}
+
+impl DeepRelu {
+    /// Weight layers, the output layer included.
+    pub fn depth(&self) -> usize {
+        self.layers.len() + 1
+    }
+
+    /// Output on inputs that are already masked (or clean).
+    ///
+    /// # Shapes
+    /// - `x`: `[R, n, d]` or `[1, n, d]`
+    /// - returns `[R, n]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let [r, m, d] = self.layers[0].val().dims();
+        let n = x.dims()[1];
+        let x = if x.dims()[0] == r {
+            x
+        } else {
+            x.expand([r, n, d])
+        };
+        let mut h = relu(x.matmul(self.layers[0].val().swap_dims(1, 2)));
+        let hidden_scale = (2.0 / m as f64).sqrt();
+        for w in &self.layers[1..] {
+            h = relu(h.matmul(w.val().swap_dims(1, 2)) * hidden_scale);
+        }
+        let out = h.matmul(self.a.val().unsqueeze_dim::<3>(2)); // [R, n, 1]
+        out.reshape([r, n]) * (1.0 / (m as f64).sqrt())
+    }
+
+    /// Output on freshly masked inputs.
+    ///
+    /// # Shapes
+    /// - `x`: `[1, n, d]` or `[R, n, d]`, `rows`: dataset indices of the n samples
+    /// - returns `[R, n]`
+    pub fn forward_masked(&self, x: Tensor<3>, noise: &mut MaskNoise, rows: &[usize]) -> Tensor<2> {
+        self.forward(self.mask.forward(x, noise, rows))
+    }
+}
