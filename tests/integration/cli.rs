@@ -452,7 +452,10 @@ fn depth_smoke_run_trains_every_depth() {
             .filter(|l| l.starts_with(&format!("{depth},0,")))
             .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
             .collect();
-        assert!(losses.last().unwrap() < &losses[0], "depth {depth}: {losses:?}");
+        assert!(
+            losses.last().unwrap() < &losses[0],
+            "depth {depth}: {losses:?}"
+        );
     }
     std::fs::remove_dir_all(root).unwrap();
 }

@@ -39,6 +39,8 @@ pub struct FloorScalingConfig {
     pub lr_times_n: f64,
     /// Share of the logged steps the floor averages over.
     pub tail_fraction: f64,
+    /// A second fit uses only the κ up to this (the small-κ exponent).
+    pub small_kappa_max: f64,
     /// Data; `n` is set per cell.
     pub data: SyntheticConfig,
     /// Model; `width` and `tau` are set per cell.
@@ -87,6 +89,12 @@ impl FloorScalingConfig {
             "lr_times_n",
             "finite and > 0",
             self.lr_times_n,
+        )?;
+        require(
+            self.small_kappa_max > 0.0,
+            "small_kappa_max",
+            "> 0",
+            self.small_kappa_max,
         )?;
         require(
             self.tail_fraction > 0.0 && self.tail_fraction <= 1.0,
@@ -165,6 +173,8 @@ pub struct CellFit {
     pub clean_floor: f64,
     /// Fit of log(excess) on log κ over the κ > 0 whose excess is > 0; None if fewer than two.
     pub fit: Option<LineFit>,
+    /// The same fit over the κ ≤ `small_kappa_max` only.
+    pub fit_small: Option<LineFit>,
 }
 
 /// `summary.json`.
@@ -233,6 +243,12 @@ impl Experiment for FloorScaling {
             let points: Vec<(f64, f64)> = cell_rows.iter().map(|r| (r.kappa, r.floor)).collect();
             let (clean_floor, fit) =
                 excess_exponent(&points).expect("validated: κ = 0 is in the grid");
+            let small: Vec<(f64, f64)> = points
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k <= c.small_kappa_max)
+                .collect();
+            let fit_small = excess_exponent(&small).and_then(|(_, f)| f);
             for r in &mut cell_rows {
                 r.excess = r.floor - clean_floor;
             }
@@ -242,6 +258,7 @@ impl Experiment for FloorScaling {
                 tau,
                 clean_floor,
                 fit,
+                fit_small,
             });
             rows.extend(cell_rows);
         }
@@ -323,21 +340,25 @@ fn write_outputs(
 
 fn print_table(summary: &Summary) {
     println!(
-        "{:>6} {:>6} {:>5}  {:>11}  {:>8}  {:>19}  {:>6}",
-        "m", "n", "tau", "clean floor", "exponent", "95% CI", "points"
+        "{:>6} {:>6} {:>5}  {:>11}  {:>32}  {:>32}",
+        "m", "n", "tau", "clean floor", "exponent [95% CI] (points)", "small-κ exponent"
     );
+    let show = |fit: &Option<LineFit>| match fit {
+        Some(l) => format!(
+            "{:.3} [{:.3}, {:.3}] ({})",
+            l.slope, l.ci95.0, l.ci95.1, l.points
+        ),
+        None => "- (< 2 points)".into(),
+    };
     for f in &summary.fits {
-        let (slope, ci, points) = match &f.fit {
-            Some(l) => (
-                format!("{:.3}", l.slope),
-                format!("[{:.3}, {:.3}]", l.ci95.0, l.ci95.1),
-                l.points.to_string(),
-            ),
-            None => ("-".into(), "-".into(), "<2".into()),
-        };
         println!(
-            "{:>6} {:>6} {:>5}  {:>11.4e}  {:>8}  {:>19}  {:>6}",
-            f.m, f.n, f.tau, f.clean_floor, slope, ci, points
+            "{:>6} {:>6} {:>5}  {:>11.4e}  {:>32}  {:>32}",
+            f.m,
+            f.n,
+            f.tau,
+            f.clean_floor,
+            show(&f.fit),
+            show(&f.fit_small)
         );
     }
     for (n, l) in &summary.lambda0 {
