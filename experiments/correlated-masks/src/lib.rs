@@ -10,7 +10,7 @@ use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
 use gaussmask_nn::MaskResample;
 use serde::{Deserialize, Serialize};
 use toml::Table;
-use trajectories::{TrajectoriesConfig, tail_mean, train_runs};
+use trajectories::{TrajectoriesConfig, check_tail_fraction, floor_over_runs, train_runs};
 
 /// The experiment's config (`configs/correlated-masks.toml`): a trajectories config plus the
 /// resampling modes, the held-out sample count and the floor's tail.
@@ -34,13 +34,7 @@ impl CorrelatedMasksConfig {
         require(!c.modes.is_empty(), "modes", "a non-empty list", "[]")
             .map_err(HarnessError::input)?;
         require(c.n_test >= 1, "n_test", "≥ 1", c.n_test).map_err(HarnessError::input)?;
-        require(
-            c.tail_fraction > 0.0 && c.tail_fraction <= 1.0,
-            "tail_fraction",
-            "in (0, 1]",
-            c.tail_fraction,
-        )
-        .map_err(HarnessError::input)?;
+        check_tail_fraction(c.tail_fraction).map_err(HarnessError::input)?;
         c.base.resolve().map_err(HarnessError::input)?;
         Ok(c)
     }
@@ -109,15 +103,12 @@ impl Experiment for CorrelatedMasks {
                 .zip(runs.curves.chunks(cfg.seeds))
                 .enumerate()
             {
-                let floors: Vec<f64> = group
-                    .iter()
-                    .map(|curve| tail_mean(&curve.clean, c.tail_fraction))
-                    .collect();
                 let tests: Vec<f64> = runs.weights[k * cfg.seeds..(k + 1) * cfg.seeds]
                     .iter()
                     .map(|(w, a)| test.mse(w, a))
                     .collect();
-                let (floor, floor_std) = mean_std(&floors);
+                let (floor, floor_std) =
+                    floor_over_runs(group.iter().map(|c| c.clean.as_slice()), c.tail_fraction);
                 let (test_mse, test_mse_std) = mean_std(&tests);
                 rows.push(ModeRow {
                     mode,

@@ -6,11 +6,11 @@ use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
-use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{Experiment, HarnessError, RunContext};
 use gaussmask_train::{LogRecord, check_deep, train_deep};
 use serde::{Deserialize, Serialize};
 use toml::Table;
-use trajectories::{Curve, TrajectoriesConfig, seed_mean, tail_mean};
+use trajectories::{Curve, TrajectoriesConfig, check_tail_fraction, floor_over_runs, seed_mean};
 
 /// The experiment's config (`configs/depth.toml`): a trajectories config plus the depths and a
 /// learning rate per depth.
@@ -49,12 +49,7 @@ impl DepthConfig {
         for lr in &self.lrs {
             require(lr.is_finite() && *lr > 0.0, "lrs", "finite and > 0", lr)?;
         }
-        require(
-            self.tail_fraction > 0.0 && self.tail_fraction <= 1.0,
-            "tail_fraction",
-            "in (0, 1]",
-            self.tail_fraction,
-        )?;
+        check_tail_fraction(self.tail_fraction)?;
         require(
             self.base.kappas.contains(&0.0),
             "kappas",
@@ -145,17 +140,14 @@ impl Experiment for Depth {
                 .kappas
                 .iter()
                 .zip(curves.chunks(c.base.seeds))
-                .map(|(&kappa, group)| {
-                    let floors: Vec<f64> = group
-                        .iter()
-                        .map(|curve| tail_mean(&curve.clean, c.tail_fraction))
-                        .collect();
-                    Row {
-                        depth,
-                        kappa,
-                        floor: mean_std(&floors),
-                        excess: f64::NAN,
-                    }
+                .map(|(&kappa, group)| Row {
+                    depth,
+                    kappa,
+                    floor: floor_over_runs(
+                        group.iter().map(|c| c.clean.as_slice()),
+                        c.tail_fraction,
+                    ),
+                    excess: f64::NAN,
                 })
                 .collect();
             let points: Vec<(f64, f64)> = depth_rows.iter().map(|r| (r.kappa, r.floor.0)).collect();

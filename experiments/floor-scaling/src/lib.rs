@@ -11,12 +11,14 @@ use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
-use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{Experiment, HarnessError, RunContext};
 use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 use toml::Table;
-use trajectories::{TrajectoriesConfig, lambda0, tail_mean, train_curves};
+use trajectories::{
+    TrajectoriesConfig, check_tail_fraction, floor_over_runs, lambda0, train_curves,
+};
 
 /// The experiment's config (`configs/floor-scaling.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -96,12 +98,7 @@ impl FloorScalingConfig {
             "> 0",
             self.small_kappa_max,
         )?;
-        require(
-            self.tail_fraction > 0.0 && self.tail_fraction <= 1.0,
-            "tail_fraction",
-            "in (0, 1]",
-            self.tail_fraction,
-        )?;
+        check_tail_fraction(self.tail_fraction)?;
         // Every cell must be a valid trajectories config.
         for cell in self.cells() {
             self.cell_config(cell)?;
@@ -224,11 +221,8 @@ impl Experiment for FloorScaling {
                 .iter()
                 .zip(curves.chunks(cfg.seeds))
                 .map(|(&kappa, group)| {
-                    let floors: Vec<f64> = group
-                        .iter()
-                        .map(|curve| tail_mean(&curve.clean, c.tail_fraction))
-                        .collect();
-                    let (floor, floor_std) = mean_std(&floors);
+                    let (floor, floor_std) =
+                        floor_over_runs(group.iter().map(|c| c.clean.as_slice()), c.tail_fraction);
                     FloorRow {
                         m,
                         n,

@@ -12,12 +12,13 @@ use gaussmask_data::SyntheticConfig;
 use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{Experiment, HarnessError, RunContext};
 use gaussmask_nn::TwoLayerReluConfig;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use toml::Table;
 use train::{Net, Scheme, Setting};
+use trajectories::check_tail_fraction;
 
 /// The experiment's config (`configs/masked-neurons.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -98,12 +99,7 @@ impl MaskedNeuronsConfig {
             "finite and > 0",
             self.lr,
         )?;
-        require(
-            self.tail_fraction > 0.0 && self.tail_fraction <= 1.0,
-            "tail_fraction",
-            "in (0, 1]",
-            self.tail_fraction,
-        )?;
+        check_tail_fraction(self.tail_fraction)?;
         self.data.validate()?;
         require(
             self.model.input_dim == self.data.d,
@@ -211,11 +207,8 @@ impl Experiment for MaskedNeurons {
             .iter()
             .zip(curves.chunks(c.seeds))
             .map(|(s, group)| {
-                let floors: Vec<f64> = group
-                    .iter()
-                    .map(|l| trajectories::tail_mean(l, c.tail_fraction))
-                    .collect();
-                let floor = mean_std(&floors);
+                let floor =
+                    trajectories::floor_over_runs(group.iter().map(Vec::as_slice), c.tail_fraction);
                 let mean: Vec<f64> = (0..group[0].len())
                     .map(|k| group.iter().map(|l| l[k]).sum::<f64>() / group.len() as f64)
                     .collect();

@@ -303,6 +303,29 @@ pub fn seed_mean(curves: &[Curve], pick: impl Fn(&Curve) -> &Vec<f64>) -> Vec<f6
         .collect()
 }
 
+/// The floor of a group of runs: each run's mean over the last `tail_fraction` of its logged
+/// losses, then the mean and standard deviation over the runs.
+pub fn floor_over_runs<'a>(
+    runs: impl IntoIterator<Item = &'a [f64]>,
+    tail_fraction: f64,
+) -> (f64, f64) {
+    let floors: Vec<f64> = runs
+        .into_iter()
+        .map(|losses| tail_mean(losses, tail_fraction))
+        .collect();
+    mean_std(&floors)
+}
+
+/// Checks a `tail_fraction` config value: in (0, 1].
+pub fn check_tail_fraction(value: f64) -> Result<(), String> {
+    require(
+        value > 0.0 && value <= 1.0,
+        "tail_fraction",
+        "in (0, 1]",
+        value,
+    )
+}
+
 /// Mean of the last `fraction` of `values` (at least one value).
 pub fn tail_mean(values: &[f64], fraction: f64) -> f64 {
     let k = ((values.len() as f64 * fraction).ceil() as usize).clamp(1, values.len());
