@@ -461,6 +461,32 @@ fn depth_smoke_run_trains_every_depth() {
 }
 
 #[test]
+fn bad_values_of_the_probe_experiments_are_rejected_naming_the_field() {
+    for (id, set, needle) in [
+        ("floor-scaling", "kappas=[0.2, 0.4]", "kappas"),
+        ("floor-scaling", "small_kappa_max=0", "small_kappa_max"),
+        ("floor-scaling", "tail_fraction=0", "tail_fraction"),
+        ("correlated-masks", "modes=[]", "modes"),
+        ("correlated-masks", "n_test=0", "n_test"),
+        (
+            "two-rates",
+            "model.train_output=false",
+            "model.train_output",
+        ),
+        ("two-rates", "rhos=[-1.0]", "rhos"),
+        ("identity-mapping", "lr=-1.0", "lr"),
+        ("identity-mapping", "spectral_norm=0", "spectral_norm"),
+        ("masked-neurons", "ps=[0]", "ps"),
+        ("masked-neurons", "xi=1.5", "xi"),
+        ("depth", "lrs=[0.1]", "lrs"),
+        ("depth", "depths=[1, 2, 3]", "depths"),
+        ("depth", "train.objective=\"proxy\"", "train.objective"),
+    ] {
+        assert_rejected(&["run", id, "--smoke", "--set", set], needle);
+    }
+}
+
+#[test]
 fn a_closed_stdout_ends_the_program_quietly() {
     use std::process::Stdio;
     let root = scratch("pipe");

@@ -1,18 +1,14 @@
 //! NTK diagnostics (SPEC §4): H∞ in closed form against Monte Carlo, λ_min against an
 //! independent dense eigen-solve, the finite-width Gram and the tracker.
 
+use gaussmask_data::SyntheticConfig;
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_ntk::{Tracker, gram, h_infinity, h_infinity_monte_carlo, lambda_min};
 
 fn unit_inputs(seed: u64, n: usize, d: usize) -> Vec<f64> {
-    let mut s = Stream::new(seed, tag::DATA);
-    let mut x = vec![0.0; n * d];
-    s.fill_normal(&mut x);
-    for row in x.chunks_mut(d) {
-        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-        row.iter_mut().for_each(|v| *v /= norm);
-    }
-    x
+    let mut data = SyntheticConfig::new(n, d);
+    data.seed = seed;
+    data.generate().x
 }
 
 #[test]

@@ -38,6 +38,17 @@ pub enum MaskResample {
     SharedAcrossBatch,
 }
 
+impl std::fmt::Display for MaskResample {
+    /// The config spelling (padded to the formatter's width, for tables).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            MaskResample::Fresh => "fresh",
+            MaskResample::FixedPerSample => "fixed-per-sample",
+            MaskResample::SharedAcrossBatch => "shared-across-batch",
+        })
+    }
+}
+
 /// Configuration of an input mask. κ itself is per replica and given at [`MaskConfig::init`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -60,14 +60,6 @@ pub struct ModeRow {
 /// Fresh, fixed-per-sample and batch-shared masks compared.
 pub struct CorrelatedMasks;
 
-fn mode_name(mode: MaskResample) -> &'static str {
-    match mode {
-        MaskResample::Fresh => "fresh",
-        MaskResample::FixedPerSample => "fixed-per-sample",
-        MaskResample::SharedAcrossBatch => "shared-across-batch",
-    }
-}
-
 impl Experiment for CorrelatedMasks {
     fn id(&self) -> &'static str {
         "correlated-masks"
@@ -93,7 +85,7 @@ impl Experiment for CorrelatedMasks {
         let (train, test) = all.generate().split(n);
         let mut rows = Vec::new();
         for &mode in &c.modes {
-            eprintln!("masks: {}", mode_name(mode));
+            eprintln!("masks: {mode}");
             let mut cfg = c.base.clone();
             cfg.model.mask.resample = mode;
             let runs = train_runs(&cfg, &train, ctx)?;
@@ -143,7 +135,7 @@ fn write_outputs(
     ]);
     for r in rows {
         csv.row(&[
-            mode_name(r.mode).to_string(),
+            r.mode.to_string(),
             r.kappa.to_string(),
             r.floor.to_string(),
             r.floor_std.to_string(),
@@ -161,7 +153,7 @@ fn write_outputs(
             .modes
             .iter()
             .map(|&mode| Series {
-                label: mode_name(mode).into(),
+                label: mode.to_string(),
                 points: rows
                     .iter()
                     .filter(|r| r.mode == mode)
@@ -205,12 +197,7 @@ fn print_table(rows: &[ModeRow], train_time_s: f64) {
     for r in rows {
         println!(
             "{:>20}  {:>6}  {:>10.4e} ± {:<8.1e}  {:>10.4e} ± {:<8.1e}",
-            mode_name(r.mode),
-            r.kappa,
-            r.floor,
-            r.floor_std,
-            r.test_mse,
-            r.test_mse_std
+            r.mode, r.kappa, r.floor, r.floor_std, r.test_mse, r.test_mse_std
         );
     }
     println!("training time {train_time_s:.1} s");

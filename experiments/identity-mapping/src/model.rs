@@ -41,12 +41,14 @@ pub fn loss_and_gradient(b: &[f64], x: &[f64], y: &[f64], grad: &mut [f64]) -> f
     let d = (b.len() as f64).sqrt() as usize;
     let batch = y.len();
     grad.iter_mut().for_each(|g| *g = 0.0);
-    let mut u = vec![0.0; d];
+    let (mut u, mut gate) = (vec![0.0; d], vec![0.0; d]);
     let mut loss = 0.0;
     for (xb, &yb) in x.chunks_exact(d).zip(y) {
         let r = forward(b, xb, &mut u) - yb;
         loss += 0.5 * r * r;
-        let gate: Vec<f64> = u.iter().map(|&v| if v > 0.0 { r } else { 0.0 }).collect();
+        for (g, &v) in gate.iter_mut().zip(&u) {
+            *g = if v > 0.0 { r } else { 0.0 };
+        }
         for (i, &xi) in xb.iter().enumerate() {
             for (g, gj) in grad[i * d..(i + 1) * d].iter_mut().zip(&gate) {
                 *g += xi * gj;

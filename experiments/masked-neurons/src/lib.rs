@@ -155,13 +155,6 @@ pub struct Row {
 /// Training with randomly masked neurons.
 pub struct MaskedNeurons;
 
-fn scheme_name(s: Scheme) -> &'static str {
-    match s {
-        Scheme::Bernoulli => "bernoulli",
-        Scheme::Ist => "ist",
-    }
-}
-
 impl Experiment for MaskedNeurons {
     fn id(&self) -> &'static str {
         "masked-neurons"
@@ -258,7 +251,7 @@ fn write_outputs(
         for (k, losses) in group.iter().enumerate() {
             for (round, l) in losses.iter().enumerate() {
                 csv.row(&[
-                    scheme_name(s.scheme).to_string(),
+                    s.scheme.to_string(),
                     s.p.to_string(),
                     s.tau_local.to_string(),
                     s.kappa.to_string(),
@@ -294,7 +287,7 @@ fn write_outputs(
             let plot = LinePlot {
                 title: format!(
                     "Masked neurons ({}, ξ = {}): floor of the clean loss (κ = {kappa})",
-                    scheme_name(scheme),
+                    scheme,
                     if scheme == Scheme::Ist {
                         "1/p".to_string()
                     } else {
@@ -308,10 +301,7 @@ fn write_outputs(
                 series,
                 legend_left: true,
             };
-            ctx.plot(
-                &plot,
-                &format!("floor_{}_kappa{kappa}", scheme_name(scheme)),
-            )?;
+            ctx.plot(&plot, &format!("floor_{}_kappa{kappa}", scheme))?;
         }
     }
     Ok(())
@@ -325,14 +315,7 @@ fn print_table(rows: &[Row], train_time_s: f64) {
     for r in rows {
         println!(
             "{:>9} {:>3} {:>9} {:>6.3} {:>5}  {:>10.4e} ± {:<8.1e}  {:>15}",
-            scheme_name(r.scheme),
-            r.p,
-            r.tau_local,
-            r.xi,
-            r.kappa,
-            r.floor.0,
-            r.floor.1,
-            r.rounds_to_floor
+            r.scheme, r.p, r.tau_local, r.xi, r.kappa, r.floor.0, r.floor.1, r.rounds_to_floor
         );
     }
     println!("training time {train_time_s:.1} s");

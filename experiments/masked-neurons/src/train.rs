@@ -17,6 +17,16 @@ pub enum Scheme {
     Ist,
 }
 
+impl std::fmt::Display for Scheme {
+    /// The config spelling (padded to the formatter's width, for tables).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Scheme::Bernoulli => "bernoulli",
+            Scheme::Ist => "ist",
+        })
+    }
+}
+
 /// One training setting.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Setting {

@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use gaussmask_data::{Dataset, SyntheticConfig};
 use gaussmask_harness::{Backend, Dtype, make_device};
-use gaussmask_nn::rng::{Stream, tag};
+use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_nn::tensor_io::{from_f64, to_f64};
 use gaussmask_smooth::expected::ExactLoss;
 use gaussmask_smooth::tensor::kappa_tensor;
@@ -26,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write a problem: unit-sphere inputs, teacher labels, N(0, 1) weights, ±1 signs.
+    /// Write a problem: the trajectories data and initial weights (N(0, 1) W, ±1 signs).
     Problem {
         #[arg(long, default_value_t = 500)]
         n: usize,
@@ -74,30 +75,13 @@ struct Problem {
 }
 
 impl Problem {
+    /// The trajectories data (`SyntheticConfig`: unit-sphere inputs, standardized teacher
+    /// labels) and the two-layer network's initial weights, from `seed`.
     fn generate(n: usize, d: usize, m: usize, seed: u64) -> Self {
-        let mut data = Stream::new(seed, tag::DATA);
-        let mut x = vec![0.0; n * d];
-        data.fill_normal(&mut x);
-        for row in x.chunks_mut(d) {
-            let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-            row.iter_mut().for_each(|v| *v /= norm);
-        }
-        let mut teacher = Stream::new(seed, tag::TEACHER);
-        let mut t = vec![0.0; 10 * d];
-        teacher.fill_normal(&mut t);
-        let y = x
-            .chunks(d)
-            .map(|xi| {
-                t.chunks(d)
-                    .map(|tk| tk.iter().zip(xi).map(|(p, q)| p * q).sum::<f64>().max(0.0))
-                    .sum::<f64>()
-                    / 10f64.sqrt()
-            })
-            .collect();
-        let mut init = Stream::new(seed, tag::INIT);
-        let mut w = vec![0.0; m * d];
-        init.fill_normal(&mut w);
-        let a = (0..m).map(|_| init.sign()).collect();
+        let mut data = SyntheticConfig::new(n, d);
+        data.seed = seed;
+        let Dataset { x, y, .. } = data.generate();
+        let (w, a) = TwoLayerReluConfig::new(d, m).initial_weights(seed);
         Self {
             n,
             d,
