@@ -1,7 +1,9 @@
 //! Datasets for gaussmask: seeded synthetic generators (unit-sphere inputs, teacher labels,
 //! random labels), every one a pure function of its config, seed included; and `.npy` /
-//! safetensors files for exchanging arrays with NumPy.
+//! safetensors files for exchanging arrays with NumPy; image datasets (IDX, CIFAR-10) in
+//! [`images`].
 
+pub mod images;
 pub mod npy;
 
 use burn::tensor::{Device, Tensor};
