@@ -357,7 +357,13 @@ fn dropout(h: Tensor<2>, p: f64, stream: &mut Stream) -> Tensor<2> {
     let [b, k] = h.dims();
     let keep = 1.0 / (1.0 - p);
     let mask: Vec<f32> = (0..b * k)
-        .map(|_| if stream.uniform() < p { 0.0 } else { keep as f32 })
+        .map(|_| {
+            if stream.uniform() < p {
+                0.0
+            } else {
+                keep as f32
+            }
+        })
         .collect();
     let device = h.device();
     h * Tensor::from_data(TensorData::new(mask, [b, k]), &device)
@@ -401,11 +407,23 @@ mod tests {
             kernel: 4,
             ..ImageModelConfig::default()
         };
-        assert!(c.validate([1, 28, 28]).unwrap_err().contains("model.kernel"));
+        assert!(
+            c.validate([1, 28, 28])
+                .unwrap_err()
+                .contains("model.kernel")
+        );
         c.kernel = 3;
         c.channels = vec![1; 6];
-        assert!(c.validate([1, 28, 28]).unwrap_err().contains("model.channels"));
+        assert!(
+            c.validate([1, 28, 28])
+                .unwrap_err()
+                .contains("model.channels")
+        );
         c.dropout = 1.0;
-        assert!(c.validate([1, 28, 28]).unwrap_err().contains("model.dropout"));
+        assert!(
+            c.validate([1, 28, 28])
+                .unwrap_err()
+                .contains("model.dropout")
+        );
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! - [`mask`]: the Gaussian input mask c ~ N(1, κ²) and the other mask families.
 //! - [`two_layer`]: the two-layer ReLU network of the paper, batched over replicas.
+//! - [`image`]: image classifiers (MLP, CNN) behind the input mask.
 //! - [`rng`]: the seeded streams every random quantity comes from.
 
 pub mod deep;
+pub mod image;
 pub mod mask;
 pub mod rng;
 pub mod tensor_io;

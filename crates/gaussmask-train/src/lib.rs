@@ -10,6 +10,7 @@ use gaussmask_nn::{Replica, TwoLayerRelu, TwoLayerReluConfig};
 use serde::{Deserialize, Serialize};
 
 mod autodiff;
+pub mod classify;
 mod deep;
 mod fused;
 mod host;
