@@ -1,13 +1,14 @@
 //! The command line: `gaussmask list`, `gaussmask run <id> …`, and the single-experiment
 //! binaries (`cargo run --release -p <id> -- …`) which take the same options.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use toml::{Table, Value};
 
 use crate::backend::{Backend, Dtype, make_device};
+use crate::checkpoint::{self, Checkpoints, SavedOptions};
 use crate::config;
 use crate::error::HarnessError;
 use crate::output::RunDir;
@@ -45,6 +46,14 @@ pub struct RunOptions {
     /// `every=N,gram` adds λ_min of the finite-width Gram H(k) (an n×n eigen-solve per row).
     #[arg(long, value_name = "every=N[,gram]", value_parser = parse_diagnostics)]
     pub diagnostics: Option<DiagnosticsRequest>,
+    /// Continue an interrupted run: RUN_DIR is the directory it was writing to (printed when it
+    /// started and when it stopped). Its own config and options are used.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Training steps between two checkpoints of experiments that checkpoint (0: only on
+    /// SIGINT/SIGTERM).
+    #[arg(long, value_name = "STEPS", default_value_t = 500)]
+    pub checkpoint_every: usize,
 }
 
 /// What `--diagnostics` asks for.
@@ -258,9 +267,81 @@ pub fn resolve_config(
     Ok(table)
 }
 
+/// The config and options of the interrupted run at `target`, from its checkpoint folder.
+fn resume_options(
+    experiment: &dyn Experiment,
+    options: &RunOptions,
+    target: &Path,
+) -> Result<(Table, RunOptions), HarnessError> {
+    if options.config.is_some()
+        || options.smoke
+        || !options.set.is_empty()
+        || options.seed.is_some()
+        || options.out.is_some()
+    {
+        return Err(HarnessError::input(
+            "--resume continues a run with its own config and options: drop --config, --smoke, \
+             --set, --seed and --out",
+        ));
+    }
+    if target.exists() {
+        return Err(HarnessError::input(format!(
+            "--resume {}: that run is already complete",
+            target.display()
+        )));
+    }
+    let folder = checkpoint::folder_for(target);
+    let read = |name: &str| {
+        std::fs::read_to_string(folder.join(name)).map_err(|_| {
+            HarnessError::input(format!(
+                "--resume {}: no checkpoint there ({} has no {name})",
+                target.display(),
+                folder.display()
+            ))
+        })
+    };
+    let saved: SavedOptions = serde_json::from_str(&read("options.json")?).map_err(|e| {
+        HarnessError::input(format!("{}: {e}", folder.join("options.json").display()))
+    })?;
+    if saved.experiment != experiment.id() {
+        return Err(HarnessError::input(format!(
+            "--resume {}: that is a run of '{}', not '{}'",
+            target.display(),
+            saved.experiment,
+            experiment.id()
+        )));
+    }
+    let table = config::parse_text(
+        &read("config.toml")?,
+        &folder.join("config.toml").display().to_string(),
+    )?;
+    experiment.check(&table)?;
+    let parse_enum = |field: &str, value: &str| {
+        HarnessError::input(format!(
+            "{}: unknown {field} '{value}'",
+            folder.join("options.json").display()
+        ))
+    };
+    let resumed = RunOptions {
+        backend: Backend::from_str(&saved.backend, true)
+            .map_err(|_| parse_enum("backend", &saved.backend))?,
+        dtype: Dtype::from_str(&saved.dtype, true)
+            .map_err(|_| parse_enum("dtype", &saved.dtype))?,
+        smoke: saved.smoke,
+        save_weights: saved.save_weights,
+        out: Some(target.to_path_buf()),
+        ..options.clone()
+    };
+    Ok((table, resumed))
+}
+
 /// Runs `experiment`: validates everything first, then writes the run directory atomically.
 pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), HarnessError> {
-    let table = resolve_config(experiment, options)?;
+    let (table, options) = match &options.resume {
+        Some(target) => resume_options(experiment, options, target)?,
+        None => (resolve_config(experiment, options)?, options.clone()),
+    };
+    let options = &options;
     let device = make_device(options.backend, options.dtype)?;
     let target = match &options.out {
         Some(dir) => dir.clone(),
@@ -271,6 +352,15 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
             RunDir::default_target(&root, experiment.id())
         }
     };
+    let folder = checkpoint::folder_for(&target);
+    if options.resume.is_none() && folder.exists() && !target.exists() {
+        return Err(HarnessError::input(format!(
+            "{} holds the checkpoint of an interrupted run: continue it with --resume {}, or \
+             delete that folder",
+            folder.display(),
+            target.display()
+        )));
+    }
     let dir = RunDir::create(target)?;
     let seed = table
         .get("seed")
@@ -288,6 +378,27 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
     );
     ctx.save_weights = options.save_weights;
     ctx.diagnostics = options.diagnostics;
+    ctx.checkpoints = Checkpoints::new(folder.clone(), options.checkpoint_every);
+    if experiment.checkpoints() {
+        checkpoint::install_signal_handlers();
+        let saved = SavedOptions {
+            experiment: experiment.id().into(),
+            backend: options.backend.to_string(),
+            dtype: options.dtype.to_string(),
+            smoke: options.smoke,
+            save_weights: options.save_weights,
+        };
+        ctx.checkpoints.save(
+            "config.toml",
+            toml::to_string(&table).unwrap_or_default().as_bytes(),
+        )?;
+        ctx.checkpoints.save(
+            "options.json",
+            serde_json::to_string_pretty(&saved)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+    }
     ctx.write("config.toml", toml::to_string(&table).unwrap_or_default())?;
     eprintln!(
         "running {} on {} ({}){} → {}",
@@ -303,6 +414,8 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
     ctx.write_json("run.json", &record)?;
     let wall = record.wall_time_s;
     let target = ctx.dir.commit()?;
+    // The result is in place: its checkpoint is no longer needed.
+    let _ = std::fs::remove_dir_all(&folder);
     println!("results: {} (wall time {wall:.1} s)", target.display());
     Ok(())
 }

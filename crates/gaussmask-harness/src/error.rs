@@ -27,6 +27,14 @@ impl HarnessError {
         }
     }
 
+    /// A run stopped by SIGINT/SIGTERM after saving its checkpoint: exit code 130.
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self {
+            message: one_line(message.into()),
+            code: 130,
+        }
+    }
+
     /// An I/O failure on `path`.
     pub fn io(what: &str, path: &Path, err: &std::io::Error) -> Self {
         Self::input(format!("cannot {what} {}: {err}", path.display()))

@@ -2,6 +2,7 @@
 //! progress bars and run-time backend selection.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -29,6 +29,10 @@ pub trait Experiment: Sync {
     fn has_diagnostics(&self) -> bool {
         false
     }
+    /// Whether the experiment checkpoints its training (and so can be resumed with `--resume`).
+    fn checkpoints(&self) -> bool {
+        false
+    }
 }
 
 /// The run's environment.
@@ -45,6 +49,8 @@ pub struct RunContext {
     pub save_weights: bool,
     /// NTK diagnostics asked for (`--diagnostics`).
     pub diagnostics: Option<crate::cli::DiagnosticsRequest>,
+    /// Where training state is checkpointed, and how often.
+    pub checkpoints: crate::checkpoint::Checkpoints,
     pub(crate) dir: RunDir,
     pub(crate) record: RunRecord,
     pub(crate) started: Instant,
@@ -113,6 +119,7 @@ impl RunContext {
             smoke,
             save_weights: false,
             diagnostics: None,
+            checkpoints: crate::checkpoint::Checkpoints::new(PathBuf::new(), 0),
             dir,
             record,
             started: Instant::now(),
@@ -158,6 +165,11 @@ impl RunContext {
     /// Where the results will be once the run succeeds.
     pub fn target(&self) -> PathBuf {
         self.dir.target().to_path_buf()
+    }
+
+    /// The error that ends a run stopped by SIGINT/SIGTERM once `what` was checkpointed.
+    pub fn interrupted_error(&self, what: &str) -> HarnessError {
+        crate::checkpoint::interrupted_error(&self.record.experiment, self.dir.target(), what)
     }
 
     /// Time since the run started.

@@ -15,6 +15,7 @@ pub fn experiments() -> Vec<&'static dyn Experiment> {
         &identity_mapping::IdentityMapping,
         &masked_neurons::MaskedNeurons,
         &depth::Depth,
+        &image_accuracy::ImageAccuracy,
     ]
 }
 

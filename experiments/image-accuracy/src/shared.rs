@@ -1,0 +1,261 @@
+//! What the image experiments share: the dataset section of their configs, loading and
+//! normalizing it, and training one classifier with checkpoints (so every image experiment can
+//! be interrupted and resumed with `--resume`).
+
+use std::path::PathBuf;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use gaussmask_data::images::{ImageDataset, ImageSet, Normalizer, disjoint_splits};
+use gaussmask_harness::config::require;
+use gaussmask_harness::{HarnessError, RunContext};
+use gaussmask_nn::image::{ImageModelConfig, ImageNet};
+use gaussmask_train::classify::{
+    ClassifierSpec, Flow, ImageData, TrainState, accuracy, posteriors, train_classifier,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The `[data]` section of an image experiment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageDataConfig {
+    /// Folder of the dataset's files; by default its install locations are searched.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Training images used, drawn at random (seeded) from the training split; 0: all.
+    #[serde(default)]
+    pub n_train: usize,
+    /// Test images used, drawn likewise from the test split; 0: all.
+    #[serde(default)]
+    pub n_test: usize,
+    /// Floor of the per-pixel std in the normalization, in grey levels (see
+    /// [`Normalizer`]).
+    #[serde(default = "one")]
+    pub std_floor: f64,
+    /// Seed of the subsets.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl ImageDataConfig {
+    /// Checks the fields; the error names the offending one.
+    pub fn validate(&self) -> Result<(), String> {
+        require(
+            self.std_floor.is_finite() && self.std_floor > 0.0,
+            "data.std_floor",
+            "a number > 0",
+            self.std_floor,
+        )
+    }
+}
+
+/// Normalized images with labels, on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Images {
+    /// Images `[n, c·h·w]`.
+    pub x: Vec<f32>,
+    /// Labels `[n]`.
+    pub labels: Vec<u8>,
+    /// (c, h, w).
+    pub shape: [usize; 3],
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl Images {
+    /// The borrowed view the trainer takes.
+    pub fn view(&self) -> ImageData<'_> {
+        ImageData {
+            x: &self.x,
+            labels: &self.labels,
+            shape: self.shape,
+            classes: self.classes,
+        }
+    }
+
+    /// Normalized `set` under `norm`.
+    pub fn from_set(set: &ImageSet, norm: &Normalizer) -> Self {
+        Self {
+            x: norm.apply(set),
+            labels: set.labels.clone(),
+            shape: [set.channels, set.height, set.width],
+            classes: set.classes,
+        }
+    }
+}
+
+/// Loads `dataset`, maps a reader error to an input error (it names the file or the install
+/// command).
+pub fn load(
+    dataset: ImageDataset,
+    data: &ImageDataConfig,
+) -> Result<(ImageSet, ImageSet), HarnessError> {
+    dataset
+        .load(data.path.as_deref())
+        .map_err(|e| HarnessError::input(e.to_string()))
+}
+
+/// A seeded subset of `n` images of `set` (all of it when `n` is 0).
+pub fn subset(set: &ImageSet, n: usize, seed: u64, field: &str) -> Result<ImageSet, HarnessError> {
+    if n == 0 {
+        return Ok(set.clone());
+    }
+    let rows = disjoint_splits(set.n, &[n], seed)
+        .map_err(|e| HarnessError::input(format!("{field}: {e}")))?;
+    Ok(set.subset(&rows[0]))
+}
+
+/// The training and test images of `dataset` as the config asks, normalized with statistics
+/// of the training images used.
+pub fn prepare(
+    dataset: ImageDataset,
+    data: &ImageDataConfig,
+) -> Result<(Images, Images), HarnessError> {
+    let (train, test) = load(dataset, data)?;
+    let train = subset(&train, data.n_train, data.seed, "data.n_train")?;
+    let test = subset(&test, data.n_test, data.seed ^ 1, "data.n_test")?;
+    let norm = Normalizer::fit(&train, data.std_floor);
+    Ok((
+        Images::from_set(&train, &norm),
+        Images::from_set(&test, &norm),
+    ))
+}
+
+/// A unit of work whose result is kept in the checkpoint folder once done: on resume it is
+/// read back instead of recomputed.
+pub fn checkpointed_unit<T: Serialize + DeserializeOwned>(
+    ctx: &RunContext,
+    key: &str,
+    work: impl FnOnce() -> Result<T, HarnessError>,
+) -> Result<T, HarnessError> {
+    let name = format!("{key}.done.json");
+    if let Some(value) = ctx
+        .checkpoints
+        .load(&name)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        return Ok(value);
+    }
+    let value = work()?;
+    let json = serde_json::to_vec(&value)
+        .map_err(|e| HarnessError::run(format!("cannot encode {name}: {e}")))?;
+    ctx.checkpoints.save(&name, &json)?;
+    ctx.checkpoints.remove(&format!("{key}.state"));
+    ctx.checkpoints.remove(&format!("{key}.side.json"));
+    Ok(value)
+}
+
+/// Trains one classifier under `spec` from its checkpoint `key` (or from scratch), saving a
+/// checkpoint every `--checkpoint-every` steps and at SIGINT/SIGTERM (then stopping with the
+/// interrupted error). After each epoch `on_epoch(epoch, model, side)` may record evaluations
+/// in `side`, which is checkpointed with the state. `tick` is called once per step.
+///
+/// # Errors
+/// Interrupted (exit 130, checkpoint saved), diverged, or a checkpoint that cannot be written
+/// or read.
+#[allow(clippy::too_many_arguments)]
+pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
+    ctx: &RunContext,
+    key: &str,
+    spec: ClassifierSpec<'_>,
+    data: ImageData<'_>,
+    device: &Device,
+    mut tick: impl FnMut(),
+    mut on_epoch: impl FnMut(usize, &ImageNet, &mut S) -> Result<(), HarnessError>,
+) -> Result<(TrainState, S), HarnessError> {
+    let (state_name, side_name) = (format!("{key}.state"), format!("{key}.side.json"));
+    let restored = match ctx.checkpoints.load(&state_name) {
+        Some(bytes) => Some(
+            TrainState::from_bytes(&bytes, spec.model, data.shape, data.classes, device).map_err(
+                |e| {
+                    HarnessError::input(format!(
+                        "{}: {e}",
+                        ctx.checkpoints.dir().join(&state_name).display()
+                    ))
+                },
+            )?,
+        ),
+        None => None,
+    };
+    let mut side: S = match (&restored, ctx.checkpoints.load(&side_name)) {
+        (Some(_), Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
+            HarnessError::input(format!(
+                "{}: {e}",
+                ctx.checkpoints.dir().join(&side_name).display()
+            ))
+        })?,
+        _ => S::default(),
+    };
+    let state = restored.unwrap_or_else(|| {
+        TrainState::new(spec.model, data.shape, data.classes, spec.seed, device)
+    });
+    for _ in 0..state.step {
+        tick();
+    }
+    let per_epoch = spec.train.steps_per_epoch(data.n());
+    let mut failure: Option<HarnessError> = None;
+    let mut stopped = false;
+    let save = |state: &TrainState, side: &S| -> Result<(), HarnessError> {
+        ctx.checkpoints.save(&state_name, &state.to_bytes())?;
+        let json = serde_json::to_vec(side)
+            .map_err(|e| HarnessError::run(format!("cannot encode {side_name}: {e}")))?;
+        ctx.checkpoints.save(&side_name, &json)
+    };
+    let state = train_classifier(spec, data, state, device, |info| {
+        tick();
+        if info.epoch_end {
+            let model = info.state.model.valid();
+            if let Err(e) = on_epoch(info.state.step / per_epoch, &model, &mut side) {
+                failure = Some(e);
+                return Flow::Stop;
+            }
+        }
+        if ctx.checkpoints.due(info.state.step) {
+            if let Err(e) = save(info.state, &side) {
+                failure = Some(e);
+                return Flow::Stop;
+            }
+            if gaussmask_harness::checkpoint::interrupted() {
+                stopped = true;
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    })
+    .map_err(|e| HarnessError::run(format!("{key}: {e}")))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if stopped {
+        return Err(ctx.interrupted_error(&format!("{key} at step {}", state.step)));
+    }
+    Ok((state, side))
+}
+
+/// Test accuracy (mask off) of `model` on `images`.
+pub fn test_accuracy(
+    model: &ImageNet,
+    config: &ImageModelConfig,
+    images: &Images,
+    device: &Device,
+) -> f64 {
+    let p = posteriors(model, config, images.view(), 500, device);
+    accuracy(&p, &images.labels, images.classes)
+}
+
+/// Label of a model config in tables: its architecture and layer sizes.
+pub fn model_label(m: &ImageModelConfig) -> String {
+    let hidden: Vec<String> = m.hidden.iter().map(usize::to_string).collect();
+    match m.architecture {
+        gaussmask_nn::image::Architecture::Mlp => format!("mlp-{}", hidden.join("-")),
+        gaussmask_nn::image::Architecture::Cnn => {
+            let ch: Vec<String> = m.channels.iter().map(usize::to_string).collect();
+            format!("cnn-{}", ch.join("-"))
+        }
+    }
+}
