@@ -139,3 +139,75 @@ fn cross_entropy_with_label_smoothing_matches_a_hand_computation() {
     let hand = -(0.1 * 0.25f64.ln() + 0.9 * 0.75f64.ln());
     assert!((loss - hand).abs() < 1e-12, "{loss} vs {hand}");
 }
+
+/// Members and non-members of a model trained for `epochs` on `n` toy images with random
+/// labels (only memorization fits them), as attack features.
+fn memorizer_features(seed: u64, n: usize, epochs: usize) -> gaussmask_privacy::MembershipFeatures {
+    let device = device64().autodiff();
+    let (x, _) = toy_images(2 * n, seed);
+    let mut s = Stream::new(seed, tag::TEACHER);
+    let labels: Vec<u8> = (0..2 * n).map(|_| s.below(3) as u8).collect();
+    let dim = 36;
+    let (model, mut train) = configs(Architecture::Mlp);
+    let model = ImageModelConfig {
+        hidden: vec![64],
+        dropout: 0.0,
+        ..model
+    };
+    train.epochs = epochs;
+    train.label_smoothing = 0.0;
+    train.weight_decay = 0.0;
+    let members = ImageData {
+        x: &x[..n * dim],
+        labels: &labels[..n],
+        shape: [1, 6, 6],
+        classes: 3,
+    };
+    let others = ImageData {
+        x: &x[n * dim..],
+        labels: &labels[n..],
+        ..members
+    };
+    let spec = ClassifierSpec {
+        model: &model,
+        train: &train,
+        kappa: 0.0,
+        seed,
+    };
+    let state = TrainState::new(&model, [1, 6, 6], 3, seed, &device);
+    let state = train_classifier(spec, members, state, &device, |_| Flow::Continue).unwrap();
+    let net = state.model.valid();
+    let top =
+        |data| gaussmask_privacy::top_sorted(&posteriors(&net, &model, data, 64, &device64()), 3);
+    gaussmask_privacy::MembershipFeatures {
+        members: top(members),
+        non_members: top(others),
+    }
+}
+
+#[test]
+fn the_attack_finds_an_overfit_target_and_not_a_random_membership_control() {
+    // Target and shadow memorize 60 random-labelled images each (300 epochs of Adam).
+    let shadow = memorizer_features(11, 60, 300);
+    let target = memorizer_features(12, 60, 300);
+    let m = gaussmask_privacy::attack(&shadow, &target).unwrap();
+    assert!(m.auc > 0.8, "overfit target: {m:?}");
+    // Control: the target's rows with membership assigned at random. Under no signal the AUC
+    // of 60 vs 60 has standard error √((n₊ + n₋ + 1)/(12 n₊ n₋)) = 0.053; allow 4 of them.
+    let mut rows: Vec<[f64; 3]> = target
+        .members
+        .iter()
+        .chain(&target.non_members)
+        .copied()
+        .collect();
+    Stream::new(5, tag::BATCH).shuffle(&mut rows);
+    let control = gaussmask_privacy::MembershipFeatures {
+        members: rows[..60].to_vec(),
+        non_members: rows[60..].to_vec(),
+    };
+    let c = gaussmask_privacy::attack(&shadow, &control).unwrap();
+    assert!(
+        (c.auc - 0.5).abs() < 4.0 * 0.053,
+        "random-membership control: {c:?}"
+    );
+}

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gaussmask-under-test");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_gaussmask-under-test");
 
 /// A fresh, empty scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "gaussmask-test-{}-{}-{name}",
@@ -20,7 +20,7 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn gaussmask(args: &[&str], results: &Path) -> Output {
+pub(crate) fn gaussmask(args: &[&str], results: &Path) -> Output {
     Command::new(BIN)
         .args(args)
         .env("GAUSSMASK_RESULTS", results)
@@ -29,11 +29,11 @@ fn gaussmask(args: &[&str], results: &Path) -> Output {
         .expect("the CLI starts")
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn assert_ok(o: &Output) {
+pub(crate) fn assert_ok(o: &Output) {
     assert!(
         o.status.success(),
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -58,7 +58,7 @@ fn trajectories_smoke(out: &Path, extra: &[&str]) -> Output {
 
 /// Runs `gaussmask run <id> --smoke` into a fresh directory, checks that it succeeded and wrote
 /// `files`, and returns (scratch root, run directory, output, summary.json).
-fn smoke_run(id: &str, files: &[&str]) -> (PathBuf, PathBuf, Output, serde_json::Value) {
+pub(crate) fn smoke_run(id: &str, files: &[&str]) -> (PathBuf, PathBuf, Output, serde_json::Value) {
     let root = scratch(id);
     let out = root.join("run");
     let o = gaussmask(
@@ -526,6 +526,10 @@ fn list_names_every_experiment() {
         "identity-mapping",
         "masked-neurons",
         "depth",
+        "image-accuracy",
+        "membership-inference",
+        "dp-baseline",
+        "federated-fading",
     ] {
         assert!(text.contains(id), "{id} missing from:\n{text}");
     }
@@ -533,7 +537,7 @@ fn list_names_every_experiment() {
 
 /// Runs a failing command and checks: exit 2, one line on stderr containing `needle`, and no
 /// result (nor staging) directory left in `root`.
-fn assert_rejected(args: &[&str], needle: &str) {
+pub(crate) fn assert_rejected(args: &[&str], needle: &str) {
     let root = scratch("reject");
     let out = root.join("run");
     let mut full: Vec<&str> = args.to_vec();

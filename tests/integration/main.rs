@@ -7,6 +7,7 @@ mod classify;
 mod cli;
 mod engines;
 mod gradients;
+mod images_cli;
 mod masks;
 mod ntk;
 mod probes;

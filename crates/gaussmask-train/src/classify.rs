@@ -43,7 +43,8 @@ pub enum Schedule {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyConfig {
-    /// Passes over the training set.
+    /// Passes over the training set (experiments that train to several lengths set it).
+    #[serde(default)]
     pub epochs: usize,
     /// Minibatch size (the last batch of an epoch holds the remainder).
     pub batch_size: usize,
@@ -61,6 +62,23 @@ pub struct ClassifyConfig {
     /// Label smoothing ε: targets (1 − ε)·one-hot + ε/K.
     #[serde(default)]
     pub label_smoothing: f64,
+    /// DP-SGD (absent: ordinary training).
+    #[serde(default)]
+    pub dp: Option<DpSgd>,
+}
+
+/// DP-SGD (Abadi et al. 2016): each sample's gradient is clipped to norm ≤ `clip`, the clipped
+/// gradients are summed, Gaussian noise of std `noise_multiplier · clip` is added to every
+/// coordinate, and the sum is divided by the batch size. Batches are the shuffled fixed-size
+/// batches of ordinary training; the accountant treats them as Poisson samples of rate
+/// batch/n, the usual approximation.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpSgd {
+    /// Clipping norm C.
+    pub clip: f64,
+    /// Noise multiplier σ.
+    pub noise_multiplier: f64,
 }
 
 impl ClassifyConfig {
@@ -85,6 +103,35 @@ impl ClassifyConfig {
             return Err(format!(
                 "{prefix}.label_smoothing must be in [0, 1), got {}",
                 self.label_smoothing
+            ));
+        }
+        if let Some(dp) = &self.dp {
+            if !(dp.clip.is_finite() && dp.clip > 0.0) {
+                return Err(format!(
+                    "{prefix}.dp.clip must be a number > 0, got {}",
+                    dp.clip
+                ));
+            }
+            if !(dp.noise_multiplier.is_finite() && dp.noise_multiplier >= 0.0) {
+                return Err(format!(
+                    "{prefix}.dp.noise_multiplier must be a number ≥ 0, got {}",
+                    dp.noise_multiplier
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `model` can be trained with this config: DP-SGD's per-sample gradients are
+    /// not defined through batch norm.
+    pub fn check_model(&self, prefix: &str, model: &ImageModelConfig) -> Result<(), String> {
+        if self.dp.is_some()
+            && model.architecture == gaussmask_nn::image::Architecture::Cnn
+            && model.batch_norm
+        {
+            return Err(format!(
+                "{prefix}.dp: per-sample gradients are not defined through batch norm \
+                 (set model.batch_norm = false)"
             ));
         }
         Ok(())
@@ -265,6 +312,58 @@ impl TrainState {
     }
 }
 
+impl TrainState {
+    /// A state whose model has the parameter `values` (as [`parameters`] lists them), with
+    /// fresh optimizer moments and the streams of `seed`: a FedAvg client's start of round.
+    ///
+    /// # Errors
+    /// The values do not fit a model of `config`.
+    pub fn from_parameters(
+        values: Vec<(Vec<usize>, Vec<f64>)>,
+        config: &ImageModelConfig,
+        shape: [usize; 3],
+        classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            model: with_parameters(config.init(shape, classes, seed, device), values)?,
+            moments: Vec::new(),
+            step: 0,
+            noise: Stream::new(seed, tag::MASK),
+        })
+    }
+}
+
+/// Every float parameter of `model` (batch-norm statistics included) as (shape, values), in
+/// visiting order.
+pub fn parameters(model: &ImageNet) -> Vec<(Vec<usize>, Vec<f64>)> {
+    let mut out = Vec::new();
+    model.visit(&mut Collect(&mut out));
+    out
+}
+
+/// `model` with its float parameters replaced by `values` (as [`parameters`] lists them).
+///
+/// # Errors
+/// Counts or shapes differ.
+pub fn with_parameters(
+    model: ImageNet,
+    values: Vec<(Vec<usize>, Vec<f64>)>,
+) -> Result<ImageNet, String> {
+    let mut values: VecDeque<_> = values.into();
+    let mut load = Load {
+        values: &mut values,
+        error: None,
+    };
+    let model = model.map(&mut load);
+    match load.error {
+        Some(e) => Err(e),
+        None if !values.is_empty() => Err("more values than the model has parameters".into()),
+        None => Ok(model),
+    }
+}
+
 const CHECKPOINT_FORMAT: &str = "gaussmask-classifier-1";
 
 #[derive(Serialize, Deserialize)]
@@ -315,9 +414,34 @@ impl ModuleMapper for Load<'_> {
     }
 }
 
+/// Where a step's gradients come from.
+enum GradSource<'a> {
+    /// Autodiff of the batch loss.
+    Autodiff(&'a Gradients),
+    /// Flattened gradients per trainable parameter, in visiting order (DP-SGD).
+    Flat(Vec<Tensor<1>>),
+}
+
+/// Each trainable parameter's gradient, flattened, in visiting order.
+struct CollectGrads<'a> {
+    grads: &'a Gradients,
+    out: Vec<Tensor<1>>,
+}
+
+impl ModuleVisitor for CollectGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if param.is_require_grad()
+            && let Some(g) = param.val().grad(self.grads)
+        {
+            let count = g.dims().iter().product::<usize>();
+            self.out.push(g.reshape([count]));
+        }
+    }
+}
+
 /// One Adam/AdamW/SGD step over every trainable parameter, in visiting order.
 struct Step<'a> {
-    grads: &'a Gradients,
+    grads: GradSource<'a>,
     moments: &'a mut Vec<(Tensor<1>, Tensor<1>)>,
     index: usize,
     lr: f64,
@@ -335,8 +459,15 @@ impl ModuleMapper for Step<'_> {
         if !param.is_require_grad() {
             return param;
         }
-        let Some(grad) = param.val().grad(self.grads) else {
-            return param;
+        let grad = match &self.grads {
+            GradSource::Autodiff(grads) => {
+                let Some(g) = param.val().grad(grads) else {
+                    return param;
+                };
+                let count = g.dims().iter().product::<usize>();
+                g.reshape([count])
+            }
+            GradSource::Flat(flat) => flat[self.index].clone(),
         };
         let (lr, config, correction) = (self.lr, self.config, self.correction);
         let index = self.index;
@@ -346,7 +477,7 @@ impl ModuleMapper for Step<'_> {
             let dims = t.dims();
             let count = dims.iter().product::<usize>();
             let w = t.inner().reshape([count]);
-            let mut g = grad.reshape([count]);
+            let mut g = grad;
             let decay = config.weight_decay;
             if decay > 0.0 && config.optimizer != ClassifyOptimizer::Adamw {
                 g = g + w.clone() * decay;
@@ -483,23 +614,33 @@ pub fn train_classifier(
             &order[within * spec.train.batch_size..((within + 1) * spec.train.batch_size).min(n)];
         let x = data.batch(rows, device);
         let labels: Vec<u8> = rows.iter().map(|&i| data.labels[i]).collect();
-        let noise = TrainNoise {
-            kappa: spec.kappa,
-            stream: &mut state.noise,
+        let autodiff_grads;
+        let (value, grads, stats) = match spec.train.dp {
+            None => {
+                let noise = TrainNoise {
+                    kappa: spec.kappa,
+                    stream: &mut state.noise,
+                };
+                let (logits, stats) = state.model.forward(x, data.shape, spec.model, Some(noise));
+                let loss = cross_entropy(logits, &labels, spec.train.label_smoothing);
+                let value = loss.clone().inner().into_scalar::<f64>();
+                autodiff_grads = loss.backward();
+                (value, GradSource::Autodiff(&autodiff_grads), stats)
+            }
+            Some(dp) => {
+                let (value, flat) = dp_gradients(&mut state, spec, data, rows, dp, device);
+                (value, GradSource::Flat(flat), Vec::new())
+            }
         };
-        let (logits, stats) = state.model.forward(x, data.shape, spec.model, Some(noise));
-        let loss = cross_entropy(logits, &labels, spec.train.label_smoothing);
-        let value = loss.clone().inner().into_scalar::<f64>();
         if !value.is_finite() {
             return Err(ClassifyError::Diverged {
                 step: state.step,
                 value,
             });
         }
-        let grads = loss.backward();
         let t = state.step + 1;
         let mut step = Step {
-            grads: &grads,
+            grads,
             moments: &mut state.moments,
             index: 0,
             lr: spec.train.lr_at(state.step, total),
@@ -521,6 +662,63 @@ pub fn train_classifier(
         }
     }
     Ok(state)
+}
+
+/// DP-SGD's gradient of one batch: per-sample gradients (each sample's own mask), each clipped
+/// to norm ≤ C, summed, plus N(0, (σC)²) noise per coordinate, over the batch size. Returns the
+/// mean per-sample loss too.
+fn dp_gradients(
+    state: &mut TrainState,
+    spec: ClassifierSpec<'_>,
+    data: ImageData<'_>,
+    rows: &[usize],
+    dp: DpSgd,
+    device: &Device,
+) -> (f64, Vec<Tensor<1>>) {
+    let mut sum: Vec<Tensor<1>> = Vec::new();
+    let mut loss_sum = 0.0;
+    for &row in rows {
+        let noise = TrainNoise {
+            kappa: spec.kappa,
+            stream: &mut state.noise,
+        };
+        let x = data.batch(&[row], device);
+        let (logits, _) = state.model.forward(x, data.shape, spec.model, Some(noise));
+        let loss = cross_entropy(logits, &[data.labels[row]], spec.train.label_smoothing);
+        loss_sum += loss.clone().inner().into_scalar::<f64>();
+        let grads = loss.backward();
+        let mut collect = CollectGrads {
+            grads: &grads,
+            out: Vec::new(),
+        };
+        state.model.visit(&mut collect);
+        let norm = collect
+            .out
+            .iter()
+            .map(|g| g.clone().powi_scalar(2).sum().into_scalar::<f64>())
+            .sum::<f64>()
+            .sqrt();
+        let scale = (dp.clip / norm.max(f64::MIN_POSITIVE)).min(1.0);
+        if sum.is_empty() {
+            sum = collect.out.into_iter().map(|g| g * scale).collect();
+        } else {
+            for (acc, g) in sum.iter_mut().zip(collect.out) {
+                *acc = acc.clone() + g * scale;
+            }
+        }
+    }
+    let std = dp.noise_multiplier * dp.clip;
+    let b = rows.len() as f64;
+    let noisy = sum
+        .into_iter()
+        .map(|acc| {
+            let count = acc.dims()[0];
+            let z: Vec<f64> = (0..count).map(|_| std * state.noise.normal()).collect();
+            let device = acc.device();
+            (acc + from_f64(z, [count], &device)) / b
+        })
+        .collect();
+    (loss_sum / b, noisy)
 }
 
 /// Softmax posteriors of `model` on every image of `data`, mask off, in batches of `batch`.

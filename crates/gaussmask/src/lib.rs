@@ -16,6 +16,9 @@ pub fn experiments() -> Vec<&'static dyn Experiment> {
         &masked_neurons::MaskedNeurons,
         &depth::Depth,
         &image_accuracy::ImageAccuracy,
+        &membership_inference::MembershipInference,
+        &dp_baseline::DpBaseline,
+        &federated_fading::FederatedFading,
     ]
 }
 

@@ -126,6 +126,27 @@ pub fn prepare(
     ))
 }
 
+#[derive(Serialize, Deserialize)]
+struct Wrapped<T> {
+    value: T,
+}
+
+/// Checkpoint encoding of `value`: TOML, whose float parsing is exact, so a value read back is
+/// bit-identical to the one saved (JSON parsers may round the last digit).
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, HarnessError> {
+    toml::to_string(&Wrapped { value })
+        .map(String::into_bytes)
+        .map_err(|e| HarnessError::run(format!("cannot encode a checkpoint: {e}")))
+}
+
+/// Reads what [`encode`] wrote.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    toml::from_str::<Wrapped<T>>(text)
+        .map(|w| w.value)
+        .map_err(|e| e.to_string())
+}
+
 /// A unit of work whose result is kept in the checkpoint folder once done: on resume it is
 /// read back instead of recomputed.
 pub fn checkpointed_unit<T: Serialize + DeserializeOwned>(
@@ -133,20 +154,19 @@ pub fn checkpointed_unit<T: Serialize + DeserializeOwned>(
     key: &str,
     work: impl FnOnce() -> Result<T, HarnessError>,
 ) -> Result<T, HarnessError> {
-    let name = format!("{key}.done.json");
-    if let Some(value) = ctx
-        .checkpoints
-        .load(&name)
-        .and_then(|b| serde_json::from_slice(&b).ok())
-    {
-        return Ok(value);
+    let name = format!("{key}.done.toml");
+    if let Some(bytes) = ctx.checkpoints.load(&name) {
+        return decode(&bytes).map_err(|e| {
+            HarnessError::input(format!(
+                "{}: {e}",
+                ctx.checkpoints.dir().join(&name).display()
+            ))
+        });
     }
     let value = work()?;
-    let json = serde_json::to_vec(&value)
-        .map_err(|e| HarnessError::run(format!("cannot encode {name}: {e}")))?;
-    ctx.checkpoints.save(&name, &json)?;
+    ctx.checkpoints.save(&name, &encode(&value)?)?;
     ctx.checkpoints.remove(&format!("{key}.state"));
-    ctx.checkpoints.remove(&format!("{key}.side.json"));
+    ctx.checkpoints.remove(&format!("{key}.side.toml"));
     Ok(value)
 }
 
@@ -168,7 +188,7 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
     mut tick: impl FnMut(),
     mut on_epoch: impl FnMut(usize, &ImageNet, &mut S) -> Result<(), HarnessError>,
 ) -> Result<(TrainState, S), HarnessError> {
-    let (state_name, side_name) = (format!("{key}.state"), format!("{key}.side.json"));
+    let (state_name, side_name) = (format!("{key}.state"), format!("{key}.side.toml"));
     let restored = match ctx.checkpoints.load(&state_name) {
         Some(bytes) => Some(
             TrainState::from_bytes(&bytes, spec.model, data.shape, data.classes, device).map_err(
@@ -183,7 +203,7 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
         None => None,
     };
     let mut side: S = match (&restored, ctx.checkpoints.load(&side_name)) {
-        (Some(_), Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
+        (Some(_), Some(bytes)) => decode(&bytes).map_err(|e| {
             HarnessError::input(format!(
                 "{}: {e}",
                 ctx.checkpoints.dir().join(&side_name).display()
@@ -202,9 +222,7 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
     let mut stopped = false;
     let save = |state: &TrainState, side: &S| -> Result<(), HarnessError> {
         ctx.checkpoints.save(&state_name, &state.to_bytes())?;
-        let json = serde_json::to_vec(side)
-            .map_err(|e| HarnessError::run(format!("cannot encode {side_name}: {e}")))?;
-        ctx.checkpoints.save(&side_name, &json)
+        ctx.checkpoints.save(&side_name, &encode(side)?)
     };
     let state = train_classifier(spec, data, state, device, |info| {
         tick();

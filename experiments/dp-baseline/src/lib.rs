@@ -1,0 +1,368 @@
+//! `dp-baseline`: input masking against DP-SGD as defences against membership inference. The
+//! MLP target (and its shadow) of `membership-inference` is trained with DP-SGD at several noise
+//! multipliers σ (per-sample clipping at C, Gaussian noise σ·C, ε from the Rényi-DP accountant
+//! at δ) and under the input mask at several κ, on the same four splits; each trained target is
+//! attacked, and every DP-SGD model is set beside the masked model of closest test accuracy.
+
+use gaussmask_harness::config::{parse, require};
+use gaussmask_harness::output::Csv;
+use gaussmask_harness::plot::{LinePlot, Series};
+use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_nn::image::ImageModelConfig;
+use gaussmask_privacy::dp_sgd_epsilon;
+use gaussmask_train::classify::{ClassifyConfig, DpSgd};
+use membership_inference::{Row, SplitsConfig, attack_setting, splits};
+use serde::{Deserialize, Serialize};
+use toml::Table;
+
+/// The experiment's config (`configs/dp-baseline.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpBaselineConfig {
+    /// Seed of the targets (shadows: `seed + 1000`).
+    #[serde(default)]
+    pub seed: u64,
+    /// Training lengths (epochs) at which the targets are attacked.
+    pub epochs: Vec<usize>,
+    /// The four splits, as in membership-inference.
+    pub data: SplitsConfig,
+    /// The target (an MLP, or a CNN without batch norm).
+    pub model: ImageModelConfig,
+    /// Training of both defences (`epochs` comes from the list above, `dp` from below).
+    pub train: ClassifyConfig,
+    /// DP-SGD clipping norm C.
+    pub clip: f64,
+    /// DP-SGD noise multipliers σ, one target per value.
+    pub noise_multipliers: Vec<f64>,
+    /// δ of the reported (ε, δ).
+    pub delta: f64,
+    /// Mask strengths κ of the masking defence, one target per value.
+    pub kappas: Vec<f64>,
+}
+
+impl DpBaselineConfig {
+    fn from_table(table: &Table) -> Result<Self, HarnessError> {
+        let mut c: Self = parse(table)?;
+        c.resolve().map_err(HarnessError::input)?;
+        Ok(c)
+    }
+
+    fn resolve(&mut self) -> Result<(), String> {
+        require(
+            !self.epochs.is_empty() && !self.epochs.contains(&0),
+            "epochs",
+            "a non-empty list of counts ≥ 1",
+            format!("{:?}", self.epochs),
+        )?;
+        require(
+            self.data.split_size >= 2,
+            "data.split_size",
+            "≥ 2",
+            self.data.split_size,
+        )?;
+        require(
+            self.clip.is_finite() && self.clip > 0.0,
+            "clip",
+            "a number > 0",
+            self.clip,
+        )?;
+        require(
+            !self.noise_multipliers.is_empty()
+                && self
+                    .noise_multipliers
+                    .iter()
+                    .all(|s| s.is_finite() && *s > 0.0),
+            "noise_multipliers",
+            "a non-empty list of numbers > 0",
+            format!("{:?}", self.noise_multipliers),
+        )?;
+        require(
+            self.delta > 0.0 && self.delta < 1.0,
+            "delta",
+            "in (0, 1)",
+            self.delta,
+        )?;
+        if let Some(k) = self.kappas.iter().find(|k| !(k.is_finite() && **k >= 0.0)) {
+            return Err(format!("kappas must be numbers ≥ 0, got {k}"));
+        }
+        require(
+            self.train.dp.is_none(),
+            "train.dp",
+            "absent (set clip and noise_multipliers)",
+            "present",
+        )?;
+        self.model.validate([1, 28, 28])?;
+        let longest = *self.epochs.iter().max().expect("non-empty");
+        if self.train.epochs != 0 && self.train.epochs != longest {
+            return Err(format!(
+                "train.epochs = {} but the longest of epochs is {longest}: leave train.epochs out",
+                self.train.epochs
+            ));
+        }
+        self.train.epochs = longest;
+        self.epochs.sort_unstable();
+        self.epochs.dedup();
+        self.train.validate("train")?;
+        let mut dp = self.train.clone();
+        dp.dp = Some(DpSgd {
+            clip: self.clip,
+            noise_multiplier: 1.0,
+        });
+        dp.check_model("train", &self.model)
+    }
+}
+
+/// One attacked target of either defence.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DefenceRow {
+    /// "dp-sgd" or "mask".
+    pub defence: String,
+    /// σ (DP-SGD) or κ (mask).
+    pub strength: f64,
+    /// ε at δ (DP-SGD; infinite for the mask, which has no DP guarantee).
+    pub epsilon: f64,
+    /// The attack and accuracies.
+    pub row: Row,
+}
+
+/// DP-SGD vs input masking against membership inference.
+pub struct DpBaseline;
+
+impl Experiment for DpBaseline {
+    fn id(&self) -> &'static str {
+        "dp-baseline"
+    }
+
+    fn about(&self) -> &'static str {
+        "DP-SGD (RDP accountant) vs input masking: membership-inference AUC at matched accuracy"
+    }
+
+    fn default_config(&self) -> &'static str {
+        include_str!("../../../configs/dp-baseline.toml")
+    }
+
+    fn check(&self, config: &Table) -> Result<(), HarnessError> {
+        DpBaselineConfig::from_table(config).map(|_| ())
+    }
+
+    fn checkpoints(&self) -> bool {
+        true
+    }
+
+    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
+        let c = DpBaselineConfig::from_table(config)?;
+        let splits = splits(&c.data)?;
+        let per_epoch = c.train.steps_per_epoch(c.data.split_size);
+        let settings = c.noise_multipliers.len() + c.kappas.len();
+        let bar = ctx.progress((per_epoch * c.train.epochs * 2 * settings) as u64, "train");
+        let q = (c.train.batch_size as f64 / c.data.split_size as f64).min(1.0);
+        let mut rows = Vec::new();
+        for &sigma in &c.noise_multipliers {
+            let mut train = c.train.clone();
+            train.dp = Some(DpSgd {
+                clip: c.clip,
+                noise_multiplier: sigma,
+            });
+            let found = attack_setting(
+                ctx,
+                &format!("dp-s{sigma}"),
+                &c.model,
+                &train,
+                0.0,
+                c.seed,
+                &splits,
+                &c.epochs,
+                || bar.inc(1),
+            )?;
+            for row in found {
+                let steps = (row.epochs * per_epoch) as u64;
+                let (epsilon, _) = dp_sgd_epsilon(q, sigma, steps, c.delta);
+                eprintln!(
+                    "DP-SGD σ = {sigma} {} epochs: ε = {epsilon:.2}, AUC {:.3}, test accuracy {:.3}",
+                    row.epochs, row.attack.auc, row.target_test_accuracy
+                );
+                rows.push(DefenceRow {
+                    defence: "dp-sgd".into(),
+                    strength: sigma,
+                    epsilon,
+                    row,
+                });
+            }
+        }
+        for &kappa in &c.kappas {
+            let found = attack_setting(
+                ctx,
+                &format!("k{kappa}"),
+                &c.model,
+                &c.train,
+                kappa,
+                c.seed,
+                &splits,
+                &c.epochs,
+                || bar.inc(1),
+            )?;
+            for row in found {
+                eprintln!(
+                    "mask κ = {kappa} {} epochs: AUC {:.3}, test accuracy {:.3}",
+                    row.epochs, row.attack.auc, row.target_test_accuracy
+                );
+                rows.push(DefenceRow {
+                    defence: "mask".into(),
+                    strength: kappa,
+                    epsilon: f64::INFINITY,
+                    row,
+                });
+            }
+        }
+        bar.finish_and_clear();
+        write_outputs(&c, &rows, ctx)
+    }
+}
+
+/// Each DP-SGD target beside the masked target of closest test accuracy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Match {
+    /// σ and epochs of the DP-SGD target.
+    pub sigma: f64,
+    /// Its training epochs.
+    pub dp_epochs: usize,
+    /// Its ε.
+    pub epsilon: f64,
+    /// Its test accuracy.
+    pub dp_accuracy: f64,
+    /// Its attack AUC.
+    pub dp_auc: f64,
+    /// κ and epochs of the masked target of closest test accuracy.
+    pub kappa: f64,
+    /// Its training epochs.
+    pub mask_epochs: usize,
+    /// Its test accuracy.
+    pub mask_accuracy: f64,
+    /// Its attack AUC.
+    pub mask_auc: f64,
+}
+
+/// Pairs every DP-SGD row with the mask row of closest target test accuracy.
+pub fn matches(rows: &[DefenceRow]) -> Vec<Match> {
+    let masks: Vec<&DefenceRow> = rows.iter().filter(|r| r.defence == "mask").collect();
+    rows.iter()
+        .filter(|r| r.defence == "dp-sgd")
+        .filter_map(|dp| {
+            let acc = dp.row.target_test_accuracy;
+            let m = masks.iter().min_by(|a, b| {
+                (a.row.target_test_accuracy - acc)
+                    .abs()
+                    .total_cmp(&(b.row.target_test_accuracy - acc).abs())
+            })?;
+            Some(Match {
+                sigma: dp.strength,
+                dp_epochs: dp.row.epochs,
+                epsilon: dp.epsilon,
+                dp_accuracy: acc,
+                dp_auc: dp.row.attack.auc,
+                kappa: m.strength,
+                mask_epochs: m.row.epochs,
+                mask_accuracy: m.row.target_test_accuracy,
+                mask_auc: m.row.attack.auc,
+            })
+        })
+        .collect()
+}
+
+fn write_outputs(
+    c: &DpBaselineConfig,
+    rows: &[DefenceRow],
+    ctx: &RunContext,
+) -> Result<(), HarnessError> {
+    let mut csv = Csv::new(&[
+        "defence",
+        "strength",
+        "epochs",
+        "epsilon",
+        "auc",
+        "target_train_accuracy",
+        "target_test_accuracy",
+    ]);
+    for r in rows {
+        csv.row(&[
+            r.defence.clone(),
+            r.strength.to_string(),
+            r.row.epochs.to_string(),
+            r.epsilon.to_string(),
+            r.row.attack.auc.to_string(),
+            r.row.target_train_accuracy.to_string(),
+            r.row.target_test_accuracy.to_string(),
+        ]);
+    }
+    ctx.write("defences.csv", csv.into_bytes())?;
+    let matched = matches(rows);
+    ctx.write_json(
+        "summary.json",
+        &serde_json::json!({
+            "rows": rows,
+            "matched": matched,
+            "delta": c.delta,
+            "wall_time_s": ctx.elapsed().as_secs_f64(),
+        }),
+    )?;
+    let series = |defence: &str, label: &str| {
+        let mut points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.defence == defence)
+            .map(|r| (r.row.target_test_accuracy, r.row.attack.auc))
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Series {
+            label: label.into(),
+            points,
+            ..Series::default()
+        }
+    };
+    let plot = LinePlot {
+        title: "Privacy–utility: attack AUC against target test accuracy".into(),
+        x_label: "target test accuracy".into(),
+        y_label: "membership-inference AUC".into(),
+        series: vec![
+            series("dp-sgd", "DP-SGD (σ × epochs)"),
+            series("mask", "input mask (κ × epochs)"),
+        ],
+        legend_left: true,
+        ..LinePlot::default()
+    };
+    ctx.plot(&plot, "auc_vs_accuracy")?;
+    println!(
+        "{:<7} {:>8} {:>7} {:>8}  {:>6} {:>9} {:>9}",
+        "defence", "strength", "epochs", "ε", "AUC", "train acc", "test acc"
+    );
+    for r in rows {
+        println!(
+            "{:<7} {:>8} {:>7} {:>8.2}  {:>6.3} {:>9.3} {:>9.3}",
+            r.defence,
+            r.strength,
+            r.row.epochs,
+            r.epsilon,
+            r.row.attack.auc,
+            r.row.target_train_accuracy,
+            r.row.target_test_accuracy
+        );
+    }
+    println!(
+        "\n{:>5} {:>6} {:>8} {:>8} {:>7}   {:>5} {:>6} {:>8} {:>7}",
+        "σ", "epochs", "ε", "test acc", "AUC", "κ", "epochs", "test acc", "AUC"
+    );
+    for m in &matched {
+        println!(
+            "{:>5} {:>6} {:>8.2} {:>8.3} {:>7.3}   {:>5} {:>6} {:>8.3} {:>7.3}",
+            m.sigma,
+            m.dp_epochs,
+            m.epsilon,
+            m.dp_accuracy,
+            m.dp_auc,
+            m.kappa,
+            m.mask_epochs,
+            m.mask_accuracy,
+            m.mask_auc
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,593 @@
+//! `federated-fading`: FedAvg when clients' features arrive through a fading channel. K clients
+//! hold disjoint equal shards; in every round each client starts from the global model, trains
+//! on its shard with every feature multiplied by c ~ N(1, κ²) (redrawn per round and per
+//! sample: one local epoch sees each sample once), and the server averages the clients' models.
+//! Two tasks: an image classifier (Fashion-MNIST MLP) and the trajectories regression (the
+//! paper's two-layer ReLU network, full-batch local GD).
+
+use burn::tensor::Device;
+use gaussmask_data::images::{ImageDataset, disjoint_splits};
+use gaussmask_data::{Dataset, SyntheticConfig};
+use gaussmask_harness::config::{parse, require};
+use gaussmask_harness::output::Csv;
+use gaussmask_harness::plot::{LinePlot, Series};
+use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_nn::TwoLayerReluConfig;
+use gaussmask_nn::image::ImageModelConfig;
+use gaussmask_nn::rng::{Stream, tag};
+use gaussmask_train::classify::{
+    ClassifierSpec, ClassifyConfig, Flow, TrainState, accuracy, parameters, posteriors,
+    train_classifier,
+};
+use image_accuracy::shared::{ImageDataConfig, Images, checkpointed_unit, decode, encode, prepare};
+use serde::{Deserialize, Serialize};
+use toml::Table;
+
+/// The image task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageTask {
+    /// Dataset.
+    pub dataset: ImageDataset,
+    /// Images used (`n_train` are split among the clients).
+    pub data: ImageDataConfig,
+    /// The shared model.
+    pub model: ImageModelConfig,
+    /// Each client's local training per round (`epochs` local epochs).
+    pub local: ClassifyConfig,
+    /// Communication rounds.
+    pub rounds: usize,
+}
+
+/// The regression task: the trajectories problem.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegressionTask {
+    /// Training data (split among the clients).
+    pub data: SyntheticConfig,
+    /// Held-out samples from the same teacher.
+    pub n_test: usize,
+    /// Width m and init scale τ of the two-layer network (output signs fixed).
+    pub width: usize,
+    /// Init scale τ.
+    pub tau: f64,
+    /// GD steps per client per round.
+    pub local_steps: usize,
+    /// Step size of GD on ½Σ(f − y)² over all the data; a client with 1/K of it steps with
+    /// K·lr, so that K = 1 and one local step is plain full-batch GD.
+    pub lr: f64,
+    /// Communication rounds.
+    pub rounds: usize,
+}
+
+/// The experiment's config (`configs/federated-fading.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederatedConfig {
+    /// Base seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Channel strengths κ.
+    pub kappas: Vec<f64>,
+    /// Numbers of clients K.
+    pub clients: Vec<usize>,
+    /// The image task (absent: skipped).
+    #[serde(default)]
+    pub image: Option<ImageTask>,
+    /// The regression task (absent: skipped).
+    #[serde(default)]
+    pub regression: Option<RegressionTask>,
+}
+
+impl FederatedConfig {
+    fn from_table(table: &Table) -> Result<Self, HarnessError> {
+        let mut c: Self = parse(table)?;
+        c.resolve().map_err(HarnessError::input)?;
+        Ok(c)
+    }
+
+    fn resolve(&mut self) -> Result<(), String> {
+        require(!self.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
+        if let Some(k) = self.kappas.iter().find(|k| !(k.is_finite() && **k >= 0.0)) {
+            return Err(format!("kappas must be numbers ≥ 0, got {k}"));
+        }
+        require(
+            !self.clients.is_empty() && !self.clients.contains(&0),
+            "clients",
+            "a non-empty list of counts ≥ 1",
+            format!("{:?}", self.clients),
+        )?;
+        require(
+            self.image.is_some() || self.regression.is_some(),
+            "image",
+            "present (or regression present)",
+            "neither task",
+        )?;
+        let most = *self.clients.iter().max().expect("non-empty");
+        if let Some(t) = &mut self.image {
+            t.data.validate()?;
+            t.model.validate([1, 28, 28])?;
+            require(t.rounds >= 1, "image.rounds", "≥ 1", t.rounds)?;
+            require(
+                t.data.n_train >= most,
+                "image.data.n_train",
+                &format!("≥ the largest client count {most}"),
+                t.data.n_train,
+            )?;
+            t.local.validate("image.local")?;
+            require(
+                t.local.epochs >= 1,
+                "image.local.epochs",
+                "≥ 1",
+                t.local.epochs,
+            )?;
+        }
+        if let Some(t) = &self.regression {
+            t.data.validate()?;
+            require(
+                t.data.n >= most,
+                "regression.data.n",
+                &format!("≥ {most}"),
+                t.data.n,
+            )?;
+            require(t.n_test >= 1, "regression.n_test", "≥ 1", t.n_test)?;
+            require(t.width >= 1, "regression.width", "≥ 1", t.width)?;
+            require(
+                t.local_steps >= 1,
+                "regression.local_steps",
+                "≥ 1",
+                t.local_steps,
+            )?;
+            require(t.rounds >= 1, "regression.rounds", "≥ 1", t.rounds)?;
+            require(
+                t.lr.is_finite() && t.lr > 0.0,
+                "regression.lr",
+                "a number > 0",
+                t.lr,
+            )?;
+            require(
+                t.tau.is_finite() && t.tau > 0.0,
+                "regression.tau",
+                "a number > 0",
+                t.tau,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One round of one (task, κ, K) cell.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundRow {
+    /// Round (1-based).
+    pub round: usize,
+    /// Image task: clean test accuracy of the global model; regression: NaN.
+    pub test_accuracy: f64,
+    /// Image task: clean test cross-entropy; regression: clean test MSE.
+    pub test_loss: f64,
+    /// Clean training loss of the global model (cross-entropy; regression ½Σ(f − y)²/n).
+    pub train_loss: f64,
+}
+
+/// Per-round history of one cell (what its checkpoint keeps besides the global model).
+pub type History = Vec<RoundRow>;
+
+/// A client's seed in a round: distinct streams for every (round, client).
+fn client_seed(seed: u64, kappa_index: usize, round: usize, client: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9)
+        ^ ((kappa_index as u64) << 48)
+        ^ ((round as u64) << 20)
+        ^ client as u64
+}
+
+/// Equal-weight average of the clients' parameters.
+fn average(models: &[Vec<(Vec<usize>, Vec<f64>)>]) -> Vec<(Vec<usize>, Vec<f64>)> {
+    let k = models.len() as f64;
+    let mut mean = models[0].clone();
+    for (i, (_, values)) in mean.iter_mut().enumerate() {
+        for (j, v) in values.iter_mut().enumerate() {
+            *v = models.iter().map(|m| m[i].1[j]).sum::<f64>() / k;
+        }
+    }
+    mean
+}
+
+fn clean_metrics(
+    values: &[(Vec<usize>, Vec<f64>)],
+    t: &ImageTask,
+    images: &Images,
+    device: &Device,
+) -> Result<(f64, f64), HarnessError> {
+    let state = TrainState::from_parameters(
+        values.to_vec(),
+        &t.model,
+        images.shape,
+        images.classes,
+        0,
+        device,
+    )
+    .map_err(HarnessError::run)?;
+    let p = posteriors(&state.model, &t.model, images.view(), 500, device);
+    let loss = p
+        .chunks_exact(images.classes)
+        .zip(&images.labels)
+        .map(|(row, &l)| -(row[l as usize].max(1e-12) as f64).ln())
+        .sum::<f64>()
+        / images.labels.len() as f64;
+    Ok((accuracy(&p, &images.labels, images.classes), loss))
+}
+
+/// FedAvg on the image task for one (κ, K), round checkpoints included.
+#[allow(clippy::too_many_arguments)]
+fn image_cell(
+    ctx: &RunContext,
+    t: &ImageTask,
+    train: &Images,
+    test: &Images,
+    kappa: (usize, f64),
+    clients: usize,
+    seed: u64,
+    bar: &indicatif::ProgressBar,
+) -> Result<History, HarnessError> {
+    let key = format!("image-k{}-c{clients}", kappa.1);
+    let ad = ctx.device.clone().autodiff();
+    let shard = train.labels.len() / clients;
+    let shards = disjoint_splits(train.labels.len(), &vec![shard; clients], seed)
+        .map_err(HarnessError::input)?;
+    let shards: Vec<Images> = shards
+        .iter()
+        .map(|rows| {
+            let dim: usize = train.shape.iter().product();
+            Images {
+                x: rows
+                    .iter()
+                    .flat_map(|&i| train.x[i * dim..(i + 1) * dim].iter().copied())
+                    .collect(),
+                labels: rows.iter().map(|&i| train.labels[i]).collect(),
+                shape: train.shape,
+                classes: train.classes,
+            }
+        })
+        .collect();
+    let state_name = format!("{key}.state");
+    let history_name = format!("{key}.side.toml");
+    let (mut global, mut history): (Vec<(Vec<usize>, Vec<f64>)>, History) = match (
+        ctx.checkpoints.load(&state_name),
+        ctx.checkpoints.load(&history_name),
+    ) {
+        (Some(state), Some(side)) => {
+            let state =
+                TrainState::from_bytes(&state, &t.model, train.shape, train.classes, &ctx.device)
+                    .map_err(|e| HarnessError::input(format!("{state_name}: {e}")))?;
+            let history =
+                decode(&side).map_err(|e| HarnessError::input(format!("{history_name}: {e}")))?;
+            (parameters(&state.model), history)
+        }
+        _ => (
+            parameters(&t.model.init(train.shape, train.classes, seed, &ctx.device)),
+            Vec::new(),
+        ),
+    };
+    let per_round = t.local.steps_per_epoch(shard) * t.local.epochs * clients;
+    bar.inc((history.len() * per_round) as u64);
+    for round in history.len()..t.rounds {
+        let mut locals = Vec::with_capacity(clients);
+        for (k, data) in shards.iter().enumerate() {
+            let s = client_seed(seed, kappa.0, round, k);
+            let state = TrainState::from_parameters(
+                global.clone(),
+                &t.model,
+                train.shape,
+                train.classes,
+                s,
+                &ad,
+            )
+            .map_err(HarnessError::run)?;
+            let spec = ClassifierSpec {
+                model: &t.model,
+                train: &t.local,
+                kappa: kappa.1,
+                seed: s,
+            };
+            let state = train_classifier(spec, data.view(), state, &ad, |_| {
+                bar.inc(1);
+                Flow::Continue
+            })
+            .map_err(|e| HarnessError::run(format!("{key} round {}: {e}", round + 1)))?;
+            locals.push(parameters(&state.model));
+        }
+        global = average(&locals);
+        let (test_accuracy, test_loss) = clean_metrics(&global, t, test, &ctx.device)?;
+        let (_, train_loss) = clean_metrics(&global, t, train, &ctx.device)?;
+        history.push(RoundRow {
+            round: round + 1,
+            test_accuracy,
+            test_loss,
+            train_loss,
+        });
+        let snapshot = TrainState::from_parameters(
+            global.clone(),
+            &t.model,
+            train.shape,
+            train.classes,
+            0,
+            &ctx.device,
+        )
+        .map_err(HarnessError::run)?;
+        ctx.checkpoints.save(&state_name, &snapshot.to_bytes())?;
+        ctx.checkpoints.save(&history_name, &encode(&history)?)?;
+        if gaussmask_harness::checkpoint::interrupted() {
+            return Err(ctx.interrupted_error(&format!("{key} after round {}", round + 1)));
+        }
+    }
+    Ok(history)
+}
+
+/// The masked two-layer network's clean loss ½Σ(f − y)²/n and gradient pieces, on the host.
+struct TwoLayer<'a> {
+    a: &'a [f64],
+    d: usize,
+}
+
+impl TwoLayer<'_> {
+    /// GD step on ½Σ_i (f(W, x̃_i) − y_i)² over `rows`, x̃ = x ⊙ c with c ~ N(1, κ²) fresh per
+    /// sample (and per step).
+    fn step(
+        &self,
+        w: &mut [f64],
+        data: &Dataset,
+        rows: &[usize],
+        kappa: f64,
+        lr: f64,
+        s: &mut Stream,
+    ) {
+        let (d, m) = (self.d, self.a.len());
+        let scale = 1.0 / (m as f64).sqrt();
+        let mut grad = vec![0.0; m * d];
+        let mut xt = vec![0.0; d];
+        let mut pre = vec![0.0; m];
+        for &i in rows {
+            for (t, &x) in xt.iter_mut().zip(&data.x[i * d..(i + 1) * d]) {
+                *t = x * (1.0 + kappa * s.normal_ziggurat());
+            }
+            let mut f = 0.0;
+            for (r, p) in pre.iter_mut().enumerate() {
+                *p = w[r * d..(r + 1) * d]
+                    .iter()
+                    .zip(&xt)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                f += self.a[r] * p.max(0.0);
+            }
+            let residual = scale * f - data.y[i];
+            for (r, &p) in pre.iter().enumerate() {
+                if p > 0.0 {
+                    let c = residual * scale * self.a[r];
+                    for (g, &x) in grad[r * d..(r + 1) * d].iter_mut().zip(&xt) {
+                        *g += c * x;
+                    }
+                }
+            }
+        }
+        for (wv, g) in w.iter_mut().zip(grad) {
+            *wv -= lr * g;
+        }
+    }
+}
+
+fn regression_cell(
+    t: &RegressionTask,
+    train: &Dataset,
+    test: &Dataset,
+    kappa: (usize, f64),
+    clients: usize,
+    seed: u64,
+) -> History {
+    let model = TwoLayerReluConfig {
+        width: t.width,
+        input_dim: t.data.d,
+        tau: t.tau,
+        ..TwoLayerReluConfig::new(t.data.d, t.width)
+    };
+    let (mut w, a) = model.initial_weights(seed);
+    let net = TwoLayer { a: &a, d: t.data.d };
+    let shard = train.n / clients;
+    let shards = disjoint_splits(train.n, &vec![shard; clients], seed).expect("checked sizes");
+    let mut history = Vec::with_capacity(t.rounds);
+    for round in 0..t.rounds {
+        let locals: Vec<Vec<f64>> = shards
+            .iter()
+            .enumerate()
+            .map(|(k, rows)| {
+                let mut wk = w.clone();
+                let mut s = Stream::new(client_seed(seed, kappa.0, round, k), tag::MASK);
+                for _ in 0..t.local_steps {
+                    net.step(&mut wk, train, rows, kappa.1, t.lr * clients as f64, &mut s);
+                }
+                wk
+            })
+            .collect();
+        for (j, v) in w.iter_mut().enumerate() {
+            *v = locals.iter().map(|l| l[j]).sum::<f64>() / clients as f64;
+        }
+        history.push(RoundRow {
+            round: round + 1,
+            test_accuracy: f64::NAN,
+            test_loss: test.mse(&w, &a),
+            train_loss: 0.5 * train.mse(&w, &a),
+        });
+    }
+    history
+}
+
+/// Final round of one cell, for the summary table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CellRow {
+    /// "image" or "regression".
+    pub task: String,
+    /// κ.
+    pub kappa: f64,
+    /// Clients K.
+    pub clients: usize,
+    /// The last round.
+    pub last: RoundRow,
+}
+
+/// FedAvg over fading channels.
+pub struct FederatedFading;
+
+impl Experiment for FederatedFading {
+    fn id(&self) -> &'static str {
+        "federated-fading"
+    }
+
+    fn about(&self) -> &'static str {
+        "FedAvg whose clients see features through x ⊙ c: accuracy and loss vs κ and clients"
+    }
+
+    fn default_config(&self) -> &'static str {
+        include_str!("../../../configs/federated-fading.toml")
+    }
+
+    fn check(&self, config: &Table) -> Result<(), HarnessError> {
+        FederatedConfig::from_table(config).map(|_| ())
+    }
+
+    fn checkpoints(&self) -> bool {
+        true
+    }
+
+    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
+        let c = FederatedConfig::from_table(config)?;
+        let mut cells: Vec<(String, f64, usize, History)> = Vec::new();
+        if let Some(t) = &c.regression {
+            let mut all = t.data.clone();
+            all.n = t.data.n + t.n_test;
+            let (train, test) = all.generate().split(t.data.n);
+            for (ki, &kappa) in c.kappas.iter().enumerate() {
+                for &k in &c.clients {
+                    let key = format!("regression-k{kappa}-c{k}");
+                    let h = checkpointed_unit(ctx, &key, || {
+                        Ok(regression_cell(t, &train, &test, (ki, kappa), k, c.seed))
+                    })?;
+                    eprintln!(
+                        "regression κ = {kappa} K = {k}: train loss {:.4}, test MSE {:.4}",
+                        h.last().map_or(f64::NAN, |r| r.train_loss),
+                        h.last().map_or(f64::NAN, |r| r.test_loss)
+                    );
+                    cells.push(("regression".into(), kappa, k, h));
+                }
+            }
+        }
+        if let Some(t) = &c.image {
+            let (train, test) = prepare(t.dataset, &t.data)?;
+            let steps: usize = c
+                .clients
+                .iter()
+                .map(|&k| t.local.steps_per_epoch(train.labels.len() / k) * t.local.epochs * k)
+                .sum::<usize>()
+                * t.rounds
+                * c.kappas.len();
+            let bar = ctx.progress(steps as u64, "fedavg");
+            for (ki, &kappa) in c.kappas.iter().enumerate() {
+                for &k in &c.clients {
+                    let key = format!("image-k{kappa}-c{k}");
+                    let h = checkpointed_unit(ctx, &key, || {
+                        image_cell(ctx, t, &train, &test, (ki, kappa), k, c.seed, &bar)
+                    })?;
+                    eprintln!(
+                        "image κ = {kappa} K = {k}: test accuracy {:.4}",
+                        h.last().map_or(f64::NAN, |r| r.test_accuracy)
+                    );
+                    cells.push(("image".into(), kappa, k, h));
+                }
+            }
+            bar.finish_and_clear();
+        }
+        write_outputs(&c, &cells, ctx)
+    }
+}
+
+fn write_outputs(
+    c: &FederatedConfig,
+    cells: &[(String, f64, usize, History)],
+    ctx: &RunContext,
+) -> Result<(), HarnessError> {
+    let mut csv = Csv::new(&[
+        "task",
+        "kappa",
+        "clients",
+        "round",
+        "test_accuracy",
+        "test_loss",
+        "train_loss",
+    ]);
+    let mut summary = Vec::new();
+    for (task, kappa, k, h) in cells {
+        for r in h {
+            csv.row(&[
+                task.clone(),
+                kappa.to_string(),
+                k.to_string(),
+                r.round.to_string(),
+                r.test_accuracy.to_string(),
+                r.test_loss.to_string(),
+                r.train_loss.to_string(),
+            ]);
+        }
+        if let Some(last) = h.last() {
+            summary.push(CellRow {
+                task: task.clone(),
+                kappa: *kappa,
+                clients: *k,
+                last: last.clone(),
+            });
+        }
+    }
+    ctx.write("rounds.csv", csv.into_bytes())?;
+    ctx.write_json(
+        "summary.json",
+        &serde_json::json!({ "cells": summary, "wall_time_s": ctx.elapsed().as_secs_f64() }),
+    )?;
+    let figure = |task: &str, pick: fn(&RoundRow) -> f64, y: &str, log_y: bool| {
+        let series = c
+            .clients
+            .iter()
+            .map(|&k| Series {
+                label: format!("K = {k} clients"),
+                points: summary
+                    .iter()
+                    .filter(|s| s.task == task && s.clients == k)
+                    .map(|s| (s.kappa, pick(&s.last)))
+                    .collect(),
+                ..Series::default()
+            })
+            .collect();
+        let plot = LinePlot {
+            title: format!("FedAvg over fading channels: {task} task, last round"),
+            x_label: "κ".into(),
+            y_label: y.into(),
+            log_y,
+            series,
+            ..LinePlot::default()
+        };
+        ctx.plot(&plot, &format!("{task}_vs_kappa"))
+    };
+    if c.image.is_some() {
+        figure("image", |r| r.test_accuracy, "clean test accuracy", false)?;
+    }
+    if c.regression.is_some() {
+        figure("regression", |r| r.test_loss, "clean test MSE", true)?;
+    }
+    println!(
+        "{:<11} {:>6} {:>8}  {:>9} {:>10} {:>10}",
+        "task", "kappa", "clients", "test acc", "test loss", "train loss"
+    );
+    for s in &summary {
+        println!(
+            "{:<11} {:>6} {:>8}  {:>9.4} {:>10.4} {:>10.4}",
+            s.task, s.kappa, s.clients, s.last.test_accuracy, s.last.test_loss, s.last.train_loss
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! The real-data experiments through the command line: smoke runs on a few hundred images of
+//! the installed datasets (CI installs them; a missing dataset fails with its install command),
+//! their validation errors, and interrupting a run with SIGINT and resuming it.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::cli::{BIN, assert_ok, assert_rejected, gaussmask, scratch, smoke_run, stderr};
+
+#[test]
+fn image_accuracy_smoke_run_beats_chance_for_every_model() {
+    let files = [
+        "accuracy.csv",
+        "accuracy_fashion-mnist.png",
+        "accuracy_fashion-mnist.svg",
+    ];
+    let (root, _, _, s) = smoke_run("image-accuracy", &files);
+    let rows = s["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "2 models × 2 κ");
+    for r in rows {
+        // 10 classes: chance is 0.1; 300 images and 2 epochs reach well above it.
+        let acc = r["accuracy"].as_f64().unwrap();
+        assert!(acc > 0.4, "{r}");
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn membership_inference_smoke_run_attacks_every_setting() {
+    let files = ["attack.csv", "auc_mlp-128.png", "auc_cnn-16-32.png"];
+    let (root, _, _, s) = smoke_run("membership-inference", &files);
+    let rows = s["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 2, "2 models × 2 κ × 2 epoch counts");
+    for r in rows {
+        let auc = r["attack"]["auc"].as_f64().unwrap();
+        let acc = r["target_test_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&auc) && acc > 0.1, "{r}");
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn dp_baseline_smoke_run_reports_epsilon_and_matches_accuracies() {
+    let (root, _, _, s) = smoke_run("dp-baseline", &["defences.csv", "auc_vs_accuracy.png"]);
+    let rows = s["rows"].as_array().unwrap();
+    // σ = 1 and two κ, each at 1 and 2 epochs.
+    assert_eq!(rows.len(), 6);
+    let eps: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["defence"] == "dp-sgd")
+        .map(|r| r["epsilon"].as_f64().unwrap())
+        .collect();
+    assert_eq!(eps.len(), 2);
+    assert!(
+        eps[0] > 0.0 && eps[1] > eps[0],
+        "ε grows with epochs: {eps:?}"
+    );
+    assert_eq!(s["matched"].as_array().unwrap().len(), 2);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn federated_fading_smoke_run_covers_both_tasks() {
+    let files = [
+        "rounds.csv",
+        "image_vs_kappa.png",
+        "regression_vs_kappa.png",
+    ];
+    let (root, _, _, s) = smoke_run("federated-fading", &files);
+    let cells = s["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2 * 2 * 2, "2 tasks × 2 κ × 2 client counts");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn bad_values_of_the_image_experiments_are_rejected_naming_the_field() {
+    for (id, set, needle) in [
+        ("image-accuracy", "kappas=[-1.0]", "kappas"),
+        ("image-accuracy", "data.std_floor=0", "data.std_floor"),
+        (
+            "image-accuracy",
+            "train.label_smoothing=1.0",
+            "train.label_smoothing",
+        ),
+        ("image-accuracy", "data.n_train=100000", "data.n_train"),
+        (
+            "membership-inference",
+            "data.split_size=30000",
+            "data.split_size",
+        ),
+        ("membership-inference", "train.epochs=7", "train.epochs"),
+        ("membership-inference", "epochs=[0]", "epochs"),
+        ("dp-baseline", "clip=0", "clip"),
+        ("dp-baseline", "model.architecture=\"cnn\"", "train.dp"),
+        ("federated-fading", "clients=[0]", "clients"),
+        ("federated-fading", "regression.lr=0", "regression.lr"),
+    ] {
+        assert_rejected(&["run", id, "--smoke", "--set", set], needle);
+    }
+    // A dataset folder without the files: the message gives the install command.
+    assert_rejected(
+        &[
+            "run",
+            "image-accuracy",
+            "--smoke",
+            "--set",
+            "data.path=\"/nonexistent\"",
+        ],
+        "apt-get install -y dataset-fashion-mnist",
+    );
+}
+
+/// Runs membership-inference (smoke, longer) in the background, interrupts it with SIGINT once
+/// its first checkpoint exists, and returns the run directory it was writing.
+fn interrupted_run(root: &Path) -> std::path::PathBuf {
+    let out = root.join("run");
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "membership-inference",
+            "--smoke",
+            "--set",
+            "epochs=[10, 30]",
+            "--checkpoint-every",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env_remove("RUST_BACKTRACE")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let folder = root.join(".run.checkpoint");
+    let start = Instant::now();
+    loop {
+        let has_state = std::fs::read_dir(&folder)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "state"))
+            })
+            .unwrap_or(false);
+        if has_state {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    assert!(!out.exists(), "an interrupted run left a result");
+    out
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
+    let root = scratch("resume");
+    let out = interrupted_run(&root);
+    // A new run may not start over the interrupted one's checkpoint.
+    let o = gaussmask(
+        &[
+            "run",
+            "membership-inference",
+            "--smoke",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let o = gaussmask(
+        &[
+            "run",
+            "membership-inference",
+            "--resume",
+            out.to_str().unwrap(),
+        ],
+        &root,
+    );
+    assert_ok(&o);
+    assert!(
+        !root.join(".run.checkpoint").exists(),
+        "checkpoint left after the run"
+    );
+    let whole = root.join("whole");
+    let o = gaussmask(
+        &[
+            "run",
+            "membership-inference",
+            "--smoke",
+            "--set",
+            "epochs=[10, 30]",
+            "--out",
+            whole.to_str().unwrap(),
+        ],
+        &root,
+    );
+    assert_ok(&o);
+    let resumed = std::fs::read_to_string(out.join("attack.csv")).unwrap();
+    let uninterrupted = std::fs::read_to_string(whole.join("attack.csv")).unwrap();
+    assert_eq!(resumed, uninterrupted);
+    // Resuming a finished run, or a run that has no checkpoint, is refused.
+    for target in [out.clone(), root.join("never")] {
+        let o = gaussmask(
+            &[
+                "run",
+                "membership-inference",
+                "--resume",
+                target.to_str().unwrap(),
+            ],
+            &root,
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
