@@ -46,6 +46,7 @@ fn configs(architecture: Architecture) -> (ImageModelConfig, ClassifyConfig) {
         weight_decay: 1e-3,
         schedule: Schedule::Cosine,
         label_smoothing: 0.1,
+        dp: None,
     };
     (model, train)
 }

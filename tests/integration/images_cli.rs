@@ -83,12 +83,6 @@ fn bad_values_of_the_image_experiments_are_rejected_naming_the_field() {
             "train.label_smoothing=1.0",
             "train.label_smoothing",
         ),
-        ("image-accuracy", "data.n_train=100000", "data.n_train"),
-        (
-            "membership-inference",
-            "data.split_size=30000",
-            "data.split_size",
-        ),
         ("membership-inference", "train.epochs=7", "train.epochs"),
         ("membership-inference", "epochs=[0]", "epochs"),
         ("dp-baseline", "clip=0", "clip"),
@@ -97,6 +91,38 @@ fn bad_values_of_the_image_experiments_are_rejected_naming_the_field() {
         ("federated-fading", "regression.lr=0", "regression.lr"),
     ] {
         assert_rejected(&["run", id, "--smoke", "--set", set], needle);
+    }
+    // Sizes beyond the dataset are found once it is read: exit 2 naming the field, no result.
+    for (id, set, needle) in [
+        ("image-accuracy", "data.n_train=100000", "data.n_train"),
+        (
+            "membership-inference",
+            "data.split_size=30000",
+            "data.split_size",
+        ),
+    ] {
+        let root = scratch("too-large");
+        let out = root.join("run");
+        let o = gaussmask(
+            &[
+                "run",
+                id,
+                "--smoke",
+                "--set",
+                set,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &root,
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let last = stderr(&o).trim_end().lines().last().unwrap().to_string();
+        assert!(
+            last.starts_with("error: ") && last.contains(needle),
+            "{last}"
+        );
+        assert!(!out.exists() && !root.join(".run.checkpoint").exists());
+        std::fs::remove_dir_all(root).unwrap();
     }
     // A dataset folder without the files: the message gives the install command.
     assert_rejected(
@@ -115,7 +141,7 @@ fn bad_values_of_the_image_experiments_are_rejected_naming_the_field() {
 /// its first checkpoint exists, and returns the run directory it was writing.
 fn interrupted_run(root: &Path) -> std::path::PathBuf {
     let out = root.join("run");
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args([
             "run",
             "membership-inference",

@@ -408,7 +408,14 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
         if options.smoke { ", smoke" } else { "" },
         ctx.target().display()
     );
-    experiment.run(&table, &mut ctx)?;
+    if let Err(e) = experiment.run(&table, &mut ctx) {
+        // Only an interrupted run (SIGINT/SIGTERM) is worth resuming; a run that failed would
+        // fail again, and its checkpoint would block the next run into the same directory.
+        if e.code() != 130 {
+            let _ = std::fs::remove_dir_all(&folder);
+        }
+        return Err(e);
+    }
     ctx.record.wall_time_s = ctx.elapsed().as_secs_f64();
     let record = ctx.record.clone();
     ctx.write_json("run.json", &record)?;

@@ -91,6 +91,7 @@ impl DpBaselineConfig {
             "absent (set clip and noise_multipliers)",
             "present",
         )?;
+        image_accuracy::shared::check_dataset(self.data.dataset, self.data.path.as_deref())?;
         self.model.validate([1, 28, 28])?;
         let longest = *self.epochs.iter().max().expect("non-empty");
         if self.train.epochs != 0 && self.train.epochs != longest {

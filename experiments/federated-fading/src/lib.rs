@@ -106,6 +106,7 @@ impl FederatedConfig {
         let most = *self.clients.iter().max().expect("non-empty");
         if let Some(t) = &mut self.image {
             t.data.validate()?;
+            image_accuracy::shared::check_dataset(t.dataset, t.data.path.as_deref())?;
             t.model.validate([1, 28, 28])?;
             require(t.rounds >= 1, "image.rounds", "≥ 1", t.rounds)?;
             require(

@@ -51,6 +51,9 @@ impl ImageAccuracyConfig {
             require(!c.datasets.is_empty(), "datasets", "a non-empty list", "[]")?;
             require(!c.models.is_empty(), "models", "a non-empty list", "[]")?;
             c.data.validate()?;
+            for &d in &c.datasets {
+                shared::check_dataset(d, c.data.path.as_deref())?;
+            }
             for m in &c.models {
                 // Shapes are checked against the smallest image the datasets have (28×28).
                 m.validate([1, 28, 28])?;

@@ -54,6 +54,12 @@ impl ImageDataConfig {
     }
 }
 
+/// Checks that `dataset` is where the config says (or installed), before anything runs; the
+/// error gives the install command.
+pub fn check_dataset(dataset: ImageDataset, path: Option<&std::path::Path>) -> Result<(), String> {
+    dataset.locate(path).map(|_| ()).map_err(|e| e.to_string())
+}
+
 /// Normalized images with labels, on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Images {

@@ -98,6 +98,7 @@ impl MembershipConfig {
             "a number > 0",
             self.data.std_floor,
         )?;
+        image_accuracy::shared::check_dataset(self.data.dataset, self.data.path.as_deref())?;
         require(!self.models.is_empty(), "models", "a non-empty list", "[]")?;
         for m in &self.models {
             m.validate([1, 28, 28])?;
