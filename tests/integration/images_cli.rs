@@ -251,3 +251,18 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
     }
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn the_installed_datasets_load_with_their_published_sizes() {
+    use gaussmask_data::images::ImageDataset;
+    // Both datasets are published as 60 000 training and 10 000 test 28×28 grey images of 10
+    // classes, every class present.
+    for set in [ImageDataset::FashionMnist, ImageDataset::Mnist] {
+        let (train, test) = set.load(None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((train.n, test.n), (60_000, 10_000), "{set}");
+        assert_eq!((train.channels, train.height, train.width), (1, 28, 28), "{set}");
+        for class in 0..10u8 {
+            assert!(train.labels.contains(&class) && test.labels.contains(&class), "{set}");
+        }
+    }
+}

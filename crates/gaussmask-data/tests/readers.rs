@@ -135,6 +135,29 @@ fn cifar10_batches_read_and_corrupt_ones_fail_naming_the_file() {
 }
 
 #[test]
+fn a_cifar10_folder_loads_its_five_training_batches_and_the_test_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |label: u8| {
+        let mut r = vec![label];
+        r.extend(std::iter::repeat_n(label * 10, CIFAR10_RECORD - 1));
+        r
+    };
+    for k in 1..=5u8 {
+        // Batch k holds k records of class k.
+        let bytes: Vec<u8> = (0..k).flat_map(|_| record(k)).collect();
+        std::fs::write(dir.path().join(format!("data_batch_{k}.bin")), bytes).unwrap();
+    }
+    std::fs::write(dir.path().join("test_batch.bin"), record(0)).unwrap();
+    let (train, test) = ImageDataset::Cifar10.load(Some(dir.path())).unwrap();
+    assert_eq!((train.n, test.n), (15, 1));
+    assert_eq!(train.labels, vec![1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5]);
+    assert_eq!(train.pixels[train.dim()], 20, "second image is batch 2's");
+    std::fs::remove_file(dir.path().join("data_batch_3.bin")).unwrap();
+    let err = ImageDataset::Cifar10.load(Some(dir.path())).unwrap_err().to_string();
+    assert!(err.contains("data.path") && err.contains("data_batch_1.bin"), "{err}");
+}
+
+#[test]
 fn a_missing_dataset_fails_with_the_install_command() {
     let empty = tempfile::tempdir().unwrap();
     for (set, command) in [

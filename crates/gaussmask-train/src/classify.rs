@@ -282,19 +282,12 @@ impl TrainState {
         if !rest.is_empty() {
             return Err("checkpoint has trailing bytes".into());
         }
-        let fresh = config.init(shape, classes, 0, device);
-        let mut params: VecDeque<_> = tensors.drain(..header.params.min(tensors.len())).collect();
-        let mut load = Load {
-            values: &mut params,
-            error: None,
-        };
-        let model = fresh.map(&mut load);
-        if let Some(e) = load.error {
-            return Err(e);
-        }
-        if !params.is_empty() || !tensors.len().is_multiple_of(2) {
+        if header.params > tensors.len() || !(tensors.len() - header.params).is_multiple_of(2) {
             return Err("checkpoint does not match the model's parameters".into());
         }
+        let params: Vec<_> = tensors.drain(..header.params).collect();
+        let model = with_parameters(config.init(shape, classes, 0, device), params)
+            .map_err(|e| format!("checkpoint does not match the model: {e}"))?;
         let mut moments = Vec::new();
         while let (Some(m), Some(v)) = (tensors.pop_front(), tensors.pop_front()) {
             let [a, b] = [m, v].map(|(s, values)| {
