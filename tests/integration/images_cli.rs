@@ -260,9 +260,16 @@ fn the_installed_datasets_load_with_their_published_sizes() {
     for set in [ImageDataset::FashionMnist, ImageDataset::Mnist] {
         let (train, test) = set.load(None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((train.n, test.n), (60_000, 10_000), "{set}");
-        assert_eq!((train.channels, train.height, train.width), (1, 28, 28), "{set}");
+        assert_eq!(
+            (train.channels, train.height, train.width),
+            (1, 28, 28),
+            "{set}"
+        );
         for class in 0..10u8 {
-            assert!(train.labels.contains(&class) && test.labels.contains(&class), "{set}");
+            assert!(
+                train.labels.contains(&class) && test.labels.contains(&class),
+                "{set}"
+            );
         }
     }
 }

@@ -150,11 +150,20 @@ fn a_cifar10_folder_loads_its_five_training_batches_and_the_test_batch() {
     std::fs::write(dir.path().join("test_batch.bin"), record(0)).unwrap();
     let (train, test) = ImageDataset::Cifar10.load(Some(dir.path())).unwrap();
     assert_eq!((train.n, test.n), (15, 1));
-    assert_eq!(train.labels, vec![1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5]);
+    assert_eq!(
+        train.labels,
+        vec![1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5]
+    );
     assert_eq!(train.pixels[train.dim()], 20, "second image is batch 2's");
     std::fs::remove_file(dir.path().join("data_batch_3.bin")).unwrap();
-    let err = ImageDataset::Cifar10.load(Some(dir.path())).unwrap_err().to_string();
-    assert!(err.contains("data.path") && err.contains("data_batch_1.bin"), "{err}");
+    let err = ImageDataset::Cifar10
+        .load(Some(dir.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("data.path") && err.contains("data_batch_1.bin"),
+        "{err}"
+    );
 }
 
 #[test]

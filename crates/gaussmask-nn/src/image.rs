@@ -321,10 +321,11 @@ impl ImageNet {
             // Dropout sits where the features enter the dense head (CNN), or after every hidden
             // layer (MLP).
             let drop_here = if self.convs.is_empty() { i > 0 } else { i == 0 };
-            if drop_here && config.dropout > 0.0 {
-                if let Some(n) = noise.as_mut() {
-                    h = dropout(h, config.dropout, n.stream);
-                }
+            if drop_here
+                && config.dropout > 0.0
+                && let Some(n) = noise.as_mut()
+            {
+                h = dropout(h, config.dropout, n.stream);
             }
             h = h.matmul(layer.weight.val()) + layer.bias.val().unsqueeze_dim(0);
             if i < last {

@@ -312,7 +312,7 @@ impl TrainState {
     /// # Errors
     /// The values do not fit a model of `config`.
     pub fn from_parameters(
-        values: Vec<(Vec<usize>, Vec<f64>)>,
+        values: Parameters,
         config: &ImageModelConfig,
         shape: [usize; 3],
         classes: usize,
@@ -328,9 +328,12 @@ impl TrainState {
     }
 }
 
+/// A model's float parameters as (shape, values) pairs, in visiting order.
+pub type Parameters = Vec<(Vec<usize>, Vec<f64>)>;
+
 /// Every float parameter of `model` (batch-norm statistics included) as (shape, values), in
 /// visiting order.
-pub fn parameters(model: &ImageNet) -> Vec<(Vec<usize>, Vec<f64>)> {
+pub fn parameters(model: &ImageNet) -> Parameters {
     let mut out = Vec::new();
     model.visit(&mut Collect(&mut out));
     out
@@ -340,10 +343,7 @@ pub fn parameters(model: &ImageNet) -> Vec<(Vec<usize>, Vec<f64>)> {
 ///
 /// # Errors
 /// Counts or shapes differ.
-pub fn with_parameters(
-    model: ImageNet,
-    values: Vec<(Vec<usize>, Vec<f64>)>,
-) -> Result<ImageNet, String> {
+pub fn with_parameters(model: ImageNet, values: Parameters) -> Result<ImageNet, String> {
     let mut values: VecDeque<_> = values.into();
     let mut load = Load {
         values: &mut values,

@@ -11,7 +11,7 @@ use gaussmask_harness::{Experiment, HarnessError, RunContext};
 use gaussmask_nn::image::ImageModelConfig;
 use gaussmask_privacy::dp_sgd_epsilon;
 use gaussmask_train::classify::{ClassifyConfig, DpSgd};
-use membership_inference::{Row, SplitsConfig, attack_setting, splits};
+use membership_inference::{Row, SplitsConfig, attack_setting, resolve_epochs, splits};
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
@@ -49,12 +49,6 @@ impl DpBaselineConfig {
 
     fn resolve(&mut self) -> Result<(), String> {
         require(
-            !self.epochs.is_empty() && !self.epochs.contains(&0),
-            "epochs",
-            "a non-empty list of counts ≥ 1",
-            format!("{:?}", self.epochs),
-        )?;
-        require(
             self.data.split_size >= 2,
             "data.split_size",
             "≥ 2",
@@ -82,9 +76,7 @@ impl DpBaselineConfig {
             "in (0, 1)",
             self.delta,
         )?;
-        if let Some(k) = self.kappas.iter().find(|k| !(k.is_finite() && **k >= 0.0)) {
-            return Err(format!("kappas must be numbers ≥ 0, got {k}"));
-        }
+        image_accuracy::shared::check_kappas(&self.kappas)?;
         require(
             self.train.dp.is_none(),
             "train.dp",
@@ -93,17 +85,7 @@ impl DpBaselineConfig {
         )?;
         image_accuracy::shared::check_dataset(self.data.dataset, self.data.path.as_deref())?;
         self.model.validate([1, 28, 28])?;
-        let longest = *self.epochs.iter().max().expect("non-empty");
-        if self.train.epochs != 0 && self.train.epochs != longest {
-            return Err(format!(
-                "train.epochs = {} but the longest of epochs is {longest}: leave train.epochs out",
-                self.train.epochs
-            ));
-        }
-        self.train.epochs = longest;
-        self.epochs.sort_unstable();
-        self.epochs.dedup();
-        self.train.validate("train")?;
+        resolve_epochs(&mut self.epochs, &mut self.train)?;
         let mut dp = self.train.clone();
         dp.dp = Some(DpSgd {
             clip: self.clip,

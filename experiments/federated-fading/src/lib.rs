@@ -16,7 +16,7 @@ use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_nn::image::ImageModelConfig;
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_train::classify::{
-    ClassifierSpec, ClassifyConfig, Flow, TrainState, accuracy, parameters, posteriors,
+    ClassifierSpec, ClassifyConfig, Flow, Parameters, TrainState, accuracy, parameters, posteriors,
     train_classifier,
 };
 use image_accuracy::shared::{ImageDataConfig, Images, checkpointed_unit, decode, encode, prepare};
@@ -87,10 +87,7 @@ impl FederatedConfig {
     }
 
     fn resolve(&mut self) -> Result<(), String> {
-        require(!self.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
-        if let Some(k) = self.kappas.iter().find(|k| !(k.is_finite() && **k >= 0.0)) {
-            return Err(format!("kappas must be numbers ≥ 0, got {k}"));
-        }
+        image_accuracy::shared::check_kappas(&self.kappas)?;
         require(
             !self.clients.is_empty() && !self.clients.contains(&0),
             "clients",
@@ -182,7 +179,7 @@ fn client_seed(seed: u64, kappa_index: usize, round: usize, client: usize) -> u6
 }
 
 /// Equal-weight average of the clients' parameters.
-fn average(models: &[Vec<(Vec<usize>, Vec<f64>)>]) -> Vec<(Vec<usize>, Vec<f64>)> {
+fn average(models: &[Parameters]) -> Parameters {
     let k = models.len() as f64;
     let mut mean = models[0].clone();
     for (i, (_, values)) in mean.iter_mut().enumerate() {
@@ -252,7 +249,7 @@ fn image_cell(
         .collect();
     let state_name = format!("{key}.state");
     let history_name = format!("{key}.side.toml");
-    let (mut global, mut history): (Vec<(Vec<usize>, Vec<f64>)>, History) = match (
+    let (mut global, mut history): (Parameters, History) = match (
         ctx.checkpoints.load(&state_name),
         ctx.checkpoints.load(&history_name),
     ) {

@@ -44,10 +44,7 @@ impl ImageAccuracyConfig {
         let c: Self = parse(table)?;
         let check = || -> Result<(), String> {
             require(c.seeds >= 1, "seeds", "≥ 1", c.seeds)?;
-            require(!c.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
-            if let Some(k) = c.kappas.iter().find(|k| !(k.is_finite() && **k >= 0.0)) {
-                return Err(format!("kappas must be numbers ≥ 0, got {k}"));
-            }
+            shared::check_kappas(&c.kappas)?;
             require(!c.datasets.is_empty(), "datasets", "a non-empty list", "[]")?;
             require(!c.models.is_empty(), "models", "a non-empty list", "[]")?;
             c.data.validate()?;

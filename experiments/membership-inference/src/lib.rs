@@ -76,16 +76,7 @@ impl MembershipConfig {
 
     /// Checks the fields and sets `train.epochs` to the longest of `epochs`.
     pub fn resolve(&mut self) -> Result<(), String> {
-        require(!self.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
-        if let Some(k) = self.kappas.iter().find(|k| !(k.is_finite() && **k >= 0.0)) {
-            return Err(format!("kappas must be numbers ≥ 0, got {k}"));
-        }
-        require(
-            !self.epochs.is_empty() && !self.epochs.contains(&0),
-            "epochs",
-            "a non-empty list of counts ≥ 1",
-            format!("{:?}", self.epochs),
-        )?;
+        image_accuracy::shared::check_kappas(&self.kappas)?;
         require(
             self.data.split_size >= 2,
             "data.split_size",
@@ -103,18 +94,30 @@ impl MembershipConfig {
         for m in &self.models {
             m.validate([1, 28, 28])?;
         }
-        let longest = *self.epochs.iter().max().expect("non-empty");
-        if self.train.epochs != 0 && self.train.epochs != longest {
-            return Err(format!(
-                "train.epochs = {} but the longest of epochs is {longest}: leave train.epochs out",
-                self.train.epochs
-            ));
-        }
-        self.train.epochs = longest;
-        self.epochs.sort_unstable();
-        self.epochs.dedup();
-        self.train.validate("train")
+        resolve_epochs(&mut self.epochs, &mut self.train)
     }
+}
+
+/// Checks a list of training lengths, sorts it, and sets `train.epochs` to the longest (a
+/// `train.epochs` given in the config must be that); then checks `train`.
+pub fn resolve_epochs(epochs: &mut Vec<usize>, train: &mut ClassifyConfig) -> Result<(), String> {
+    require(
+        !epochs.is_empty() && !epochs.contains(&0),
+        "epochs",
+        "a non-empty list of counts ≥ 1",
+        format!("{epochs:?}"),
+    )?;
+    let longest = *epochs.iter().max().expect("non-empty");
+    if train.epochs != 0 && train.epochs != longest {
+        return Err(format!(
+            "train.epochs = {} but the longest of epochs is {longest}: leave train.epochs out",
+            train.epochs
+        ));
+    }
+    train.epochs = longest;
+    epochs.sort_unstable();
+    epochs.dedup();
+    train.validate("train")
 }
 
 /// The four normalized splits.
