@@ -288,27 +288,36 @@ fn write_outputs(
             "wall_time_s": ctx.elapsed().as_secs_f64(),
         }),
     )?;
-    let series = |defence: &str, label: &str| {
-        let mut points: Vec<(f64, f64)> = rows
+    // One curve per defence setting, through its training lengths in order.
+    let curve = |defence: &str, strength: f64, label: String, dashed: bool| Series {
+        label,
+        points: rows
             .iter()
-            .filter(|r| r.defence == defence)
+            .filter(|r| r.defence == defence && r.strength == strength)
             .map(|r| (r.row.target_test_accuracy, r.row.attack.auc))
-            .collect();
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        Series {
-            label: label.into(),
-            points,
-            ..Series::default()
-        }
+            .collect(),
+        dashed,
+        ..Series::default()
     };
+    let mut series: Vec<Series> = c
+        .noise_multipliers
+        .iter()
+        .map(|&s| curve("dp-sgd", s, format!("DP-SGD σ = {s}"), true))
+        .collect();
+    series.extend(
+        c.kappas
+            .iter()
+            .map(|&k| curve("mask", k, format!("mask κ = {k}"), false)),
+    );
+    let epochs: Vec<String> = c.epochs.iter().map(usize::to_string).collect();
     let plot = LinePlot {
-        title: "Privacy–utility: attack AUC against target test accuracy".into(),
+        title: format!(
+            "Attack AUC against test accuracy, each curve through {} epochs",
+            epochs.join(", ")
+        ),
         x_label: "target test accuracy".into(),
         y_label: "membership-inference AUC".into(),
-        series: vec![
-            series("dp-sgd", "DP-SGD (σ × epochs)"),
-            series("mask", "input mask (κ × epochs)"),
-        ],
+        series,
         legend_left: true,
         ..LinePlot::default()
     };
