@@ -273,3 +273,56 @@ fn the_installed_datasets_load_with_their_published_sizes() {
         }
     }
 }
+
+/// Exit 2 with one `error:` line containing `needle`.
+fn assert_one_line_error(o: &std::process::Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+}
+
+#[test]
+fn resume_errors_are_one_line_with_exit_2() {
+    let root = scratch("resume-errors");
+    let run = root.join("run");
+    let run_s = run.to_str().unwrap();
+    // --resume takes the run's own options.
+    let o = gaussmask(
+        &[
+            "run",
+            "membership-inference",
+            "--resume",
+            run_s,
+            "--set",
+            "seed=1",
+        ],
+        &root,
+    );
+    assert_one_line_error(&o, "drop --config");
+    // No checkpoint there.
+    let o = gaussmask(&["run", "membership-inference", "--resume", run_s], &root);
+    assert_one_line_error(&o, "no checkpoint there");
+    // A checkpoint of another experiment.
+    let folder = root.join(".run.checkpoint");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("options.json"),
+        r#"{"experiment":"dp-baseline","backend":"flex","dtype":"f32","smoke":true,"save_weights":false}"#,
+    )
+    .unwrap();
+    std::fs::write(folder.join("config.toml"), "").unwrap();
+    let o = gaussmask(&["run", "membership-inference", "--resume", run_s], &root);
+    assert_one_line_error(&o, "not 'membership-inference'");
+    // A new run over that leftover checkpoint.
+    let o = gaussmask(
+        &["run", "membership-inference", "--smoke", "--out", run_s],
+        &root,
+    );
+    assert_one_line_error(&o, "--resume");
+    // A corrupt options file.
+    std::fs::write(folder.join("options.json"), "{").unwrap();
+    let o = gaussmask(&["run", "membership-inference", "--resume", run_s], &root);
+    assert_one_line_error(&o, "options.json");
+    std::fs::remove_dir_all(root).unwrap();
+}
