@@ -13,7 +13,7 @@ use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Experiment, HarnessError, RunContext};
 use gaussmask_nn::TwoLayerReluConfig;
-use gaussmask_nn::image::ImageModelConfig;
+use gaussmask_nn::image::{ImageModelConfig, ImageNet};
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_train::classify::{
     ClassifierSpec, ClassifyConfig, Flow, Parameters, TrainState, accuracy, parameters, posteriors,
@@ -190,29 +190,15 @@ fn average(models: &[Parameters]) -> Parameters {
     mean
 }
 
-fn clean_metrics(
-    values: &[(Vec<usize>, Vec<f64>)],
-    t: &ImageTask,
-    images: &Images,
-    device: &Device,
-) -> Result<(f64, f64), HarnessError> {
-    let state = TrainState::from_parameters(
-        values.to_vec(),
-        &t.model,
-        images.shape,
-        images.classes,
-        0,
-        device,
-    )
-    .map_err(HarnessError::run)?;
-    let p = posteriors(&state.model, &t.model, images.view(), 500, device);
+fn clean_metrics(model: &ImageNet, t: &ImageTask, images: &Images, device: &Device) -> (f64, f64) {
+    let p = posteriors(model, &t.model, images.view(), 500, device);
     let loss = p
         .chunks_exact(images.classes)
         .zip(&images.labels)
         .map(|(row, &l)| -(row[l as usize].max(1e-12) as f64).ln())
         .sum::<f64>()
         / images.labels.len() as f64;
-    Ok((accuracy(&p, &images.labels, images.classes), loss))
+    (accuracy(&p, &images.labels, images.classes), loss)
 }
 
 /// FedAvg on the image task for one (κ, K), round checkpoints included.
@@ -232,21 +218,7 @@ fn image_cell(
     let shard = train.labels.len() / clients;
     let shards = disjoint_splits(train.labels.len(), &vec![shard; clients], seed)
         .map_err(HarnessError::input)?;
-    let shards: Vec<Images> = shards
-        .iter()
-        .map(|rows| {
-            let dim: usize = train.shape.iter().product();
-            Images {
-                x: rows
-                    .iter()
-                    .flat_map(|&i| train.x[i * dim..(i + 1) * dim].iter().copied())
-                    .collect(),
-                labels: rows.iter().map(|&i| train.labels[i]).collect(),
-                shape: train.shape,
-                classes: train.classes,
-            }
-        })
-        .collect();
+    let shards: Vec<Images> = shards.iter().map(|rows| train.subset(rows)).collect();
     let state_name = format!("{key}.state");
     let history_name = format!("{key}.side.toml");
     let (mut global, mut history): (Parameters, History) = match (
@@ -295,14 +267,7 @@ fn image_cell(
             locals.push(parameters(&state.model));
         }
         global = average(&locals);
-        let (test_accuracy, test_loss) = clean_metrics(&global, t, test, &ctx.device)?;
-        let (_, train_loss) = clean_metrics(&global, t, train, &ctx.device)?;
-        history.push(RoundRow {
-            round: round + 1,
-            test_accuracy,
-            test_loss,
-            train_loss,
-        });
+        // One host model of the new global parameters: evaluated, then checkpointed.
         let snapshot = TrainState::from_parameters(
             global.clone(),
             &t.model,
@@ -312,6 +277,14 @@ fn image_cell(
             &ctx.device,
         )
         .map_err(HarnessError::run)?;
+        let (test_accuracy, test_loss) = clean_metrics(&snapshot.model, t, test, &ctx.device);
+        let (_, train_loss) = clean_metrics(&snapshot.model, t, train, &ctx.device);
+        history.push(RoundRow {
+            round: round + 1,
+            test_accuracy,
+            test_loss,
+            train_loss,
+        });
         ctx.checkpoints.save(&state_name, &snapshot.to_bytes())?;
         ctx.checkpoints.save(&history_name, &encode(&history)?)?;
         if gaussmask_harness::checkpoint::interrupted() {

@@ -93,6 +93,20 @@ impl Images {
         }
     }
 
+    /// The images at `rows`, in that order.
+    pub fn subset(&self, rows: &[usize]) -> Self {
+        let dim: usize = self.shape.iter().product();
+        Self {
+            x: rows
+                .iter()
+                .flat_map(|&i| self.x[i * dim..(i + 1) * dim].iter().copied())
+                .collect(),
+            labels: rows.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            classes: self.classes,
+        }
+    }
+
     /// Normalized `set` under `norm`.
     pub fn from_set(set: &ImageSet, norm: &Normalizer) -> Self {
         Self {
@@ -104,14 +118,14 @@ impl Images {
     }
 }
 
-/// Loads `dataset`, maps a reader error to an input error (it names the file or the install
-/// command).
+/// Loads `dataset` from `path` or its install locations; a reader error becomes an input error
+/// (it names the file or the install command).
 pub fn load(
     dataset: ImageDataset,
-    data: &ImageDataConfig,
+    path: Option<&std::path::Path>,
 ) -> Result<(ImageSet, ImageSet), HarnessError> {
     dataset
-        .load(data.path.as_deref())
+        .load(path)
         .map_err(|e| HarnessError::input(e.to_string()))
 }
 
@@ -131,7 +145,7 @@ pub fn prepare(
     dataset: ImageDataset,
     data: &ImageDataConfig,
 ) -> Result<(Images, Images), HarnessError> {
-    let (train, test) = load(dataset, data)?;
+    let (train, test) = load(dataset, data.path.as_deref())?;
     let train = subset(&train, data.n_train, data.seed, "data.n_train")?;
     let test = subset(&test, data.n_test, data.seed ^ 1, "data.n_test")?;
     let norm = Normalizer::fit(&train, data.std_floor);

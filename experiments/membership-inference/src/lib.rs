@@ -135,14 +135,7 @@ pub struct Splits {
 /// Loads the dataset, pools its training and test images, and cuts four disjoint seeded
 /// splits of `split_size`, normalized with the statistics of target-train.
 pub fn splits(data: &SplitsConfig) -> Result<Splits, HarnessError> {
-    let image_data = image_accuracy::shared::ImageDataConfig {
-        path: data.path.clone(),
-        n_train: 0,
-        n_test: 0,
-        std_floor: data.std_floor,
-        seed: data.seed,
-    };
-    let (train, test) = load(data.dataset, &image_data)?;
+    let (train, test) = load(data.dataset, data.path.as_deref())?;
     let all = train.concat(&test);
     let parts = disjoint_splits(all.n, &[data.split_size; 4], data.seed)
         .map_err(|e| HarnessError::input(format!("data.split_size: {e}")))?;
