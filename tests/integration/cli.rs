@@ -481,6 +481,13 @@ fn bad_values_of_the_probe_experiments_are_rejected_naming_the_field() {
         ("depth", "lrs=[0.1]", "lrs"),
         ("depth", "depths=[1, 2, 3]", "depths"),
         ("depth", "train.objective=\"proxy\"", "train.objective"),
+        // Mask fields are named by the key the user wrote.
+        (
+            "trajectories",
+            "model.mask.truncation=0.1",
+            "model.mask.truncation",
+        ),
+        ("depth", "model.mask.keep_prob=0", "model.mask.keep_prob"),
     ] {
         assert_rejected(&["run", id, "--smoke", "--set", set], needle);
     }

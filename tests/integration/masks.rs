@@ -50,8 +50,26 @@ fn every_family_has_mean_one_and_its_std_within_four_standard_errors() {
             );
         }
     }
-    // The Gaussian family's std is κ itself.
-    assert_eq!(MaskConfig::default().std(0.7), 0.7);
+    // `std` against published constants, so the comparison above does not rest on the formula
+    // it tests alone: Φ(2) = 0.9772498680518208 and φ(2) = 0.05399096651318806 (standard normal
+    // tables) give the truncated family's factor √(1 − 2·2φ(2)/(2Φ(2) − 1)) = 0.87962566...;
+    // log-normal: √(e^{κ²} − 1); Bernoulli with keep probability 1/(1 + κ²): κ.
+    let std_of = |family| MaskConfig {
+        family,
+        ..MaskConfig::default()
+    };
+    let truncated = (1.0f64 - 4.0 * 0.05399096651318806 / (2.0 * 0.9772498680518208 - 1.0)).sqrt();
+    for (family, want) in [
+        (MaskFamily::TruncatedGaussian, 0.7 * truncated),
+        (MaskFamily::LogNormal, (0.49f64.exp() - 1.0).sqrt()),
+        (MaskFamily::Bernoulli, 0.7),
+    ] {
+        let got = std_of(family).std(0.7);
+        assert!(
+            (got - want).abs() < 1e-12 * want,
+            "{family:?}: {got} vs {want}"
+        );
+    }
 }
 
 #[test]

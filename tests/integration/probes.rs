@@ -178,11 +178,29 @@ fn a_depth_two_mlp_trains_exactly_like_the_two_layer_network() {
         worst < 1e-12,
         "same masks, same GD: weights differ by {worst:e}"
     );
-    assert_eq!(deep_log.len(), flat_log.len());
-    // Depth 3 is a different network: its losses differ (the comparison above can fail).
+    // The logged losses agree as well, step by step and replica by replica.
+    let rel = |a: &[Vec<f64>], b: &[Vec<f64>]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(p, q)| (p - q).abs() / q.abs().max(1e-12))
+            .fold(0.0, f64::max)
+    };
+    let worst = rel(&deep_log, &flat_log);
+    assert!(worst < 1e-12, "logged losses differ by {worst:e}");
+    // Depth 3 is a different network: its losses differ (so the comparison above can fail).
+    let mut deeper_log = Vec::new();
     let deeper =
-        gaussmask_train::train_deep(&model, 3, &replicas, &data, &config, &device64(), |_| {})
-            .unwrap();
+        gaussmask_train::train_deep(&model, 3, &replicas, &data, &config, &device64(), |r| {
+            deeper_log.push(r.clean_loss.clone())
+        })
+        .unwrap();
     assert_eq!(deeper.depth(), 3);
     assert_eq!(deeper.layers[1].val().dims(), [2, m, m]);
+    let apart = rel(&deeper_log, &flat_log);
+    assert!(
+        apart > 1e-3,
+        "depth 3 logged the depth-2 losses (worst {apart:e})"
+    );
 }

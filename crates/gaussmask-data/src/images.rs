@@ -4,7 +4,7 @@
 //!
 //! Every reader is a pure function of bytes → `Result`: a wrong magic number, a truncated file,
 //! a dimension that overflows or a count that does not match is an error naming the file, never
-//! a panic (the readers are fuzzed; see `tests/fuzz_readers.rs`).
+//! a panic (the readers are fuzzed with proptest in `crates/gaussmask-data/tests/readers.rs`).
 
 use std::fmt;
 use std::io::Read;

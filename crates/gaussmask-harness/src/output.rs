@@ -1,8 +1,15 @@
 //! Run directories: `results/<id>/<run>/`, written in a staging directory and renamed into place
 //! only when the run succeeded, so a failed or interrupted run never leaves a half-written result
 //! and never replaces an existing one.
+//!
+//! The staging directory is `<parent>/.<name>.partial-<pid>`, and its owner holds an exclusive
+//! lock on the `.owner.lock` file inside it for as long as it lives. A process killed outright
+//! (SIGKILL, power loss) leaves the folder behind; the next run into the same parent removes
+//! every such leftover whose owner is gone (the lock is free, or without a lock file the pid is
+//! no longer alive) and never one of a live process, and refuses to write a target that a live
+//! process is still writing.
 
-use std::fs;
+use std::fs::{self, File, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,6 +22,64 @@ pub struct RunDir {
     staging: PathBuf,
     target: PathBuf,
     committed: bool,
+    // Held (locked) while this process lives; the lock ends with the process, however it ends.
+    _owner: File,
+}
+
+/// The lock file inside a staging directory.
+const OWNER_LOCK: &str = ".owner.lock";
+
+/// The run name and owner pid of a staging directory called `.<name>.partial-<pid>`.
+fn parse_partial(file_name: &str) -> Option<(&str, u32)> {
+    let rest = file_name.strip_prefix('.')?;
+    let (name, pid) = rest.rsplit_once(".partial-")?;
+    Some((name, pid.parse().ok()?))
+}
+
+/// Whether the process that made staging directory `dir` (pid `pid`) still runs.
+fn owner_alive(dir: &Path, pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    match File::open(dir.join(OWNER_LOCK)) {
+        // The lock file decides, even when `pid` now belongs to an unrelated process.
+        Ok(f) => matches!(f.try_lock(), Err(TryLockError::WouldBlock)),
+        // Not locked yet (or already committed): the pid decides; without /proc, keep it.
+        Err(_) => pid_alive(pid),
+    }
+}
+
+/// Whether a process `pid` exists (where /proc tells; otherwise assumed alive).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
+/// Removes the staging directories in `parent` left by processes that are gone; returns the
+/// pid of a live process still writing a run called `name`, if any.
+fn sweep_partials(parent: &Path, name: &str) -> Option<u32> {
+    let mut live = None;
+    let Ok(entries) = fs::read_dir(parent) else {
+        return None;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some((run, pid)) = file_name.to_str().and_then(parse_partial) else {
+            continue;
+        };
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if owner_alive(&path, pid) {
+            if run == name && pid != std::process::id() {
+                live = Some(pid);
+            }
+        } else {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+    live
 }
 
 impl RunDir {
@@ -37,13 +102,27 @@ impl RunDir {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "run".into());
+        if let Some(pid) = sweep_partials(parent, &name) {
+            return Err(HarnessError::input(format!(
+                "another gaussmask process (pid {pid}) is writing {}: wait for it or stop it",
+                target.display()
+            )));
+        }
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
         fs::create_dir(&staging)
             .map_err(|e| HarnessError::io("create output directory in", parent, &e))?;
+        let lock = staging.join(OWNER_LOCK);
+        let owner = File::create(&lock)
+            .and_then(|f| f.try_lock().map_err(std::io::Error::from).map(|()| f))
+            .map_err(|e| {
+                let _ = fs::remove_dir_all(&staging);
+                HarnessError::io("lock", &lock, &e)
+            })?;
         Ok(Self {
             staging,
             target,
             committed: false,
+            _owner: owner,
         })
     }
 
@@ -78,13 +157,32 @@ impl RunDir {
     /// Moves the finished run into place.
     pub fn commit(mut self) -> Result<PathBuf, HarnessError> {
         if self.target.exists() {
+            // Kept under a name the leftover sweep does not touch.
+            let kept = self.target.with_file_name(format!(
+                "{}.unclaimed-{}",
+                self.target
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                std::process::id()
+            ));
+            let _ = fs::remove_file(self.staging.join(OWNER_LOCK));
+            let kept = match fs::rename(&self.staging, &kept) {
+                Ok(()) => {
+                    self.committed = true;
+                    kept
+                }
+                Err(_) => self.staging.clone(),
+            };
             return Err(HarnessError::input(format!(
                 "output directory {} appeared during the run: refusing to overwrite it; \
                  this run is left in {}",
                 self.target.display(),
-                self.staging.display()
+                kept.display()
             )));
         }
+        // The lock file is not part of the result; the open handle keeps the lock until exit.
+        let _ = fs::remove_file(self.staging.join(OWNER_LOCK));
         fs::rename(&self.staging, &self.target)
             .map_err(|e| HarnessError::io("move the run into", &self.target, &e))?;
         self.committed = true;
@@ -202,5 +300,59 @@ mod tests {
         assert!(RunDir::create(target.clone()).is_err());
         assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"x");
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn leftovers_go_by_their_lock_and_pid() {
+        let root = std::env::temp_dir().join(format!("gm-sweep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let live = sleeper.id();
+        let partial = |name: &str, pid: u32, lock: bool| {
+            let dir = root.join(format!(".{name}.partial-{pid}"));
+            fs::create_dir_all(&dir).unwrap();
+            if lock {
+                File::create(dir.join(OWNER_LOCK)).unwrap();
+            }
+            dir
+        };
+        // Held lock: alive whatever the pid. Free lock: gone even though the pid is in use
+        // (a reused pid). No lock file: the pid decides.
+        let held = partial("held", u32::MAX - 1, true);
+        let holder = File::open(held.join(OWNER_LOCK)).unwrap();
+        holder.lock().unwrap();
+        let reused = partial("reused", live, true);
+        let running = partial("running", live, false);
+        let dead = partial("dead", u32::MAX - 1, false);
+        let not_a_dir = root.join(".file.partial-1");
+        fs::write(&not_a_dir, b"").unwrap();
+        assert_eq!(sweep_partials(&root, "running"), Some(live));
+        assert!(held.exists() && running.exists() && not_a_dir.exists());
+        assert!(!reused.exists() && !dead.exists());
+        assert!(RunDir::create(root.join("held")).is_err());
+        drop(holder);
+        assert_eq!(sweep_partials(&root, "held"), None);
+        assert!(!held.exists());
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert_eq!(sweep_partials(&root, "running"), None);
+        assert!(!running.exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn staging_names_parse() {
+        assert_eq!(parse_partial(".run.partial-42"), Some(("run", 42)));
+        assert_eq!(
+            parse_partial(".a.partial-b.partial-7"),
+            Some(("a.partial-b", 7))
+        );
+        assert_eq!(parse_partial("run.partial-42"), None);
+        assert_eq!(parse_partial(".run.partial-x"), None);
+        assert_eq!(parse_partial(".run.checkpoint"), None);
     }
 }

@@ -83,18 +83,19 @@ impl Default for MaskConfig {
 }
 
 impl MaskConfig {
-    /// Checks every field; the error names the offending one.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every field; the error names the offending one by its full key, the section the
+    /// config sits in being `at` (e.g. `model.mask`).
+    pub fn validate(&self, at: &str) -> Result<(), String> {
         if !(self.truncation.is_finite() && self.truncation >= 0.5) {
             return Err(format!(
-                "mask.truncation must be a finite number ≥ 0.5, got {}",
+                "{at}.truncation must be a finite number ≥ 0.5, got {}",
                 self.truncation
             ));
         }
         if let Some(p) = self.keep_prob
             && !(p > 0.0 && p <= 1.0)
         {
-            return Err(format!("mask.keep_prob must lie in (0, 1], got {p}"));
+            return Err(format!("{at}.keep_prob must lie in (0, 1], got {p}"));
         }
         Ok(())
     }

@@ -68,7 +68,7 @@ impl TwoLayerReluConfig {
                 self.tau
             ));
         }
-        self.mask.validate()
+        self.mask.validate("model.mask")
     }
 
     /// Initial weights of one replica, drawn from its own stream: W row-major `[m, d]`, then a.

@@ -169,7 +169,9 @@ impl TrainConfig {
         }
         if matches!(self.engine, Engine::Fused | Engine::Host) && !self.fusable() {
             return Err(format!(
-                "train.engine = \"{}\" runs objective \"masked\" or \"clean\" with optimizer                  \"gd\" only; use engine \"autodiff\" (or \"auto\") for objective {:?} with                  optimizer {:?}",
+                "train.engine = \"{}\" runs objective \"masked\" or \"clean\" with optimizer \
+                 \"gd\" only; use engine \"autodiff\" (or \"auto\") for objective {:?} with \
+                 optimizer {:?}",
                 self.engine, self.objective, self.optimizer
             ));
         }

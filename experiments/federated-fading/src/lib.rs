@@ -19,7 +19,7 @@ use gaussmask_train::classify::{
     ClassifierSpec, ClassifyConfig, Flow, Parameters, TrainState, accuracy, parameters, posteriors,
     train_classifier,
 };
-use image_accuracy::shared::{ImageDataConfig, Images, checkpointed_unit, decode, encode, prepare};
+use image_accuracy::shared::{ImageDataConfig, Images, prepare};
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
@@ -219,21 +219,17 @@ fn image_cell(
     let shards = disjoint_splits(train.labels.len(), &vec![shard; clients], seed)
         .map_err(HarnessError::input)?;
     let shards: Vec<Images> = shards.iter().map(|rows| train.subset(rows)).collect();
-    let state_name = format!("{key}.state");
-    let history_name = format!("{key}.side.toml");
-    let (mut global, mut history): (Parameters, History) = match (
-        ctx.checkpoints.load(&state_name),
-        ctx.checkpoints.load(&history_name),
-    ) {
-        (Some(state), Some(side)) => {
+    let (mut global, mut history): (Parameters, History) = match ctx
+        .checkpoints
+        .load_state::<History>(&key)?
+    {
+        Some((state, history)) => {
             let state =
                 TrainState::from_bytes(&state, &t.model, train.shape, train.classes, &ctx.device)
-                    .map_err(|e| HarnessError::input(format!("{state_name}: {e}")))?;
-            let history =
-                decode(&side).map_err(|e| HarnessError::input(format!("{history_name}: {e}")))?;
+                    .map_err(|e| HarnessError::input(format!("{key}.state: {e}")))?;
             (parameters(&state.model), history)
         }
-        _ => (
+        None => (
             parameters(&t.model.init(train.shape, train.classes, seed, &ctx.device)),
             Vec::new(),
         ),
@@ -285,8 +281,8 @@ fn image_cell(
             test_loss,
             train_loss,
         });
-        ctx.checkpoints.save(&state_name, &snapshot.to_bytes())?;
-        ctx.checkpoints.save(&history_name, &encode(&history)?)?;
+        ctx.checkpoints
+            .save_state(&key, &snapshot.to_bytes(), &history)?;
         if gaussmask_harness::checkpoint::interrupted() {
             return Err(ctx.interrupted_error(&format!("{key} after round {}", round + 1)));
         }
@@ -438,7 +434,7 @@ impl Experiment for FederatedFading {
             for (ki, &kappa) in c.kappas.iter().enumerate() {
                 for &k in &c.clients {
                     let key = format!("regression-k{kappa}-c{k}");
-                    let h = checkpointed_unit(ctx, &key, || {
+                    let h = ctx.checkpoints.unit(&key, || {
                         Ok(regression_cell(t, &train, &test, (ki, kappa), k, c.seed))
                     })?;
                     eprintln!(
@@ -463,7 +459,7 @@ impl Experiment for FederatedFading {
             for (ki, &kappa) in c.kappas.iter().enumerate() {
                 for &k in &c.clients {
                     let key = format!("image-k{kappa}-c{k}");
-                    let h = checkpointed_unit(ctx, &key, || {
+                    let h = ctx.checkpoints.unit(&key, || {
                         image_cell(ctx, t, &train, &test, (ki, kappa), k, c.seed, &bar)
                     })?;
                     eprintln!(

@@ -14,9 +14,7 @@ use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig};
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
-use shared::{
-    ImageDataConfig, checkpointed_unit, model_label, prepare, test_accuracy, train_checkpointed,
-};
+use shared::{ImageDataConfig, model_label, prepare, test_accuracy, train_checkpointed};
 
 /// The experiment's config (`configs/image-accuracy.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,7 +115,7 @@ impl Experiment for ImageAccuracy {
                     for s in 0..c.seeds as u64 {
                         let seed = c.seed + s;
                         let key = format!("{dataset}-{label}-k{kappa}-s{seed}");
-                        let cell = checkpointed_unit(ctx, &key, || {
+                        let cell = ctx.checkpoints.unit(&key, || {
                             let spec = ClassifierSpec {
                                 model,
                                 train: &c.train,

@@ -155,50 +155,6 @@ pub fn prepare(
     ))
 }
 
-#[derive(Serialize, Deserialize)]
-struct Wrapped<T> {
-    value: T,
-}
-
-/// Checkpoint encoding of `value`: TOML, whose float parsing is exact, so a value read back is
-/// bit-identical to the one saved (JSON parsers may round the last digit).
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, HarnessError> {
-    toml::to_string(&Wrapped { value })
-        .map(String::into_bytes)
-        .map_err(|e| HarnessError::run(format!("cannot encode a checkpoint: {e}")))
-}
-
-/// Reads what [`encode`] wrote.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-    toml::from_str::<Wrapped<T>>(text)
-        .map(|w| w.value)
-        .map_err(|e| e.to_string())
-}
-
-/// A unit of work whose result is kept in the checkpoint folder once done: on resume it is
-/// read back instead of recomputed.
-pub fn checkpointed_unit<T: Serialize + DeserializeOwned>(
-    ctx: &RunContext,
-    key: &str,
-    work: impl FnOnce() -> Result<T, HarnessError>,
-) -> Result<T, HarnessError> {
-    let name = format!("{key}.done.toml");
-    if let Some(bytes) = ctx.checkpoints.load(&name) {
-        return decode(&bytes).map_err(|e| {
-            HarnessError::input(format!(
-                "{}: {e}",
-                ctx.checkpoints.dir().join(&name).display()
-            ))
-        });
-    }
-    let value = work()?;
-    ctx.checkpoints.save(&name, &encode(&value)?)?;
-    ctx.checkpoints.remove(&format!("{key}.state"));
-    ctx.checkpoints.remove(&format!("{key}.side.toml"));
-    Ok(value)
-}
-
 /// Trains one classifier under `spec` from its checkpoint `key` (or from scratch), saving a
 /// checkpoint every `--checkpoint-every` steps and at SIGINT/SIGTERM (then stopping with the
 /// interrupted error). After each epoch `on_epoch(epoch, model, side)` may record evaluations
@@ -217,42 +173,29 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
     mut tick: impl FnMut(),
     mut on_epoch: impl FnMut(usize, &ImageNet, &mut S) -> Result<(), HarnessError>,
 ) -> Result<(TrainState, S), HarnessError> {
-    let (state_name, side_name) = (format!("{key}.state"), format!("{key}.side.toml"));
-    let restored = match ctx.checkpoints.load(&state_name) {
-        Some(bytes) => Some(
+    let (state, mut side) = match ctx.checkpoints.load_state::<S>(key)? {
+        Some((bytes, side)) => (
             TrainState::from_bytes(&bytes, spec.model, data.shape, data.classes, device).map_err(
                 |e| {
                     HarnessError::input(format!(
                         "{}: {e}",
-                        ctx.checkpoints.dir().join(&state_name).display()
+                        ctx.checkpoints.dir().join(format!("{key}.state")).display()
                     ))
                 },
             )?,
+            side,
         ),
-        None => None,
+        None => (
+            TrainState::new(spec.model, data.shape, data.classes, spec.seed, device),
+            S::default(),
+        ),
     };
-    let mut side: S = match (&restored, ctx.checkpoints.load(&side_name)) {
-        (Some(_), Some(bytes)) => decode(&bytes).map_err(|e| {
-            HarnessError::input(format!(
-                "{}: {e}",
-                ctx.checkpoints.dir().join(&side_name).display()
-            ))
-        })?,
-        _ => S::default(),
-    };
-    let state = restored.unwrap_or_else(|| {
-        TrainState::new(spec.model, data.shape, data.classes, spec.seed, device)
-    });
     for _ in 0..state.step {
         tick();
     }
     let per_epoch = spec.train.steps_per_epoch(data.n());
     let mut failure: Option<HarnessError> = None;
     let mut stopped = false;
-    let save = |state: &TrainState, side: &S| -> Result<(), HarnessError> {
-        ctx.checkpoints.save(&state_name, &state.to_bytes())?;
-        ctx.checkpoints.save(&side_name, &encode(side)?)
-    };
     let state = train_classifier(spec, data, state, device, |info| {
         tick();
         if info.epoch_end {
@@ -263,7 +206,10 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
             }
         }
         if ctx.checkpoints.due(info.state.step) {
-            if let Err(e) = save(info.state, &side) {
+            if let Err(e) = ctx
+                .checkpoints
+                .save_state(key, &info.state.to_bytes(), &side)
+            {
                 failure = Some(e);
                 return Flow::Stop;
             }

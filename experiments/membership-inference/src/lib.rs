@@ -18,7 +18,7 @@ use gaussmask_harness::{Experiment, HarnessError, RunContext};
 use gaussmask_nn::image::{ImageModelConfig, ImageNet};
 use gaussmask_privacy::{AttackMetrics, MembershipFeatures, attack, top_sorted};
 use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, accuracy, posteriors};
-use image_accuracy::shared::{Images, checkpointed_unit, load, model_label, train_checkpointed};
+use image_accuracy::shared::{Images, load, model_label, train_checkpointed};
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
@@ -199,7 +199,7 @@ pub fn train_and_evaluate(
     tick: impl FnMut(),
 ) -> Result<Evals, HarnessError> {
     let device = ctx.device.clone().autodiff();
-    checkpointed_unit(ctx, key, || {
+    ctx.checkpoints.unit(key, || {
         let (_, evals) = train_checkpointed(
             ctx,
             key,
