@@ -32,10 +32,44 @@ fn membership_inference_smoke_run_attacks_every_setting() {
     let (root, _, _, s) = smoke_run("membership-inference", &files);
     let rows = s["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2 * 2 * 2, "2 models × 2 κ × 2 epoch counts");
+    // Each split holds 100 images: the attack is scored on 100 members and 100 non-members.
+    let (members, non_members) = (100.0_f64, 100.0_f64);
+    // Null standard error of the AUC (Mann–Whitney) for these counts.
+    let auc_se = ((members + non_members + 1.0) / (12.0 * members * non_members)).sqrt();
     for r in rows {
-        let auc = r["attack"]["auc"].as_f64().unwrap();
-        let acc = r["target_test_accuracy"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&auc) && acc > 0.1, "{r}");
+        let a = &r["attack"];
+        let (auc, acc) = (a["auc"].as_f64().unwrap(), a["accuracy"].as_f64().unwrap());
+        let (precision, recall) = (
+            a["precision"].as_f64().unwrap(),
+            a["recall"].as_f64().unwrap(),
+        );
+        // Two to four epochs on 100 images barely overfit: the attack must sit at chance. A
+        // leak of the membership labels into the attack features would push it far above.
+        assert!(
+            (auc - 0.5).abs() < 4.0 * auc_se,
+            "AUC {auc} is not at chance: {r}"
+        );
+        // Accuracy, precision and recall must describe one confusion matrix.
+        let tp = recall * members;
+        let fp = tp / precision - tp;
+        let implied = (tp + non_members - fp) / (members + non_members);
+        assert!(
+            (implied - acc).abs() < 1e-9,
+            "accuracy {acc} vs {implied} from P/R: {r}"
+        );
+        // The target learns: chance is 0.1.
+        let train = r["target_train_accuracy"].as_f64().unwrap();
+        let test = r["target_test_accuracy"].as_f64().unwrap();
+        assert!(test > 0.3 && train > 0.4, "{r}");
+    }
+    // Longer training fits the training set better, for every model and κ.
+    for pair in rows.chunks(2) {
+        let acc = |r: &serde_json::Value| r["target_train_accuracy"].as_f64().unwrap();
+        assert_eq!(
+            (pair[0]["epochs"].as_u64(), pair[1]["epochs"].as_u64()),
+            (Some(2), Some(4))
+        );
+        assert!(acc(&pair[1]) > acc(&pair[0]), "{pair:?}");
     }
     std::fs::remove_dir_all(root).unwrap();
 }
