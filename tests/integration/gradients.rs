@@ -7,7 +7,7 @@
 use gaussmask_data::SyntheticConfig;
 use gaussmask_nn::rng::Stream;
 use gaussmask_nn::tensor_io::to_f64;
-use gaussmask_nn::{InputMask, MaskConfig, MaskNoise, TwoLayerRelu, TwoLayerReluConfig, half_sse};
+use gaussmask_nn::{InputMask, MaskConfig, Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse};
 
 use crate::device64;
 
@@ -37,10 +37,9 @@ fn problem() -> Problem {
     // Make a trainable a non-trivial: scale the signs.
     let mut s = Stream::new(99, 1);
     a.iter_mut().for_each(|v| *v *= 0.5 + s.uniform());
-    let mask = MaskConfig::default().init(&[0.4, 1.0]);
-    let mut noise = MaskNoise::new(&[3, 4]);
+    let mask = MaskConfig::default().init_replicas(&replicas());
     let rows: Vec<usize> = (0..N).collect();
-    let c = mask.sample(&mut noise, &rows, D);
+    let c = mask.sample(&rows, D);
     Problem {
         w,
         a,
@@ -102,7 +101,7 @@ fn autodiff_grads(p: &Problem) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         p.a.clone(),
         [R, M, D],
         true,
-        MaskConfig::default().init(&[0.4, 1.0]),
+        MaskConfig::default().init_replicas(&replicas()),
         &device,
     );
     let data = gaussmask_data::Dataset {
@@ -181,4 +180,9 @@ fn autodiff_matches_central_finite_differences() {
             assert!((fd - ga[idx]).abs() <= 1e-5 * fd.abs().max(1e-4));
         }
     }
+}
+
+/// κ and seed of the two replicas of every problem here.
+fn replicas() -> [Replica; 2] {
+    [(0.4, 3), (1.0, 4)].map(|(kappa, seed)| Replica { kappa, seed })
 }

@@ -6,10 +6,10 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use crate::mask::{InputMask, MaskNoise};
+use crate::mask::{InputMask, Replica};
 use crate::rng::{Stream, tag};
 use crate::tensor_io::from_f64;
-use crate::two_layer::{Replica, TwoLayerReluConfig};
+use crate::two_layer::TwoLayerReluConfig;
 
 /// R replicas of a ReLU MLP with `depth` weight layers (the output layer included).
 #[derive(Module, Debug)]
@@ -54,11 +54,10 @@ pub fn deep_init(
             .into_iter()
             .map(|w| Param::from_tensor(from_f64(w, [r, m, m], device))),
     );
-    let kappas: Vec<f64> = replicas.iter().map(|rep| rep.kappa).collect();
     DeepRelu {
         layers,
         a: Param::from_tensor(from_f64(a, [r, m], device)).set_require_grad(false),
-        mask: config.mask.init(&kappas),
+        mask: config.mask.init_replicas(replicas),
     }
 }
 
@@ -95,7 +94,7 @@ impl DeepRelu {
     /// # Shapes
     /// - `x`: `[1, n, d]` or `[R, n, d]`, `rows`: dataset indices of the n samples
     /// - returns `[R, n]`
-    pub fn forward_masked(&self, x: Tensor<3>, noise: &mut MaskNoise, rows: &[usize]) -> Tensor<2> {
-        self.forward(self.mask.forward(x, noise, rows))
+    pub fn forward_masked(&self, x: Tensor<3>, rows: &[usize]) -> Tensor<2> {
+        self.forward(self.mask.forward_indexed(x, rows))
     }
 }

@@ -15,5 +15,6 @@ pub mod two_layer;
 pub use deep::{DeepRelu, deep_init};
 pub use mask::{
     InputMask, MASK_BLOCK_ROWS, MaskCall, MaskConfig, MaskFamily, MaskNoise, MaskResample,
+    MaskState, Replica,
 };
-pub use two_layer::{Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse, output};
+pub use two_layer::{TwoLayerRelu, TwoLayerReluConfig, half_sse, output};

@@ -3,8 +3,10 @@
 //! The Gaussian mask c ~ N(1, κ²) is the paper's; the other families share the interface so an
 //! experiment can drop in a different mask by changing one config field.
 
+use std::sync::{Mutex, MutexGuard};
+
 use burn::module::{Flag, Module, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::{Stream, tag};
@@ -49,7 +51,23 @@ impl std::fmt::Display for MaskResample {
     }
 }
 
-/// Configuration of an input mask. κ itself is per replica and given at [`MaskConfig::init`].
+/// Where the mask's random numbers come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaskNoise {
+    /// Seeded host streams, one per replica ([`Stream`]), uploaded every call: the same masks on
+    /// every backend and float type, a replica's masks independent of its batch-mates, and every
+    /// resampling mode. The paper experiments use it.
+    #[default]
+    Stream,
+    /// Burn's on-device random tensors (seeded by `Device::seed`): nothing drawn on the host or
+    /// uploaded, for GPUs and large inputs. Masks differ between backends; fixed-per-sample
+    /// masks need `stream`.
+    Device,
+}
+
+/// Configuration of an input mask (the `[model.mask]` section of a config). κ and the seed are
+/// per replica and given at [`MaskConfig::init`] or [`MaskConfig::init_replicas`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskConfig {
@@ -65,6 +83,9 @@ pub struct MaskConfig {
     /// Bernoulli: keep probability; by default 1/(1 + κ²), which gives Var c = κ².
     #[serde(default)]
     pub keep_prob: Option<f64>,
+    /// Source of the random numbers.
+    #[serde(default)]
+    pub noise: MaskNoise,
 }
 
 fn default_truncation() -> f64 {
@@ -78,11 +99,36 @@ impl Default for MaskConfig {
             resample: MaskResample::Fresh,
             truncation: default_truncation(),
             keep_prob: None,
+            noise: MaskNoise::Stream,
         }
     }
 }
 
+/// One replica of a sweep: its mask level and its seed (initial weights and mask stream).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Replica {
+    /// Mask standard deviation κ ≥ 0.
+    pub kappa: f64,
+    /// Seed of the replica's initial weights and of its mask stream.
+    pub seed: u64,
+}
+
 impl MaskConfig {
+    /// The same config with another family.
+    pub fn with_family(self, family: MaskFamily) -> Self {
+        Self { family, ..self }
+    }
+
+    /// The same config with another resampling rule.
+    pub fn with_resample(self, resample: MaskResample) -> Self {
+        Self { resample, ..self }
+    }
+
+    /// The same config with another noise source.
+    pub fn with_noise(self, noise: MaskNoise) -> Self {
+        Self { noise, ..self }
+    }
+
     /// Checks every field; the error names the offending one by its full key, the section the
     /// config sits in being `at` (e.g. `model.mask`).
     pub fn validate(&self, at: &str) -> Result<(), String> {
@@ -97,14 +143,53 @@ impl MaskConfig {
         {
             return Err(format!("{at}.keep_prob must lie in (0, 1], got {p}"));
         }
+        if self.noise == MaskNoise::Device && self.resample == MaskResample::FixedPerSample {
+            return Err(format!(
+                "{at}.noise = \"device\" cannot keep one mask per sample; use \"stream\" with \
+                 {at}.resample = \"fixed-per-sample\""
+            ));
+        }
         Ok(())
     }
 
-    /// A mask module for replicas with the given κ (one per replica), in training mode.
-    pub fn init(&self, kappas: &[f64]) -> InputMask {
+    /// A mask of noise level `kappa` for a model without a replica axis; `seed` keys its
+    /// stream. In training mode, like [`burn::nn::Dropout`]: [`Module::valid`] makes it the
+    /// identity.
+    ///
+    /// # Panics
+    /// If the config is invalid (see [`MaskConfig::validate`]) or `kappa` is negative or not
+    /// finite.
+    pub fn init(&self, kappa: f64, seed: u64) -> InputMask {
+        self.build(&[Replica { kappa, seed }], false)
+    }
+
+    /// A mask for models that hold R replicas along axis 0 (one κ and seed each); inputs are
+    /// `[R, n, ..]`, or `[1, n, ..]` shared by every replica.
+    ///
+    /// # Panics
+    /// As [`MaskConfig::init`], and if `replicas` is empty.
+    pub fn init_replicas(&self, replicas: &[Replica]) -> InputMask {
+        assert!(!replicas.is_empty(), "a mask needs at least one replica");
+        self.build(replicas, true)
+    }
+
+    fn build(&self, replicas: &[Replica], replica_axis: bool) -> InputMask {
+        if let Err(e) = self.validate("mask") {
+            panic!("{e}");
+        }
+        for r in replicas {
+            assert!(
+                r.kappa.is_finite() && r.kappa >= 0.0,
+                "mask κ must be a finite number ≥ 0, got {}",
+                r.kappa
+            );
+        }
+        let seeds: Vec<u64> = replicas.iter().map(|r| r.seed).collect();
         InputMask {
             config: self.clone(),
-            kappa: kappas.to_vec(),
+            kappa: replicas.iter().map(|r| r.kappa).collect(),
+            replica_axis,
+            streams: MaskStreams::new(&seeds),
             training: Param::from_bool(true),
         }
     }
@@ -160,26 +245,46 @@ impl MaskConfig {
     }
 }
 
-/// Per-replica random streams of the masks. Owned by the training loop, not by the module, so
-/// the module stays a plain value and replicas keep their own streams.
-#[derive(Clone, Debug)]
-pub struct MaskNoise {
-    streams: Vec<Stream>,
-    /// Roots of the fixed-per-sample streams (one per replica).
-    roots: Vec<Stream>,
+/// The state of a mask's host streams: what a checkpoint saves so that a resumed run draws the
+/// same masks. See [`InputMask::noise_state`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskState {
+    /// Per replica, the call stream ([`Stream::state`]).
+    pub streams: Vec<[u64; 6]>,
+    /// Per replica, the root of the fixed-per-sample masks.
+    pub roots: Vec<[u64; 6]>,
 }
 
-impl MaskNoise {
-    /// Streams for replicas with the given seeds.
-    pub fn new(seeds: &[u64]) -> Self {
+/// Per-replica host streams of a mask, behind a lock so that [`InputMask::forward`] can take
+/// `&self` like every Burn layer. A clone is an independent copy that continues identically.
+struct MaskStreams(Mutex<MaskState>);
+
+impl MaskStreams {
+    fn new(seeds: &[u64]) -> Self {
         let streams: Vec<Stream> = seeds.iter().map(|&s| Stream::new(s, tag::MASK)).collect();
-        let roots = streams.iter().map(|s| s.substream(u64::MAX)).collect();
-        Self { streams, roots }
+        let roots = streams
+            .iter()
+            .map(|s| s.substream(u64::MAX).state())
+            .collect();
+        let streams = streams.iter().map(Stream::state).collect();
+        Self(Mutex::new(MaskState { streams, roots }))
     }
 
-    /// Number of replicas.
-    pub fn replicas(&self) -> usize {
-        self.streams.len()
+    fn lock(&self) -> MutexGuard<'_, MaskState> {
+        // A panic elsewhere cannot leave a half-written state: every update is one assignment.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Clone for MaskStreams {
+    fn clone(&self) -> Self {
+        Self(Mutex::new(self.lock().clone()))
+    }
+}
+
+impl std::fmt::Debug for MaskStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MaskStreams({} replicas)", self.lock().streams.len())
     }
 }
 
@@ -187,16 +292,16 @@ impl MaskNoise {
 /// blocks can be drawn in parallel and the masks do not depend on how the rows are split.
 pub const MASK_BLOCK_ROWS: usize = 32;
 
-/// The masks of one call (one step), drawn block by block: see [`InputMask::begin`].
-pub struct MaskCall<'a> {
-    config: &'a MaskConfig,
-    kappa: &'a [f64],
+/// The host masks of one call (one step), drawn block by block: see [`InputMask::begin`].
+pub struct MaskCall {
+    config: MaskConfig,
+    kappa: Vec<f64>,
     /// Per replica: the call's stream, or `None` where the mask is the identity.
     calls: Vec<Option<Stream>>,
-    roots: &'a [Stream],
+    roots: Vec<Stream>,
 }
 
-impl MaskCall<'_> {
+impl MaskCall {
     /// Whether replica `r`'s mask is the identity in this call (κ = 0 or evaluation mode).
     pub fn is_identity(&self, r: usize) -> bool {
         self.calls[r].is_none()
@@ -213,7 +318,7 @@ impl MaskCall<'_> {
             out.fill(1.0);
             return;
         };
-        let (config, kappa) = (self.config, self.kappa[r]);
+        let (config, kappa) = (&self.config, self.kappa[r]);
         match config.resample {
             MaskResample::Fresh => {
                 config.fill(kappa, &mut call.substream(block as u64), out);
@@ -233,17 +338,59 @@ impl MaskCall<'_> {
             }
         }
     }
+
+    /// Every replica's masks for the samples `rows`.
+    ///
+    /// # Shapes
+    /// Returns `R × rows.len() × d` values, replica-major then row-major.
+    pub fn fill(&self, rows: &[usize], d: usize) -> Vec<f64> {
+        let n = rows.len();
+        let mut out = vec![1.0; self.kappa.len() * n * d];
+        for (r, chunk) in out.chunks_mut(n * d).enumerate() {
+            for (b, (block, block_rows)) in chunk
+                .chunks_mut(MASK_BLOCK_ROWS * d)
+                .zip(rows.chunks(MASK_BLOCK_ROWS))
+                .enumerate()
+            {
+                self.fill_block(r, b, block_rows, d, block);
+            }
+        }
+        out
+    }
 }
 
-/// The masking layer: multiplies its input by a mask while training, identity in evaluation.
+/// The masking layer x ↦ x ⊙ c: a fresh mask c in training mode, the identity after
+/// [`Module::valid`] or at κ = 0. Put it in front of any model; build it with
+/// [`MaskConfig::init`] (one κ) or [`MaskConfig::init_replicas`] (one κ per replica along
+/// axis 0).
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::tensor::{Device, Tensor};
+/// use gaussmask_nn::MaskConfig;
+///
+/// let device = Device::flex();
+/// let mask = MaskConfig::default().init(0.5, 7); // c ~ N(1, 0.5²), seed 7
+/// let x = Tensor::<2>::ones([4, 3], &device);
+/// let masked = mask.forward(x.clone()); // x ⊙ c, a new c every call
+/// assert!(!masked.equal(x.clone()).all().into_scalar::<bool>());
+/// let clean = mask.valid().forward(x.clone()); // evaluation: the identity
+/// assert!(clean.equal(x).all().into_scalar::<bool>());
+/// ```
 #[derive(Module, Debug)]
 pub struct InputMask {
-    /// Mask family and resampling rule.
+    /// Mask family, resampling rule and noise source.
     #[module(skip)]
     pub config: MaskConfig,
-    /// κ of each replica.
+    /// κ of each replica (one value without a replica axis).
     #[module(skip)]
     pub kappa: Vec<f64>,
+    /// Whether inputs carry the replica axis first.
+    #[module(skip)]
+    replica_axis: bool,
+    /// The host streams (used by the `stream` source).
+    #[module(skip)]
+    streams: MaskStreams,
     /// Training mode flag: `valid()` turns the mask into the identity.
     pub training: Param<Flag>,
 }
@@ -254,68 +401,102 @@ impl InputMask {
         self.training.is_enabled() && self.kappa.iter().any(|&k| k > 0.0)
     }
 
-    /// Starts one mask call (one step): advances every replica's stream once, whatever the
+    /// Number of replicas (1 without a replica axis).
+    pub fn replicas(&self) -> usize {
+        self.kappa.len()
+    }
+
+    /// The host streams' state, for checkpoints: restoring it with
+    /// [`InputMask::load_noise_state`] makes the following masks identical to those of an
+    /// uninterrupted run. (The `device` source's state is the backend's generator.)
+    pub fn noise_state(&self) -> MaskState {
+        self.streams.lock().clone()
+    }
+
+    /// Restores a state saved by [`InputMask::noise_state`].
+    pub fn load_noise_state(&self, state: MaskState) -> Result<(), String> {
+        let r = self.replicas();
+        if state.streams.len() != r || state.roots.len() != r {
+            return Err(format!(
+                "mask state holds {} streams and {} roots for {r} replicas",
+                state.streams.len(),
+                state.roots.len()
+            ));
+        }
+        *self.streams.lock() = state;
+        Ok(())
+    }
+
+    /// Starts one host mask call (one step): advances every replica's stream once, whatever the
     /// number of rows, and returns the source the rows' masks are drawn from.
-    pub fn begin<'a>(&'a self, noise: &'a mut MaskNoise) -> MaskCall<'a> {
-        let r_count = self.kappa.len();
-        assert_eq!(
-            noise.replicas(),
-            r_count,
-            "mask noise has {} replica streams for {} replicas",
-            noise.replicas(),
-            r_count
-        );
+    pub fn begin(&self) -> MaskCall {
         let active = self.training.is_enabled();
-        let calls = (0..r_count)
+        let mut state = self.streams.lock();
+        let calls = (0..self.replicas())
             .map(|r| {
                 // κ = 0 is exactly the identity, and no draw is consumed.
                 (active && self.kappa[r] > 0.0).then(|| {
-                    let stream = &mut noise.streams[r];
+                    let mut stream = Stream::from_state(state.streams[r]);
                     let key = stream.next_u64();
+                    state.streams[r] = stream.state();
                     stream.substream(key)
                 })
             })
             .collect();
         MaskCall {
-            config: &self.config,
-            kappa: &self.kappa,
+            config: self.config.clone(),
+            kappa: self.kappa.clone(),
             calls,
-            roots: &noise.roots,
+            roots: state.roots.iter().map(|&s| Stream::from_state(s)).collect(),
         }
     }
 
-    /// Draws masks on the host for the samples `rows` (dataset indices) of every replica.
+    /// Draws one call's masks on the host for the samples `rows` (dataset indices) of every
+    /// replica, whatever the configured source.
     ///
     /// # Shapes
     /// Returns `R × rows.len() × d` values, replica-major then row-major.
-    pub fn sample(&self, noise: &mut MaskNoise, rows: &[usize], d: usize) -> Vec<f64> {
-        let n = rows.len();
-        let call = self.begin(noise);
-        let mut out = vec![1.0; self.kappa.len() * n * d];
-        for (r, chunk) in out.chunks_mut(n * d).enumerate() {
-            for (b, (block, block_rows)) in chunk
-                .chunks_mut(MASK_BLOCK_ROWS * d)
-                .zip(rows.chunks(MASK_BLOCK_ROWS))
-                .enumerate()
-            {
-                call.fill_block(r, b, block_rows, d, block);
-            }
-        }
-        out
+    pub fn sample(&self, rows: &[usize], d: usize) -> Vec<f64> {
+        self.begin().fill(rows, d)
     }
 
-    /// Applies the mask.
+    /// Applies the mask, the samples being the batch positions 0..n (right for full-batch
+    /// training; a minibatch with fixed-per-sample masks needs [`InputMask::forward_indexed`]).
     ///
     /// # Shapes
-    /// - `x`: `[R, n, d]` or `[1, n, d]` (shared inputs, broadcast over replicas)
-    /// - returns `[R, n, d]` while active, `x` unchanged otherwise
-    pub fn forward(&self, x: Tensor<3>, noise: &mut MaskNoise, rows: &[usize]) -> Tensor<3> {
+    /// - without a replica axis: `x` is `[n, ..]` (rank 1: one sample); returns the same shape
+    /// - with R replicas: `x` is `[R, n, ..]` or `[1, n, ..]`; returns `[R, n, ..]` while
+    ///   active, `x` unchanged otherwise
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let n = self.layout(&x.dims()).1;
+        self.forward_indexed(x, &(0..n).collect::<Vec<_>>())
+    }
+
+    /// Applies the mask to the samples whose dataset indices are `rows` (what fixed-per-sample
+    /// masks are keyed by).
+    ///
+    /// # Shapes
+    /// As [`InputMask::forward`]; `rows` holds n indices.
+    pub fn forward_indexed<const D: usize>(&self, x: Tensor<D>, rows: &[usize]) -> Tensor<D> {
         if !self.is_active() {
             return x;
         }
-        let [_, n, d] = x.dims();
-        let c = self.sample(noise, rows, d);
-        let c: Tensor<3> = from_f64(c, [self.kappa.len(), n, d], &x.device());
+        let dims = x.dims();
+        let (shape, n, d) = self.layout(&dims);
+        assert_eq!(
+            rows.len(),
+            n,
+            "mask: {} row indices for {n} samples",
+            rows.len()
+        );
+        let device = x.device();
+        let c = match self.config.noise {
+            MaskNoise::Stream => {
+                let values = self.sample(rows, d);
+                Tensor::<D>::from_data(TensorData::new(values, shape), (&device, x.dtype()))
+            }
+            MaskNoise::Device => self.device_mask(shape, &device, x.dtype()),
+        };
         x * c
     }
 
@@ -326,5 +507,88 @@ impl InputMask {
     pub fn apply(x: Tensor<3>, c: Vec<f64>, replicas: usize, device: &Device) -> Tensor<3> {
         let [_, n, d] = x.dims();
         x * from_f64(c, [replicas, n, d], device)
+    }
+
+    /// The mask's shape for an input of `dims`, the number of samples and the values per
+    /// sample.
+    fn layout<const D: usize>(&self, dims: &[usize; D]) -> ([usize; D], usize, usize) {
+        let mut shape = *dims;
+        if !self.replica_axis {
+            return match D {
+                1 => (shape, 1, dims[0]),
+                _ => (shape, dims[0], dims[1..].iter().product()),
+            };
+        }
+        let r = self.replicas();
+        assert!(
+            D >= 2,
+            "a replicated mask needs inputs [R, n, ..], got rank {D}"
+        );
+        assert!(
+            dims[0] == r || dims[0] == 1,
+            "mask of {r} replicas: input axis 0 must be {r} or 1, got {}",
+            dims[0]
+        );
+        shape[0] = r;
+        (shape, dims[1], dims[2..].iter().product())
+    }
+
+    /// One call's masks drawn on the device.
+    fn device_mask<const D: usize>(
+        &self,
+        mut shape: [usize; D],
+        device: &Device,
+        dtype: DType,
+    ) -> Tensor<D> {
+        let sample_axis = usize::from(self.replica_axis && D >= 2);
+        if self.config.resample == MaskResample::SharedAcrossBatch && D >= 2 {
+            shape[sample_axis] = 1;
+        }
+        let random = |dist| Tensor::<D>::random(shape, dist, (device, dtype));
+        let standard = Distribution::Normal(0.0, 1.0);
+        let config = &self.config;
+        let per_replica = |f: &dyn Fn(f64) -> f64| self.per_replica::<D>(f, device, dtype);
+        match config.family {
+            MaskFamily::Gaussian => random(standard) * per_replica(&|k| k) + 1.0,
+            MaskFamily::LogNormal => {
+                (random(standard) * per_replica(&|k| k) - per_replica(&|k| 0.5 * k * k)).exp()
+            }
+            MaskFamily::TruncatedGaussian => {
+                // Rejection, as on the host: redraw the values outside [−b, b] until none is.
+                let b = config.truncation;
+                let mut z = random(standard);
+                loop {
+                    let outside = z.clone().abs().greater_elem(b);
+                    if !outside.clone().any().into_scalar::<bool>() {
+                        break;
+                    }
+                    z = z.mask_where(outside, random(standard));
+                }
+                z * per_replica(&|k| k) + 1.0
+            }
+            MaskFamily::Bernoulli => {
+                let keep = |k: f64| config.keep_prob.unwrap_or(1.0 / (1.0 + k * k));
+                let kept = (per_replica(&keep) - random(Distribution::Default))
+                    .greater_elem(0.0)
+                    .float();
+                kept * per_replica(&|k| 1.0 / keep(k))
+            }
+        }
+    }
+
+    /// `f(κ_r)` shaped to broadcast over axis 0 of a rank-D mask (a scalar tensor without a
+    /// replica axis).
+    fn per_replica<const D: usize>(
+        &self,
+        f: impl Fn(f64) -> f64,
+        device: &Device,
+        dtype: DType,
+    ) -> Tensor<D> {
+        let mut shape = [1; D];
+        if self.replica_axis {
+            shape[0] = self.replicas();
+        }
+        let values: Vec<f64> = self.kappa.iter().map(|&k| f(k)).collect();
+        Tensor::from_data(TensorData::new(values, shape), (device, dtype))
     }
 }

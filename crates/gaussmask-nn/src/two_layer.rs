@@ -5,18 +5,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::mask::{InputMask, MaskConfig, MaskNoise};
+use crate::mask::{InputMask, MaskConfig, Replica};
 use crate::rng::{Stream, tag};
 use crate::tensor_io::from_f64;
-
-/// One replica of a sweep: its mask level and its seed (initial weights and mask stream).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Replica {
-    /// Mask standard deviation κ ≥ 0.
-    pub kappa: f64,
-    /// Seed of the replica's initial weights and of its mask stream.
-    pub seed: u64,
-}
 
 /// Configuration of [`TwoLayerRelu`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,13 +80,12 @@ impl TwoLayerReluConfig {
             w.extend(wr);
             a.extend(ar);
         }
-        let kappas: Vec<f64> = replicas.iter().map(|r| r.kappa).collect();
         TwoLayerRelu::from_weights(
             w,
             a,
             [replicas.len(), self.width, self.input_dim],
             self.train_output,
-            self.mask.init(&kappas),
+            self.mask.init_replicas(replicas),
             device,
         )
     }
@@ -154,8 +144,8 @@ impl TwoLayerRelu {
     /// # Shapes
     /// - `x`: `[1, n, d]` or `[R, n, d]`, `rows`: dataset indices of the n samples
     /// - returns `[R, n]`
-    pub fn forward_masked(&self, x: Tensor<3>, noise: &mut MaskNoise, rows: &[usize]) -> Tensor<2> {
-        self.forward(self.mask.forward(x, noise, rows))
+    pub fn forward_masked(&self, x: Tensor<3>, rows: &[usize]) -> Tensor<2> {
+        self.forward(self.mask.forward_indexed(x, rows))
     }
 }
 

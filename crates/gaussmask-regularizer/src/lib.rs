@@ -4,7 +4,7 @@
 
 use burn::tensor::{Device, Tensor};
 use gaussmask_nn::tensor_io::to_f64;
-use gaussmask_nn::{InputMask, MaskConfig, MaskNoise, TwoLayerRelu, half_sse};
+use gaussmask_nn::{InputMask, MaskConfig, Replica, TwoLayerRelu, half_sse};
 use gaussmask_smooth::expected::ExactLoss;
 use gaussmask_smooth::tensor::{ProxyLoss, kappa_tensor, proxy_output, smoothed_output};
 use serde::Serialize;
@@ -80,12 +80,17 @@ pub struct MonteCarlo {
 }
 
 impl MonteCarlo {
-    /// Mask streams for `replicas` replicas, keyed by (seed, replica index).
-    fn noise(&self, replicas: usize) -> MaskNoise {
-        let seeds: Vec<u64> = (0..replicas as u64)
-            .map(|i| self.seed.wrapping_mul(1000).wrapping_add(i))
+    /// A mask of `config` for replicas of noise levels `kappas`, its streams keyed by (seed,
+    /// replica index).
+    fn mask(&self, config: &MaskConfig, kappas: &[f64]) -> InputMask {
+        let replicas: Vec<Replica> = (0..kappas.len() as u64)
+            .zip(kappas)
+            .map(|(i, &kappa)| Replica {
+                kappa,
+                seed: self.seed.wrapping_mul(1000).wrapping_add(i),
+            })
             .collect();
-        MaskNoise::new(&seeds)
+        config.init_replicas(&replicas)
     }
 }
 
@@ -163,8 +168,7 @@ fn monte_carlo(
     let n = x.dims()[1];
     let kappas = model.mask.kappa.clone();
     // Gaussian masks, as in SPEC §3.
-    let mut noise = mc.noise(r);
-    let mask = MaskConfig::default().init(&kappas);
+    let mask = mc.mask(&MaskConfig::default(), &kappas);
     let rows: Vec<usize> = (0..n).collect();
     // Linearized readout G_i = (1/√m) Σ_r a_r Φ(α_ri) w_r, [R, n, d].
     let (z, s) = gaussmask_smooth::tensor::preactivations(
@@ -179,7 +183,7 @@ fn monte_carlo(
     let (mut sm, mut sm2) = (vec![0.0; r], vec![0.0; r]);
     let (mut sl, mut sl2) = (vec![0.0; r], vec![0.0; r]);
     for _ in 0..mc.samples {
-        let c = mask.sample(&mut noise, &rows, d);
+        let c = mask.sample(&rows, d);
         let xc = InputMask::apply(x.clone(), c, r, device);
         let masked = to_f64(half_sse(model.forward(xc.clone()), y.clone()));
         let f_lin = (xc * g.clone()).sum_dim(2).reshape([r, n]);
@@ -216,7 +220,12 @@ pub fn model_for_kappas(
         as_,
         [r, width, d],
         false,
-        MaskConfig::default().init(kappas),
+        MaskConfig::default().init_replicas(
+            &kappas
+                .iter()
+                .map(|&kappa| Replica { kappa, seed: 0 })
+                .collect::<Vec<_>>(),
+        ),
         device,
     )
 }
@@ -263,7 +272,6 @@ pub fn gradient_probe(
     device: &Device,
 ) -> Vec<GradientProbe> {
     let [r, m, d] = model.dims();
-    let n = x.dims()[1];
     let size = m * d;
     let kappas = model.mask.kappa.clone();
     let grad_of = |loss: Tensor<1>| {
@@ -285,14 +293,10 @@ pub fn gradient_probe(
     );
     let proxy = grad_of(ProxyLoss::new(w, a, x.clone(), y.clone(), kappa).total());
     let clean = grad_of(half_sse(model.forward(x.clone()), y.clone()));
-    let mut noise = mc.noise(r);
-    let rows: Vec<usize> = (0..n).collect();
+    let mask = mc.mask(&model.mask.config, &kappas);
     let (mut sum, mut sum2) = (vec![0.0; r * size], vec![0.0; r * size]);
     for _ in 0..mc.samples {
-        let g = grad_of(half_sse(
-            model.forward_masked(x.clone(), &mut noise, &rows),
-            y.clone(),
-        ));
+        let g = grad_of(half_sse(model.forward(mask.forward(x.clone())), y.clone()));
         for (k, v) in g.iter().enumerate() {
             sum[k] += v;
             sum2[k] += v * v;

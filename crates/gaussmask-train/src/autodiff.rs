@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use gaussmask_data::Dataset;
-use gaussmask_nn::{MaskNoise, Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse};
+use gaussmask_nn::{Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse};
 use gaussmask_smooth::expected::ExactLoss;
 use gaussmask_smooth::tensor::{ProxyLoss, kappa_tensor};
 
@@ -22,8 +22,6 @@ pub(crate) fn train(
 ) -> Result<TwoLayerRelu, TrainError> {
     let device = device.clone().autodiff();
     let mut model = model_config.init(replicas, &device);
-    let seeds: Vec<u64> = replicas.iter().map(|r| r.seed).collect();
-    let mut noise = MaskNoise::new(&seeds);
     let mut optim = config.optimizer();
     let lr_output = config.lr_output.unwrap_or(config.lr);
     let mut optim_output = config.optimizer();
@@ -49,15 +47,13 @@ pub(crate) fn train(
         let mut terms: Vec<Tensor<1>> = Vec::new();
         let mut chunk_grads = None;
         match config.objective {
-            Objective::Masked => {
-                terms.push(half_sse(model.forward_masked(x, &mut noise, &rows), y))
-            }
+            Objective::Masked => terms.push(half_sse(model.forward_masked(x, &rows), y)),
             Objective::MaskedK => {
                 // A product, not `/ k`: Burn 0.22.1's backward of a scalar division rounds the
                 // scalar to f32, which would put f32 error into f64 gradients.
                 let scale = 1.0 / config.masks_per_step as f64;
                 for _ in 0..config.masks_per_step {
-                    let masked = model.forward_masked(x.clone(), &mut noise, &rows);
+                    let masked = model.forward_masked(x.clone(), &rows);
                     terms.push(half_sse(masked, y.clone()) * scale);
                 }
             }

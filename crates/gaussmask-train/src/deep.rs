@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use gaussmask_data::Dataset;
-use gaussmask_nn::{DeepRelu, MaskNoise, Replica, TwoLayerReluConfig, deep_init, half_sse};
+use gaussmask_nn::{DeepRelu, Replica, TwoLayerReluConfig, deep_init, half_sse};
 
 use crate::{Batches, LogRecord, Objective, TrainConfig, TrainError, check_finite, tensor_io};
 
@@ -41,8 +41,6 @@ pub fn train_deep(
 ) -> Result<DeepRelu, TrainError> {
     let device = device.clone().autodiff();
     let mut model = deep_init(model_config, depth, replicas, &device);
-    let seeds: Vec<u64> = replicas.iter().map(|r| r.seed).collect();
-    let mut noise = MaskNoise::new(&seeds);
     let mut optim = config.optimizer();
     let (x_all, y_all) = data.all_tensors(&device);
     let mut batches = Batches::new(data.n, config);
@@ -56,7 +54,7 @@ pub fn train_deep(
         };
         let loss = match config.objective {
             Objective::Clean => half_sse(model.forward(x), y),
-            _ => half_sse(model.forward_masked(x, &mut noise, &rows), y),
+            _ => half_sse(model.forward_masked(x, &rows), y),
         };
         if config.logged(step) {
             let clean = half_sse(

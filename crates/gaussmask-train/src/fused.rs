@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use gaussmask_data::Dataset;
-use gaussmask_nn::{MaskNoise, Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse, output};
+use gaussmask_nn::{Replica, TwoLayerRelu, TwoLayerReluConfig, half_sse, output};
 
 use crate::{Batches, LogRecord, Objective, TrainConfig, TrainError, check_finite, tensor_io};
 
@@ -31,8 +31,6 @@ pub(crate) fn train(
     let mut w = model.w.val();
     let mut a = model.a.val();
     let (mut velocity_w, mut velocity_a) = (w.zeros_like(), a.zeros_like());
-    let seeds: Vec<u64> = replicas.iter().map(|r| r.seed).collect();
-    let mut noise = MaskNoise::new(&seeds);
     let (x_all, y_all) = data.all_tensors(device);
     let mut batches = Batches::new(data.n, config);
     let lr_output = config.lr_output.unwrap_or(config.lr);
@@ -49,7 +47,7 @@ pub(crate) fn train(
         };
         let n = rows.len();
         let x_masked = match config.objective {
-            Objective::Masked => mask.forward(x, &mut noise, &rows),
+            Objective::Masked => mask.forward_indexed(x, &rows),
             _ => x,
         }
         .expand([r_count, n, d]);

@@ -10,9 +10,7 @@
 
 use burn::tensor::{DType, Device};
 use gaussmask_data::Dataset;
-use gaussmask_nn::{
-    MASK_BLOCK_ROWS, MaskCall, MaskNoise, Replica, TwoLayerRelu, TwoLayerReluConfig,
-};
+use gaussmask_nn::{MASK_BLOCK_ROWS, MaskCall, Replica, TwoLayerRelu, TwoLayerReluConfig};
 use rayon::prelude::*;
 
 use crate::{Batches, LogRecord, Objective, TrainConfig, TrainError, check_finite, tensor_io};
@@ -83,23 +81,9 @@ pub(crate) fn train(
     // from the same values in the same dtype.
     let model = model_config.init(replicas, &device);
     let (w, a) = if model.w.val().dtype() == DType::F64 {
-        run::<f64>(
-            &model,
-            replicas,
-            data,
-            config,
-            model_config.train_output,
-            log,
-        )?
+        run::<f64>(&model, data, config, model_config.train_output, log)?
     } else {
-        run::<f32>(
-            &model,
-            replicas,
-            data,
-            config,
-            model_config.train_output,
-            log,
-        )?
+        run::<f32>(&model, data, config, model_config.train_output, log)?
     };
     let dims = model.dims();
     Ok(TwoLayerRelu::from_weights(
@@ -151,7 +135,7 @@ struct Shape<T> {
 
 /// What one step gives a unit to read.
 struct StepInput<'a, T> {
-    call: Option<&'a MaskCall<'a>>,
+    call: Option<&'a MaskCall>,
     /// Dataset indices of the batch rows.
     rows: &'a [usize],
     x: &'a [T],
@@ -181,7 +165,6 @@ fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
 
 fn run<T: Real>(
     model: &TwoLayerRelu,
-    replicas: &[Replica],
     data: &Dataset,
     config: &TrainConfig,
     train_output: bool,
@@ -227,8 +210,6 @@ fn run<T: Real>(
                 })
         })
         .collect();
-    let seeds: Vec<u64> = replicas.iter().map(|r| r.seed).collect();
-    let mut noise = MaskNoise::new(&seeds);
     let mask = &model.mask;
     let mut batches = Batches::new(data.n, config);
     let (mut x_batch, mut y_batch) = (Vec::new(), Vec::new());
@@ -247,7 +228,7 @@ fn run<T: Real>(
                 (rows, &x_batch, &y_batch)
             }
         };
-        let call = (config.objective == Objective::Masked).then(|| mask.begin(&mut noise));
+        let call = (config.objective == Objective::Masked).then(|| mask.begin());
         let input = StepInput {
             call: call.as_ref(),
             rows,
