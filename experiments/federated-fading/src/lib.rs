@@ -12,9 +12,8 @@ use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Experiment, HarnessError, RunContext};
-use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_nn::image::{ImageModelConfig, ImageNet};
-use gaussmask_nn::rng::{Stream, tag};
+use gaussmask_nn::{InputMask, MaskConfig, TwoLayerReluConfig};
 use gaussmask_train::classify::{
     ClassifierSpec, ClassifyConfig, Flow, Parameters, TrainState, accuracy, parameters, posteriors,
     train_classifier,
@@ -297,25 +296,18 @@ struct TwoLayer<'a> {
 }
 
 impl TwoLayer<'_> {
-    /// GD step on ½Σ_i (f(W, x̃_i) − y_i)² over `rows`, x̃ = x ⊙ c with c ~ N(1, κ²) fresh per
-    /// sample (and per step).
-    fn step(
-        &self,
-        w: &mut [f64],
-        data: &Dataset,
-        rows: &[usize],
-        kappa: f64,
-        lr: f64,
-        s: &mut Stream,
-    ) {
+    /// GD step on ½Σ_i (f(W, x̃_i) − y_i)² over `rows`, x̃ = x ⊙ c with c drawn by `mask`
+    /// fresh per sample (and per step).
+    fn step(&self, w: &mut [f64], data: &Dataset, rows: &[usize], mask: &InputMask, lr: f64) {
         let (d, m) = (self.d, self.a.len());
         let scale = 1.0 / (m as f64).sqrt();
         let mut grad = vec![0.0; m * d];
         let mut xt = vec![0.0; d];
         let mut pre = vec![0.0; m];
-        for &i in rows {
-            for (t, &x) in xt.iter_mut().zip(&data.x[i * d..(i + 1) * d]) {
-                *t = x * (1.0 + kappa * s.normal_ziggurat());
+        let c = mask.sample(rows, d);
+        for (&i, c) in rows.iter().zip(c.chunks_exact(d)) {
+            for ((t, &x), c) in xt.iter_mut().zip(&data.x[i * d..(i + 1) * d]).zip(c) {
+                *t = x * c;
             }
             let mut f = 0.0;
             for (r, p) in pre.iter_mut().enumerate() {
@@ -367,9 +359,10 @@ fn regression_cell(
             .enumerate()
             .map(|(k, rows)| {
                 let mut wk = w.clone();
-                let mut s = Stream::new(client_seed(seed, kappa.0, round, k), tag::MASK);
+                let mask =
+                    MaskConfig::default().init(kappa.1, client_seed(seed, kappa.0, round, k));
                 for _ in 0..t.local_steps {
-                    net.step(&mut wk, train, rows, kappa.1, t.lr * clients as f64, &mut s);
+                    net.step(&mut wk, train, rows, &mask, t.lr * clients as f64);
                 }
                 wk
             })

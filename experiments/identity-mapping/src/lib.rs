@@ -11,6 +11,7 @@ use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_nn::MaskConfig;
 use gaussmask_nn::rng::{Stream, tag};
 use model::{Kind, effective, forward, loss_and_gradient, potential, spectral_norm};
 use rayon::prelude::*;
@@ -137,7 +138,8 @@ pub fn train_one(c: &IdentityMappingConfig, kind: Kind, kappa: f64, run: usize) 
     test_stream.fill_normal(&mut x_test);
     let y_test: Vec<f64> = x_test.chunks_exact(d).map(|x| label(x, &mut u)).collect();
     let mut data = Stream::new(seed, tag::DATA);
-    let mut masks = Stream::new(seed, tag::MASK);
+    let mask = MaskConfig::default().init(kappa, seed);
+    let batch_rows: Vec<usize> = (0..c.batch).collect();
     let (mut x, mut y) = (vec![0.0; c.batch * d], vec![0.0; c.batch]);
     let mut grad = vec![0.0; d * d];
     let mut points = Vec::new();
@@ -171,8 +173,8 @@ pub fn train_one(c: &IdentityMappingConfig, kind: Kind, kappa: f64, run: usize) 
             *yb = label(xb, &mut u);
         }
         if kappa > 0.0 {
-            for v in x.iter_mut() {
-                *v *= 1.0 + kappa * masks.normal_ziggurat();
+            for (v, m) in x.iter_mut().zip(mask.sample(&batch_rows, d)) {
+                *v *= m;
             }
         }
         loss_and_gradient(&b, &x, &y, &mut grad);

@@ -4,6 +4,7 @@
 //! (neurons kept by none stay as they were). Host f64, two-layer ReLU net with fixed signs.
 
 use gaussmask_data::Dataset;
+use gaussmask_nn::MaskConfig;
 use gaussmask_nn::rng::{Stream, tag};
 
 /// How the subnetworks pick their neurons.
@@ -140,7 +141,8 @@ pub fn train(net: &mut Net, data: &Dataset, setting: &Setting, seed: u64) -> Vec
     // Inverted-dropout scaling: each subnetwork's output is unbiased for the full network's.
     let scale = 1.0 / xi;
     let mut neuron_stream = Stream::new(seed, tag::BATCH);
-    let mut input_stream = Stream::new(seed, tag::MASK);
+    let input_mask = MaskConfig::default().init(setting.kappa, seed);
+    let all_rows: Vec<usize> = (0..data.n).collect();
     let mut grad = vec![0.0; m * d];
     let mut x_masked = data.x.clone();
     let mut losses = Vec::with_capacity(setting.rounds + 1);
@@ -153,8 +155,9 @@ pub fn train(net: &mut Net, data: &Dataset, setting: &Setting, seed: u64) -> Vec
             let mut local = net.clone();
             for _ in 0..setting.tau_local {
                 let x = if setting.kappa > 0.0 {
-                    for (v, &x0) in x_masked.iter_mut().zip(&data.x) {
-                        *v = x0 * (1.0 + setting.kappa * input_stream.normal_ziggurat());
+                    let c = input_mask.sample(&all_rows, d);
+                    for ((v, &x0), c) in x_masked.iter_mut().zip(&data.x).zip(c) {
+                        *v = x0 * c;
                     }
                     &x_masked
                 } else {
