@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use gaussmask_data::SyntheticConfig;
 use gaussmask_harness::{Backend, Dtype, make_device};
 use gaussmask_nn::tensor_io::to_f64;
-use gaussmask_nn::{MaskFamily, MaskResample, Replica, TwoLayerReluConfig};
+use gaussmask_nn::{MaskFamily, MaskNoise, MaskResample, Replica, TwoLayerReluConfig};
 use gaussmask_train::{Engine, LogRecord, Objective, OptimizerKind, TrainConfig, train_two_layer};
 
 use crate::device64;
@@ -188,4 +188,34 @@ fn host_engine_results_do_not_depend_on_batch_mates() {
     )
     .unwrap();
     assert_eq!(alone, together);
+}
+
+#[test]
+fn device_noise_trains_on_the_tensor_engines_and_the_host_engine_refuses_it() {
+    let device = device64();
+    let mut model = TwoLayerReluConfig::new(7, 24);
+    model.mask.noise = MaskNoise::Device;
+    // auto on a CPU would pick the host engine; with device noise it runs the fused one.
+    for engine in [Engine::Auto, Engine::Fused, Engine::Autodiff] {
+        let (logs, _) = run(engine, &model, &base_config(), 200, &device);
+        let (first, last) = (&logs[0], logs.last().unwrap());
+        assert!(
+            last.clean_loss[2] < 0.95 * first.clean_loss[2],
+            "{engine}: κ = 1.5 under device noise did not train"
+        );
+    }
+    let data = SyntheticConfig::new(50, 7).generate();
+    let config = TrainConfig {
+        engine: Engine::Host,
+        ..base_config()
+    };
+    let replicas = [Replica {
+        kappa: 0.5,
+        seed: 1,
+    }];
+    let err = train_two_layer(&model, &replicas, &data, &config, &device, |_| {}).unwrap_err();
+    assert!(
+        err.to_string().starts_with("train.engine = \"host\""),
+        "{err}"
+    );
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use gaussmask_nn::rng::{Stream, tag};
+use gaussmask_core::rng::{Stream, tag};
 
 /// Why a dataset could not be loaded. The message names the file (or, for a missing dataset,
 /// the places looked in and the exact install command).

@@ -7,8 +7,8 @@ pub mod images;
 pub mod npy;
 
 use burn::tensor::{Device, Tensor};
-use gaussmask_nn::rng::{Stream, tag};
-use gaussmask_nn::tensor_io::from_f64;
+use gaussmask_core::rng::{Stream, tag};
+use gaussmask_core::tensor_io::from_f64;
 use serde::{Deserialize, Serialize};
 
 /// How labels are made.

@@ -8,9 +8,11 @@
 pub mod deep;
 pub mod image;
 pub mod mask;
-pub mod rng;
-pub mod tensor_io;
 pub mod two_layer;
+
+/// Re-exported from `gaussmask-core`, so `gaussmask_nn::rng` and `gaussmask_nn::tensor_io` keep
+/// working.
+pub use gaussmask_core::{rng, tensor_io};
 
 pub use deep::{DeepRelu, deep_init};
 pub use mask::{

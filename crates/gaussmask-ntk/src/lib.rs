@@ -13,7 +13,7 @@
 
 use std::f64::consts::PI;
 
-use gaussmask_nn::rng::{Stream, tag};
+use gaussmask_core::rng::{Stream, tag};
 use serde::Serialize;
 
 /// Inputs whose norm is off 1 by more than this are refused by [`h_infinity`].

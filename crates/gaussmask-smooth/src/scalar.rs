@@ -166,7 +166,7 @@ mod tests {
     fn relu_product_moment_matches_monte_carlo() {
         // 10⁶ correlated pairs; the estimate's standard error is measured from the draws.
         let (zu, su, zv, sv, rho) = (0.2, 0.7, -0.3, 1.1, 0.6);
-        let mut rng = gaussmask_nn::rng::Stream::new(17, gaussmask_nn::rng::tag::MASK);
+        let mut rng = gaussmask_core::rng::Stream::new(17, gaussmask_core::rng::tag::MASK);
         let n = 1_000_000;
         let (mut sum, mut sum2) = (0.0, 0.0);
         for _ in 0..n {

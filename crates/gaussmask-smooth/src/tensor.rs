@@ -7,7 +7,7 @@
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
 use burn::tensor::{Device, Tensor};
-use gaussmask_nn::tensor_io::from_f64;
+use gaussmask_core::tensor_io::from_f64;
 
 /// Smallest standard deviation used in a division: s = 0 (κ = 0, or w ⊙ x = 0) is evaluated as
 /// this, which gives the ReLU limit exactly (a = z/s is then ±huge, Φ(a) ∈ {0, 1}, φ(a) = 0) with

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use gaussmask_data::Dataset;
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io;
-use gaussmask_nn::{Replica, TwoLayerRelu, TwoLayerReluConfig};
+use gaussmask_nn::{MaskNoise, Replica, TwoLayerRelu, TwoLayerReluConfig};
 use serde::{Deserialize, Serialize};
 
 mod autodiff;
@@ -247,6 +247,8 @@ pub enum TrainError {
         /// The value seen.
         value: f64,
     },
+    /// The model and training configs do not fit together (the message names the fields).
+    Config(String),
 }
 
 impl std::fmt::Display for TrainError {
@@ -261,6 +263,7 @@ impl std::fmt::Display for TrainError {
                 "training diverged at step {step}: replica {replica} has loss {value} \
                  (lower train.lr)"
             ),
+            TrainError::Config(message) => f.write_str(message),
         }
     }
 }
@@ -279,7 +282,20 @@ pub fn train_two_layer(
     device: &Device,
     log: impl FnMut(&LogRecord),
 ) -> Result<TwoLayerRelu, TrainError> {
-    match config.resolved_engine(is_gpu(device)) {
+    let device_noise = model_config.mask.noise == MaskNoise::Device;
+    let engine = match config.resolved_engine(is_gpu(device)) {
+        // The host engine draws stream masks only; the fused engine takes either source.
+        Engine::Host if device_noise && config.engine == Engine::Auto => Engine::Fused,
+        Engine::Host if device_noise => {
+            return Err(TrainError::Config(
+                "train.engine = \"host\" draws its masks from host streams; with \
+                 model.mask.noise = \"device\" use engine \"fused\", \"autodiff\" or \"auto\""
+                    .into(),
+            ));
+        }
+        engine => engine,
+    };
+    match engine {
         Engine::Autodiff | Engine::Auto => {
             autodiff::train(model_config, replicas, data, config, device, log)
         }

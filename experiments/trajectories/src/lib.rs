@@ -245,9 +245,10 @@ pub fn train_runs(
             },
         )
         .map_err(|e| {
-            let rep = group.get(match &e {
-                gaussmask_train::TrainError::Diverged { replica, .. } => *replica,
-            });
+            let rep = match &e {
+                gaussmask_train::TrainError::Diverged { replica, .. } => group.get(*replica),
+                gaussmask_train::TrainError::Config(_) => None,
+            };
             let which = rep
                 .map(|r| format!(" (κ = {}, seed {})", r.kappa, r.seed))
                 .unwrap_or_default();
