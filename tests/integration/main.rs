@@ -7,6 +7,7 @@ mod checkpoints_cli;
 mod classify;
 mod cli;
 mod engines;
+mod fit;
 mod gradients;
 mod images_cli;
 mod masks;

@@ -27,7 +27,7 @@ pub(crate) fn train(
     let mut optim_output = config.optimizer();
 
     let (x_all, y_all) = data.all_tensors(&device);
-    let mut batches = Batches::new(data.n, config);
+    let mut batches = Batches::new(data.n, config.batch_size, config.shuffle_seed);
 
     for step in 0..=config.steps {
         let logged = config.logged(step);

@@ -1,13 +1,15 @@
-//! Masked GD on ReLU MLPs of any depth ([`gaussmask_nn::DeepRelu`]), with Burn's autodiff: the
-//! general path for models beyond two layers.
+//! Masked GD on ReLU MLPs of any depth ([`gaussmask_nn::DeepRelu`]) through the generic loop
+//! [`crate::fit::fit`], logged like the two-layer engines.
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use gaussmask_data::Dataset;
 use gaussmask_nn::{DeepRelu, Replica, TwoLayerReluConfig, deep_init, half_sse};
 
-use crate::{Batches, LogRecord, Objective, TrainConfig, TrainError, check_finite, tensor_io};
+use crate::fit::{FitConfig, FitOptimizer, fit};
+use crate::{
+    LogRecord, Objective, OptimizerKind, TrainConfig, TrainError, check_finite, tensor_io,
+};
 
 /// Checks that `config` is one [`train_deep`] runs: objective masked or clean, and the output
 /// signs frozen. The error names the field.
@@ -40,42 +42,49 @@ pub fn train_deep(
     mut log: impl FnMut(&LogRecord),
 ) -> Result<DeepRelu, TrainError> {
     let device = device.clone().autodiff();
-    let mut model = deep_init(model_config, depth, replicas, &device);
-    let mut optim = config.optimizer();
+    // The clean objective is the masked one with the identity mask (κ = 0 draws nothing).
+    let clean: Vec<Replica> = replicas
+        .iter()
+        .map(|r| Replica { kappa: 0.0, ..*r })
+        .collect();
+    let masked = config.objective != Objective::Clean;
+    let model = deep_init(
+        model_config,
+        depth,
+        if masked { replicas } else { &clean },
+        &device,
+    );
+    let fit_config = FitConfig {
+        steps: config.steps,
+        batch_size: config.batch_size,
+        lr: config.lr,
+        optimizer: match config.optimizer {
+            OptimizerKind::Gd => FitOptimizer::Gd,
+            OptimizerKind::Adam => FitOptimizer::Adam,
+        },
+        momentum: config.momentum,
+        shuffle_seed: config.shuffle_seed,
+        log_every: config.log_every,
+        ..FitConfig::default()
+    };
     let (x_all, y_all) = data.all_tensors(&device);
-    let mut batches = Batches::new(data.n, config);
-    for step in 0..=config.steps {
-        let (rows, x, y) = match batches.next() {
-            None => (batches.all().to_vec(), x_all.clone(), y_all.clone()),
-            Some(rows) => {
-                let (x, y) = data.tensors(&rows, &device);
-                (rows, x, y)
-            }
+    let (x_all, y_all) = (x_all.without_autodiff(), y_all.without_autodiff());
+    let mut failed = None;
+    let model = fit(model, data, &fit_config, &device, |step, model| {
+        let clean = half_sse(model.valid().forward(x_all.clone()), y_all.clone());
+        let record = LogRecord {
+            step: step.step,
+            clean_loss: tensor_io::to_f64(clean),
+            masked_loss: step.loss.clone(),
+            weights: None,
         };
-        let loss = match config.objective {
-            Objective::Clean => half_sse(model.forward(x), y),
-            _ => half_sse(model.forward_masked(x, &rows), y),
-        };
-        if config.logged(step) {
-            let clean = half_sse(
-                model.valid().forward(x_all.clone().without_autodiff()),
-                y_all.clone().without_autodiff(),
-            );
-            let record = LogRecord {
-                step,
-                clean_loss: tensor_io::to_f64(clean),
-                masked_loss: tensor_io::to_f64(loss.clone().without_autodiff()),
-                weights: None,
-            };
-            check_finite(&record)?;
-            log(&record);
+        match check_finite(&record) {
+            Ok(()) => log(&record),
+            Err(e) => failed = failed.take().or(Some(e)),
         }
-        if step == config.steps {
-            break;
-        }
-        // Replicas are independent, so the gradient of the sum is each replica's own gradient.
-        let grads = GradientsParams::from_grads(loss.sum().backward(), &model);
-        model = optim.step(config.lr, model, grads);
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     Ok(model)
 }

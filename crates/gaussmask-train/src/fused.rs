@@ -32,7 +32,7 @@ pub(crate) fn train(
     let mut a = model.a.val();
     let (mut velocity_w, mut velocity_a) = (w.zeros_like(), a.zeros_like());
     let (x_all, y_all) = data.all_tensors(device);
-    let mut batches = Batches::new(data.n, config);
+    let mut batches = Batches::new(data.n, config.batch_size, config.shuffle_seed);
     let lr_output = config.lr_output.unwrap_or(config.lr);
 
     for step in 0..=config.steps {

@@ -211,7 +211,7 @@ fn run<T: Real>(
         })
         .collect();
     let mask = &model.mask;
-    let mut batches = Batches::new(data.n, config);
+    let mut batches = Batches::new(data.n, config.batch_size, config.shuffle_seed);
     let (mut x_batch, mut y_batch) = (Vec::new(), Vec::new());
     let (lr, lr_output) = (
         T::of(config.lr),

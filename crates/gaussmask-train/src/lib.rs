@@ -1,5 +1,9 @@
 //! Training loops for masked networks: objectives, optimizers, full-batch GD, minibatch SGD and
 //! Adam, with the clean training loss logged as the paper plots it.
+//!
+//! - [`fit`]: one autodiff loop for any Burn model with an input mask ([`fit::Trainable`]).
+//! - [`train_two_layer`]: the paper's replica sweeps, with the fused fast paths.
+//! - [`train_deep`], [`classify`]: deeper MLPs and image classifiers.
 
 use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
 use burn::tensor::Device;
@@ -12,6 +16,7 @@ use serde::{Deserialize, Serialize};
 mod autodiff;
 pub mod classify;
 mod deep;
+pub mod fit;
 mod fused;
 mod host;
 
@@ -328,14 +333,14 @@ struct Batches {
 }
 
 impl Batches {
-    fn new(n: usize, config: &TrainConfig) -> Self {
+    fn new(n: usize, batch_size: Option<usize>, shuffle_seed: u64) -> Self {
         let all: Vec<usize> = (0..n).collect();
         Self {
             order: all.clone(),
             all,
             cursor: n,
-            stream: Stream::new(config.shuffle_seed, tag::BATCH),
-            batch_size: config.batch_size,
+            stream: Stream::new(shuffle_seed, tag::BATCH),
+            batch_size,
         }
     }
 

@@ -1,0 +1,349 @@
+//! One autodiff training loop for any Burn model that puts an input mask in front of itself:
+//! the model says how to compute its loss on a batch ([`Trainable`]); [`fit`] draws the batches,
+//! differentiates, and steps a `burn::optim` optimizer under a `burn::optim::lr_scheduler`
+//! schedule.
+//!
+//! ```
+//! use burn::module::Module;
+//! use burn::nn::{Linear, LinearConfig};
+//! use burn::tensor::{Device, Tensor, activation::relu};
+//! use gaussmask_data::SyntheticConfig;
+//! use gaussmask_nn::{InputMask, MaskConfig};
+//! use gaussmask_train::fit::{Batch, FitConfig, Trainable, fit};
+//!
+//! #[derive(Module, Debug)]
+//! struct Net {
+//!     mask: InputMask,
+//!     hidden: Linear,
+//!     out: Linear,
+//! }
+//!
+//! impl Trainable for Net {
+//!     fn loss(&self, batch: &Batch) -> Tensor<1> {
+//!         let h = relu(self.hidden.forward(self.mask.forward_indexed(batch.x.clone(), &batch.rows)));
+//!         let f = self.out.forward(h).squeeze_dim::<1>(1);
+//!         (f - batch.y.clone()).square().mean().reshape([1])
+//!     }
+//! }
+//!
+//! let device = Device::flex().autodiff();
+//! let net = Net {
+//!     mask: MaskConfig::default().init(0.3, 1),
+//!     hidden: LinearConfig::new(5, 16).init(&device),
+//!     out: LinearConfig::new(16, 1).init(&device),
+//! };
+//! let data = SyntheticConfig::new(64, 5).generate();
+//! let config = FitConfig { steps: 20, lr: 0.01, ..FitConfig::default() };
+//! let mut losses = Vec::new();
+//! let net = fit(net, &data, &config, &device, |log, _| losses.push(log.loss[0])).unwrap();
+//! assert!(losses.last().unwrap() < &losses[0]);
+//! ```
+
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Tensor};
+use gaussmask_data::Dataset;
+use gaussmask_nn::tensor_io::{from_f64, to_f64};
+use gaussmask_nn::{DeepRelu, TwoLayerRelu, half_sse};
+use serde::{Deserialize, Serialize};
+
+use crate::{Batches, TrainError};
+
+/// One step's samples, handed to [`Trainable::loss`].
+///
+/// # Shapes
+/// - `x`: `[n, d]`, `y`: `[n]`; `rows`: the n dataset indices (what fixed-per-sample masks are
+///   keyed by)
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Inputs, clean: the model masks them itself.
+    pub x: Tensor<2>,
+    /// Targets (regression values, or class indices as floats).
+    pub y: Tensor<1>,
+    /// Dataset indices of the rows.
+    pub rows: Vec<usize>,
+}
+
+/// What [`fit`] needs of a model: its differentiable loss on a batch, its input mask applied as
+/// in training (the model holds the mask; `valid()` turns it off for evaluation).
+pub trait Trainable: Module {
+    /// The loss of each replica (`[R]`; `[1]` for a model without replicas). Replicas are
+    /// independent, so the gradient of the sum is each replica's own.
+    fn loss(&self, batch: &Batch) -> Tensor<1>;
+}
+
+impl Trainable for TwoLayerRelu {
+    /// ½ Σ_i (f(W, x_i ⊙ c_i) − y_i)² per replica, the paper's masked loss.
+    fn loss(&self, batch: &Batch) -> Tensor<1> {
+        let x = batch.x.clone().unsqueeze_dim::<3>(0);
+        half_sse(
+            self.forward_masked(x, &batch.rows),
+            batch.y.clone().unsqueeze(),
+        )
+    }
+}
+
+impl Trainable for DeepRelu {
+    /// ½ Σ_i (f(x_i ⊙ c_i) − y_i)² per replica.
+    fn loss(&self, batch: &Batch) -> Tensor<1> {
+        let x = batch.x.clone().unsqueeze_dim::<3>(0);
+        half_sse(
+            self.forward_masked(x, &batch.rows),
+            batch.y.clone().unsqueeze(),
+        )
+    }
+}
+
+/// The optimizer of [`fit`], from `burn::optim`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FitOptimizer {
+    /// (Stochastic) gradient descent, with heavy-ball momentum when `momentum` > 0.
+    #[default]
+    Gd,
+    /// Adam, weight decay added to the gradient (L2).
+    Adam,
+    /// AdamW, decoupled weight decay.
+    AdamW,
+}
+
+/// The learning-rate schedule of [`fit`], from `burn::optim::lr_scheduler`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum FitSchedule {
+    /// `lr` at every step.
+    #[default]
+    Constant,
+    /// Cosine annealing from `lr` to `min_lr` over the run.
+    Cosine {
+        /// Final learning rate.
+        #[serde(default)]
+        min_lr: f64,
+    },
+}
+
+/// Settings of [`fit`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitConfig {
+    /// Gradient steps.
+    pub steps: usize,
+    /// Rows per step; `None` is the full batch.
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Learning rate (the schedule's start).
+    pub lr: f64,
+    /// Optimizer.
+    #[serde(default)]
+    pub optimizer: FitOptimizer,
+    /// Momentum of `gd` (0 = none).
+    #[serde(default)]
+    pub momentum: f64,
+    /// Weight decay of `adam` (L2) and `adamw` (decoupled).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Learning-rate schedule.
+    #[serde(default)]
+    pub schedule: FitSchedule,
+    /// Masks drawn per step; the loss is their mean (the masked-k objective).
+    #[serde(default = "one")]
+    pub masks_per_step: usize,
+    /// Seed of the minibatch order.
+    #[serde(default)]
+    pub shuffle_seed: u64,
+    /// Log every this many steps (the last step always).
+    #[serde(default = "one")]
+    pub log_every: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        Self {
+            steps: 100,
+            batch_size: None,
+            lr: 1e-3,
+            optimizer: FitOptimizer::Gd,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            schedule: FitSchedule::Constant,
+            masks_per_step: 1,
+            shuffle_seed: 0,
+            log_every: 1,
+        }
+    }
+}
+
+impl FitConfig {
+    /// Checks every field against a dataset of `n` rows; the error names the field (under
+    /// `train.`).
+    pub fn validate(&self, n: usize) -> Result<(), String> {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if self.steps == 0 {
+            return Err("train.steps must be ≥ 1, got 0".into());
+        }
+        if !positive(self.lr) {
+            return Err(format!(
+                "train.lr must be a finite number > 0, got {}",
+                self.lr
+            ));
+        }
+        if let Some(b) = self.batch_size
+            && !(1..=n).contains(&b)
+        {
+            return Err(format!(
+                "train.batch_size must lie in 1..={n} (the rows), got {b}"
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!(
+                "train.momentum must lie in [0, 1), got {}",
+                self.momentum
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(format!(
+                "train.weight_decay must be ≥ 0, got {}",
+                self.weight_decay
+            ));
+        }
+        if let FitSchedule::Cosine { min_lr } = self.schedule
+            && !(0.0..=self.lr).contains(&min_lr)
+        {
+            return Err(format!(
+                "train.schedule.min_lr must lie in [0, lr], got {min_lr}"
+            ));
+        }
+        if self.masks_per_step == 0 {
+            return Err("train.masks_per_step must be ≥ 1, got 0".into());
+        }
+        if self.log_every == 0 {
+            return Err("train.log_every must be ≥ 1, got 0".into());
+        }
+        self.scheduler().map(|_| ())
+    }
+
+    /// The `burn::optim` optimizer these settings describe.
+    pub fn optimizer(&self) -> ModuleOptimizer {
+        let decay =
+            (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
+        match self.optimizer {
+            FitOptimizer::Gd => SgdConfig::new()
+                .with_momentum((self.momentum > 0.0).then(|| {
+                    MomentumConfig::new()
+                        .with_momentum(self.momentum)
+                        .with_dampening(0.0)
+                }))
+                .init(),
+            FitOptimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+            FitOptimizer::AdamW => AdamWConfig::new()
+                .with_weight_decay(self.weight_decay as f32)
+                .init(),
+        }
+    }
+
+    /// The `burn::optim::lr_scheduler` schedule these settings describe.
+    pub fn scheduler(&self) -> Result<ModuleLrScheduler, String> {
+        match self.schedule {
+            FitSchedule::Constant => Ok(ModuleLrScheduler::new(self.lr)),
+            FitSchedule::Cosine { min_lr } => {
+                CosineAnnealingLrSchedulerConfig::new(self.lr, self.steps)
+                    .with_min_lr(min_lr)
+                    .init()
+                    .map_err(|e| format!("train.schedule: {e}"))
+            }
+        }
+    }
+}
+
+/// What [`fit`] reports at a logged step (every `log_every` steps, and step `steps`, the
+/// trained model, which is evaluated but not updated).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitLog {
+    /// Updates done so far: the model is W_step.
+    pub step: usize,
+    /// The step's loss per replica, on the step's masks.
+    pub loss: Vec<f64>,
+}
+
+/// Trains `model` on `data` with Burn's autodiff: each step draws a batch, asks the model for
+/// its loss (its own mask applied), differentiates, and steps the optimizer of `config` at the
+/// scheduled learning rate. `hook` sees every logged step with the model as it was for that
+/// step's loss (call `valid()` on it to evaluate clean). `device` must be an autodiff device.
+///
+/// # Errors
+/// [`TrainError::Config`] for invalid settings; [`TrainError::Diverged`] when a loss becomes
+/// NaN or infinite.
+pub fn fit<M: Trainable>(
+    model: M,
+    data: &Dataset,
+    config: &FitConfig,
+    device: &Device,
+    mut hook: impl FnMut(&FitLog, &M),
+) -> Result<M, TrainError> {
+    config.validate(data.n).map_err(TrainError::Config)?;
+    let mut optimizer = config.optimizer();
+    let mut scheduler = config.scheduler().map_err(TrainError::Config)?;
+    let mut batches = Batches::new(data.n, config.batch_size, config.shuffle_seed);
+    let all = batch(data, batches.all(), device);
+    let mut model = model;
+    let scale = 1.0 / config.masks_per_step as f64;
+    // Step `steps` only evaluates: W_steps is logged like every W_k before it.
+    for step in 0..=config.steps {
+        let batch = match batches.next() {
+            None => all.clone(),
+            Some(rows) => self::batch(data, &rows, device),
+        };
+        let loss = (0..config.masks_per_step)
+            .map(|_| model.loss(&batch))
+            .reduce(|acc, l| acc + l)
+            .expect("masks_per_step ≥ 1");
+        // A product, not `/ k`: Burn 0.22.1's backward of a scalar division rounds the scalar
+        // to f32.
+        let loss = if config.masks_per_step > 1 {
+            loss * scale
+        } else {
+            loss
+        };
+        if step % config.log_every == 0 || step == config.steps {
+            let values = to_f64(loss.clone().without_autodiff());
+            if let Some((replica, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite())
+            {
+                return Err(TrainError::Diverged {
+                    step,
+                    replica,
+                    value,
+                });
+            }
+            hook(&FitLog { step, loss: values }, &model);
+        }
+        if step == config.steps {
+            break;
+        }
+        let grads = GradientsParams::from_grads(loss.sum().backward(), &model);
+        model = optimizer.step(scheduler.step(), model, grads);
+    }
+    Ok(model)
+}
+
+/// The rows of `data` as a [`Batch`] on `device`.
+pub fn batch(data: &Dataset, rows: &[usize], device: &Device) -> Batch {
+    let d = data.d;
+    let mut x = Vec::with_capacity(rows.len() * d);
+    for &i in rows {
+        x.extend_from_slice(&data.x[i * d..(i + 1) * d]);
+    }
+    let y = rows.iter().map(|&i| data.y[i]).collect();
+    Batch {
+        x: from_f64(x, [rows.len(), d], device),
+        y: from_f64(y, [rows.len()], device),
+        rows: rows.to_vec(),
+    }
+}

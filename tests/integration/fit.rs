@@ -1,0 +1,251 @@
+//! The generic training loop: it reproduces the two-layer reference engine and `train_deep`
+//! step for step, trains a user's own Burn module behind the mask, and names bad settings.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+use gaussmask_data::SyntheticConfig;
+use gaussmask_nn::tensor_io::to_f64;
+use gaussmask_nn::{InputMask, MaskConfig, MaskResample, Replica, TwoLayerReluConfig};
+use gaussmask_train::fit::{Batch, FitConfig, FitOptimizer, FitSchedule, Trainable, fit};
+use gaussmask_train::{Engine, Objective, OptimizerKind, TrainConfig, train_two_layer};
+
+use crate::device64;
+
+fn replicas() -> [Replica; 3] {
+    [(0.0, 1), (0.4, 2), (1.2, 3)].map(|(kappa, seed)| Replica { kappa, seed })
+}
+
+fn train_config(optimizer: OptimizerKind, batch_size: Option<usize>, momentum: f64) -> TrainConfig {
+    TrainConfig {
+        steps: 30,
+        lr: if optimizer == OptimizerKind::Adam {
+            0.01
+        } else {
+            0.004
+        },
+        lr_output: None,
+        optimizer,
+        momentum,
+        batch_size,
+        objective: Objective::Masked,
+        log_every: 1,
+        masks_per_step: 1,
+        exact_chunk: 32,
+        shuffle_seed: 5,
+        engine: Engine::Autodiff,
+        diagnostics_every: 0,
+    }
+}
+
+fn fit_config(t: &TrainConfig) -> FitConfig {
+    FitConfig {
+        steps: t.steps,
+        batch_size: t.batch_size,
+        lr: t.lr,
+        optimizer: match t.optimizer {
+            OptimizerKind::Gd => FitOptimizer::Gd,
+            OptimizerKind::Adam => FitOptimizer::Adam,
+        },
+        momentum: t.momentum,
+        shuffle_seed: t.shuffle_seed,
+        ..FitConfig::default()
+    }
+}
+
+#[test]
+fn fit_reproduces_the_reference_engine_on_the_two_layer_net() {
+    let device = device64().autodiff();
+    let data = SyntheticConfig::new(120, 6).generate();
+    let mut model = TwoLayerReluConfig::new(6, 20);
+    for (name, t, resample) in [
+        (
+            "full-batch GD",
+            train_config(OptimizerKind::Gd, None, 0.0),
+            MaskResample::Fresh,
+        ),
+        (
+            "SGD with momentum, fixed masks",
+            train_config(OptimizerKind::Gd, Some(32), 0.9),
+            MaskResample::FixedPerSample,
+        ),
+        (
+            "Adam minibatches",
+            train_config(OptimizerKind::Adam, Some(40), 0.0),
+            MaskResample::Fresh,
+        ),
+    ] {
+        model.mask.resample = resample;
+        let mut reference = Vec::new();
+        let trained = train_two_layer(&model, &replicas(), &data, &t, &device, |r| {
+            reference.push(r.masked_loss.clone())
+        })
+        .unwrap();
+        let mut losses = Vec::new();
+        let net = model.init(&replicas(), &device);
+        let fitted = fit(net, &data, &fit_config(&t), &device, |log, _| {
+            losses.push(log.loss.clone())
+        })
+        .unwrap();
+        assert_eq!(losses.len(), t.steps + 1, "{name}");
+        // Same masks, same batches, same optimizer: the same numbers, bit for bit.
+        assert_eq!(losses, reference, "{name}: losses");
+        assert_eq!(
+            to_f64(fitted.w.val()),
+            to_f64(trained.w.val()),
+            "{name}: weights"
+        );
+        assert!(
+            losses[t.steps][2] < 0.9 * losses[0][2],
+            "{name}: did not train"
+        );
+    }
+}
+
+/// A user's model: the mask, then a 3-layer MLP with a residual connection, from burn::nn.
+#[derive(Module, Debug)]
+struct ResidualMlp {
+    mask: InputMask,
+    input: Linear,
+    hidden: Linear,
+    output: Linear,
+}
+
+impl ResidualMlp {
+    fn new(kappa: f64, d: usize, width: usize, device: &burn::tensor::Device) -> Self {
+        Self {
+            mask: MaskConfig::default().init(kappa, 7),
+            input: LinearConfig::new(d, width).init(device),
+            hidden: LinearConfig::new(width, width).init(device),
+            output: LinearConfig::new(width, 1).init(device),
+        }
+    }
+
+    fn predict(&self, x: Tensor<2>) -> Tensor<1> {
+        let h = relu(self.input.forward(x));
+        let h = h.clone() + relu(self.hidden.forward(h));
+        self.output.forward(h).squeeze_dim(1)
+    }
+}
+
+impl Trainable for ResidualMlp {
+    fn loss(&self, batch: &Batch) -> Tensor<1> {
+        let x = self.mask.forward_indexed(batch.x.clone(), &batch.rows);
+        (self.predict(x) - batch.y.clone())
+            .square()
+            .mean()
+            .reshape([1])
+    }
+}
+
+fn clean_mse(model: &ResidualMlp, data: &gaussmask_data::Dataset) -> f64 {
+    let device = device64();
+    let b = gaussmask_train::fit::batch(data, &(0..data.n).collect::<Vec<_>>(), &device);
+    let model = model.valid();
+    to_f64((model.predict(b.x) - b.y).square().mean())[0]
+}
+
+#[test]
+fn a_users_own_module_trains_behind_the_mask_and_kappa_zero_is_clean_training() {
+    let device = device64().autodiff();
+    let data = SyntheticConfig::new(200, 8).generate();
+    let config = FitConfig {
+        steps: 150,
+        batch_size: Some(50),
+        lr: 0.01,
+        optimizer: FitOptimizer::AdamW,
+        weight_decay: 1e-4,
+        schedule: FitSchedule::Cosine { min_lr: 0.001 },
+        ..FitConfig::default()
+    };
+    device.seed(3);
+    let start = ResidualMlp::new(0.5, 8, 32, &device);
+    let before = clean_mse(&start, &data);
+    let masked = fit(start.clone(), &data, &config, &device, |_, _| {}).unwrap();
+    let after = clean_mse(&masked, &data);
+    assert!(after < 0.5 * before, "clean MSE {before} → {after}");
+
+    // κ = 0: the mask is exactly the identity, so training equals training without it.
+    let zero = ResidualMlp {
+        mask: MaskConfig::default().init(0.0, 7),
+        ..start.clone()
+    };
+    let with_identity = fit(zero, &data, &config, &device, |_, _| {}).unwrap();
+    #[derive(Module, Debug)]
+    struct NoMask {
+        net: ResidualMlp,
+    }
+    impl Trainable for NoMask {
+        fn loss(&self, batch: &Batch) -> Tensor<1> {
+            let f = self.net.predict(batch.x.clone());
+            (f - batch.y.clone()).square().mean().reshape([1])
+        }
+    }
+    let without = fit(NoMask { net: start }, &data, &config, &device, |_, _| {}).unwrap();
+    assert_eq!(
+        to_f64(with_identity.output.weight.val()),
+        to_f64(without.net.output.weight.val())
+    );
+    // The mask's noise makes the masked run end elsewhere.
+    assert_ne!(
+        to_f64(masked.output.weight.val()),
+        to_f64(with_identity.output.weight.val())
+    );
+}
+
+#[test]
+fn bad_settings_are_refused_naming_the_field() {
+    let device = device64().autodiff();
+    let data = SyntheticConfig::new(20, 3).generate();
+    for (config, field) in [
+        (
+            FitConfig {
+                steps: 0,
+                ..FitConfig::default()
+            },
+            "train.steps",
+        ),
+        (
+            FitConfig {
+                lr: -1.0,
+                ..FitConfig::default()
+            },
+            "train.lr",
+        ),
+        (
+            FitConfig {
+                batch_size: Some(21),
+                ..FitConfig::default()
+            },
+            "train.batch_size",
+        ),
+        (
+            FitConfig {
+                momentum: 1.0,
+                ..FitConfig::default()
+            },
+            "train.momentum",
+        ),
+        (
+            FitConfig {
+                schedule: FitSchedule::Cosine { min_lr: 1.0 },
+                ..FitConfig::default()
+            },
+            "train.schedule.min_lr",
+        ),
+        (
+            FitConfig {
+                masks_per_step: 0,
+                ..FitConfig::default()
+            },
+            "train.masks_per_step",
+        ),
+    ] {
+        let net = TwoLayerReluConfig::new(3, 4).init(&replicas(), &device);
+        let err = fit(net, &data, &config, &device, |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(field), "{field}: {err}");
+    }
+}
