@@ -92,6 +92,21 @@ impl TwoLayerReluConfig {
 }
 
 /// R replicas of a two-layer ReLU network with an optional input mask.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use gaussmask_nn::{Replica, TwoLayerReluConfig};
+///
+/// let device = Device::flex();
+/// // A κ grid × seeds: each replica has its own initial weights and mask stream.
+/// let replicas = [(0.0, 1), (0.5, 1), (0.5, 2)].map(|(kappa, seed)| Replica { kappa, seed });
+/// let net = TwoLayerReluConfig::new(4, 16).init(&replicas, &device);
+/// assert_eq!(net.dims(), [3, 16, 4]);
+/// let x = Tensor::<3>::ones([1, 5, 4], &device); // 5 samples shared by every replica
+/// let rows: Vec<usize> = (0..5).collect();
+/// assert_eq!(net.forward_masked(x.clone(), &rows).dims(), [3, 5]);
+/// assert_eq!(net.forward(x).dims(), [3, 5]); // clean output
+/// ```
 #[derive(Module, Debug)]
 pub struct TwoLayerRelu {
     /// First-layer weights W, `[R, m, d]`.

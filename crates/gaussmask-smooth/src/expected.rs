@@ -230,7 +230,29 @@ pub fn relu_product_moment<const D: usize>(
         + d_rho * delta(rho)
 }
 
-/// The exact decomposition (A) per replica: ½ Σ_i (f̃_i − y_i)² and ½ Σ_i V_i.
+/// The exact decomposition (A) per replica: ½ Σ_i (f̃_i − y_i)² and ½ Σ_i V_i. A tensor
+/// expression, so it trains like any Burn loss (see `examples/exact_loss.rs`).
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use gaussmask_smooth::expected::ExactLoss;
+/// use gaussmask_smooth::tensor::kappa_tensor;
+///
+/// let device = Device::flex();
+/// // One replica, m = 2 neurons, d = 3, two samples.
+/// let w = Tensor::<3>::from_floats([[[0.5, -0.2, 0.1], [0.3, 0.4, -0.6]]], &device);
+/// let a = Tensor::<2>::from_floats([[1.0, -1.0]], &device);
+/// let x = Tensor::<3>::from_floats([[[1.0, 0.5, -1.0], [0.2, -0.3, 0.8]]], &device);
+/// let y = Tensor::<2>::from_floats([[0.1, -0.2]], &device);
+/// let at = |kappa| {
+///     let loss = ExactLoss::new(w.clone(), a.clone(), x.clone(), y.clone(), kappa_tensor(&[kappa], &device), 64);
+///     (loss.total().into_scalar::<f64>(), loss.variance.into_scalar::<f64>())
+/// };
+/// let (clean, no_variance) = at(0.0);
+/// assert_eq!(no_variance, 0.0); // κ = 0: no mask, no variance term
+/// let (masked, variance) = at(0.5);
+/// assert!(variance > 0.0 && masked != clean);
+/// ```
 #[derive(Clone, Debug)]
 pub struct ExactLoss {
     /// ½ Σ_i (f̃_i − y_i)², `[R]`.

@@ -279,6 +279,27 @@ impl std::error::Error for TrainError {}
 ///
 /// The engine is `config.engine` (`auto`: see [`Engine::Auto`]). Returns the trained network on
 /// the autodiff variant of `device`.
+///
+/// ```
+/// use burn::tensor::Device;
+/// use gaussmask_data::SyntheticConfig;
+/// use gaussmask_nn::{Replica, TwoLayerReluConfig};
+/// use gaussmask_train::{TrainConfig, train_two_layer};
+///
+/// let data = SyntheticConfig::new(100, 5).generate();
+/// let model = TwoLayerReluConfig::new(5, 50);
+/// // Clean and masked training side by side, one replica each.
+/// let replicas = [0.0, 1.0].map(|kappa| Replica { kappa, seed: 0 });
+/// let config: TrainConfig = toml::from_str("steps = 200\nlr = 0.01\nlog_every = 200").unwrap();
+/// let mut first_and_last = Vec::new();
+/// train_two_layer(&model, &replicas, &data, &config, &Device::flex(), |log| {
+///     first_and_last.push(log.clean_loss.clone())
+/// })
+/// .unwrap();
+/// let (start, end) = (&first_and_last[0], &first_and_last[1]);
+/// assert!(end[0] < start[0] && end[1] < start[1]);
+/// assert!(end[1] > end[0]); // the mask leaves a floor above clean training
+/// ```
 pub fn train_two_layer(
     model_config: &TwoLayerReluConfig,
     replicas: &[Replica],
