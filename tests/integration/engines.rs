@@ -126,7 +126,7 @@ fn engines_agree(device: &Device, engines: &[Engine], n: usize, tolerance: f64) 
 }
 
 /// A backend the tests need was not compiled in: fail, never skip.
-fn require_feature(on: bool, name: &str) {
+pub(crate) fn require_feature(on: bool, name: &str) {
     assert!(
         on,
         "built without the `{name}` feature: run `cargo test --release --workspace --all-features`"

@@ -9,6 +9,7 @@ use gaussmask_nn::tensor_io::{from_f64, to_f64};
 use gaussmask_nn::{InputMask, MaskConfig, MaskFamily, MaskNoise, MaskResample, Replica};
 
 use crate::device64;
+use crate::engines::require_feature;
 
 /// Sample mean, sample std and the standard errors of both (the std's from the sample's fourth
 /// central moment: Var(s²) ≈ (m₄ − s⁴)/N, se(s) ≈ √Var(s²) / (2s)).
@@ -302,10 +303,8 @@ fn stream_masks_are_the_same_on_every_backend() {
         })
         .collect();
     assert_eq!(stream_masks_on(&device64()), host, "flex f64");
-    assert!(
-        cfg!(feature = "ndarray") && cfg!(feature = "wgpu"),
-        "built without ndarray or wgpu: run `cargo test --release --workspace --all-features`"
-    );
+    require_feature(cfg!(feature = "ndarray"), "ndarray");
+    require_feature(cfg!(feature = "wgpu"), "wgpu");
     // Each backend keeps the float type the other tests of this binary give it.
     let ndarray = make_device(Backend::Ndarray, Dtype::F64).expect("ndarray device");
     assert_eq!(stream_masks_on(&ndarray), host, "ndarray f64");
