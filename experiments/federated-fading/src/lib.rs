@@ -551,3 +551,90 @@ fn write_outputs(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::FloatDType;
+    use gaussmask_data::SyntheticConfig;
+    use gaussmask_nn::tensor_io::to_f64;
+    use gaussmask_nn::{Replica, TwoLayerRelu};
+    use gaussmask_train::fit::{FitConfig, fit};
+
+    use super::*;
+
+    /// The regression cells' own masked-GD step and FedAvg round against the generic trainer:
+    /// each client's local steps are `fit` (full-batch GD on its shard, with the client's mask
+    /// stream, at K·lr), the round's model the mean of the clients'.
+    #[test]
+    fn regression_rounds_equal_fedavg_of_the_generic_trainer() {
+        let t = RegressionTask {
+            data: SyntheticConfig::new(60, 5),
+            n_test: 20,
+            width: 12,
+            tau: 1.0,
+            local_steps: 3,
+            lr: 0.01,
+            rounds: 3,
+        };
+        let mut all = t.data.clone();
+        all.n = t.data.n + t.n_test;
+        let (train, test) = all.generate().split(t.data.n);
+        let (kappa, clients, seed) = ((1, 0.7), 3, 4);
+        let history = regression_cell(&t, &train, &test, kappa, clients, seed);
+
+        let mut device = Device::flex();
+        // The experiment's own step is f64 on the host; compare in f64.
+        let _ = device.configure(FloatDType::F64);
+        let device = device.autodiff();
+        let model = TwoLayerReluConfig {
+            tau: t.tau,
+            ..TwoLayerReluConfig::new(t.data.d, t.width)
+        };
+        let (mut w, a) = model.initial_weights(seed);
+        let shards = disjoint_splits(train.n, &vec![train.n / clients; clients], seed).unwrap();
+        let config = FitConfig {
+            steps: t.local_steps,
+            lr: t.lr * clients as f64,
+            ..FitConfig::default()
+        };
+        for round in 0..t.rounds {
+            let mut sum = vec![0.0; w.len()];
+            for (k, rows) in shards.iter().enumerate() {
+                let shard = Dataset {
+                    x: rows
+                        .iter()
+                        .flat_map(|&i| train.x[i * train.d..(i + 1) * train.d].to_vec())
+                        .collect(),
+                    y: rows.iter().map(|&i| train.y[i]).collect(),
+                    n: rows.len(),
+                    d: train.d,
+                };
+                let replica = Replica {
+                    kappa: kappa.1,
+                    seed: client_seed(seed, kappa.0, round, k),
+                };
+                let net = TwoLayerRelu::from_weights(
+                    w.clone(),
+                    a.clone(),
+                    [1, t.width, t.data.d],
+                    false,
+                    MaskConfig::default().init_replicas(&[replica]),
+                    &device,
+                );
+                let local = fit(net, &shard, &config, &device, |_, _| {}).unwrap();
+                for (s, v) in sum.iter_mut().zip(to_f64(local.w.val())) {
+                    *s += v / clients as f64;
+                }
+            }
+            w = sum;
+            let want = test.mse(&w, &a);
+            let got = history[round].test_loss;
+            assert!(
+                (got - want).abs() <= 1e-10 * want,
+                "round {round}: test MSE {got} vs {want} from the generic trainer"
+            );
+        }
+        // The rounds moved the model: the comparison is not between two untrained nets.
+        assert!(history[t.rounds - 1].test_loss != history[0].test_loss);
+    }
+}
