@@ -8,9 +8,9 @@ use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
 use gaussmask_nn::MaskResample;
+use gaussmask_sweep::{TrajectoriesConfig, check_tail_fraction, floor_over_runs, train_runs};
 use serde::{Deserialize, Serialize};
 use toml::Table;
-use trajectories::{TrajectoriesConfig, check_tail_fraction, floor_over_runs, train_runs};
 
 /// The experiment's config (`configs/correlated-masks.toml`): a trajectories config plus the
 /// resampling modes, the held-out sample count and the floor's tail.

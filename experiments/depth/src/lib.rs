@@ -7,10 +7,10 @@ use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
 use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_sweep::{Curve, TrajectoriesConfig, check_tail_fraction, floor_over_runs, seed_mean};
 use gaussmask_train::{LogRecord, check_deep, train_deep};
 use serde::{Deserialize, Serialize};
 use toml::Table;
-use trajectories::{Curve, TrajectoriesConfig, check_tail_fraction, floor_over_runs, seed_mean};
 
 /// The experiment's config (`configs/depth.toml`): a trajectories config plus the depths and a
 /// learning rate per depth.

@@ -8,10 +8,10 @@ use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_images::membership::{Row, SplitsConfig, attack_setting, resolve_epochs, splits};
 use gaussmask_nn::image::ImageModelConfig;
 use gaussmask_privacy::dp_sgd_epsilon;
 use gaussmask_train::classify::{ClassifyConfig, DpSgd};
-use membership_inference::{Row, SplitsConfig, attack_setting, resolve_epochs, splits};
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
@@ -76,14 +76,14 @@ impl DpBaselineConfig {
             "in (0, 1)",
             self.delta,
         )?;
-        image_accuracy::shared::check_kappas(&self.kappas)?;
+        gaussmask_images::check_kappas(&self.kappas)?;
         require(
             self.train.dp.is_none(),
             "train.dp",
             "absent (set clip and noise_multipliers)",
             "present",
         )?;
-        image_accuracy::shared::check_dataset(self.data.dataset, self.data.path.as_deref())?;
+        gaussmask_images::check_dataset(self.data.dataset, self.data.path.as_deref())?;
         self.model.validate([1, 28, 28])?;
         resolve_epochs(&mut self.epochs, &mut self.train)?;
         let mut dp = self.train.clone();

@@ -9,10 +9,10 @@ use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Backend, Experiment, HarnessError, RunContext};
+use gaussmask_sweep::{Curve, TrajectoriesConfig, seed_mean, summarize, train_curves};
 use gaussmask_train::Objective;
 use serde::{Deserialize, Serialize};
 use toml::Table;
-use trajectories::{Curve, TrajectoriesConfig, seed_mean, summarize, train_curves};
 
 /// Config of the experiment (`configs/expected-objective.toml`): a trajectories config plus the
 /// objectives to compare.

@@ -12,13 +12,13 @@ use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_images::{ImageDataConfig, Images, prepare};
 use gaussmask_nn::image::{ImageModelConfig, ImageNet};
 use gaussmask_nn::{InputMask, MaskConfig, TwoLayerReluConfig};
 use gaussmask_train::classify::{
     ClassifierSpec, ClassifyConfig, Flow, Parameters, TrainState, accuracy, parameters, posteriors,
     train_classifier,
 };
-use image_accuracy::shared::{ImageDataConfig, Images, prepare};
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
@@ -86,7 +86,7 @@ impl FederatedConfig {
     }
 
     fn resolve(&mut self) -> Result<(), String> {
-        image_accuracy::shared::check_kappas(&self.kappas)?;
+        gaussmask_images::check_kappas(&self.kappas)?;
         require(
             !self.clients.is_empty() && !self.clients.contains(&0),
             "clients",
@@ -102,7 +102,7 @@ impl FederatedConfig {
         let most = *self.clients.iter().max().expect("non-empty");
         if let Some(t) = &mut self.image {
             t.data.validate()?;
-            image_accuracy::shared::check_dataset(t.dataset, t.data.path.as_deref())?;
+            gaussmask_images::check_dataset(t.dataset, t.data.path.as_deref())?;
             t.model.validate([1, 28, 28])?;
             require(t.rounds >= 1, "image.rounds", "≥ 1", t.rounds)?;
             require(

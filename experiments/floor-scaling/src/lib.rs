@@ -13,12 +13,12 @@ use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
 use gaussmask_harness::{Experiment, HarnessError, RunContext};
 use gaussmask_nn::TwoLayerReluConfig;
+use gaussmask_sweep::{
+    TrajectoriesConfig, check_tail_fraction, floor_over_runs, lambda0, train_curves,
+};
 use gaussmask_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 use toml::Table;
-use trajectories::{
-    TrajectoriesConfig, check_tail_fraction, floor_over_runs, lambda0, train_curves,
-};
 
 /// The experiment's config (`configs/floor-scaling.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]

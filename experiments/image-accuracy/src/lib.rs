@@ -2,8 +2,6 @@
 //! Gaussian input mask, over κ, for an MLP and a CNN on Fashion-MNIST and MNIST. The mask acts
 //! in training only; accuracy is measured on clean test images.
 
-pub mod shared;
-
 use gaussmask_data::images::ImageDataset;
 use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
@@ -14,7 +12,7 @@ use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig};
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
-use shared::{ImageDataConfig, model_label, prepare, test_accuracy, train_checkpointed};
+use gaussmask_images::{ImageDataConfig, model_label, prepare, test_accuracy, train_checkpointed};
 
 /// The experiment's config (`configs/image-accuracy.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -42,12 +40,12 @@ impl ImageAccuracyConfig {
         let c: Self = parse(table)?;
         let check = || -> Result<(), String> {
             require(c.seeds >= 1, "seeds", "≥ 1", c.seeds)?;
-            shared::check_kappas(&c.kappas)?;
+            gaussmask_images::check_kappas(&c.kappas)?;
             require(!c.datasets.is_empty(), "datasets", "a non-empty list", "[]")?;
             require(!c.models.is_empty(), "models", "a non-empty list", "[]")?;
             c.data.validate()?;
             for &d in &c.datasets {
-                shared::check_dataset(d, c.data.path.as_deref())?;
+                gaussmask_images::check_dataset(d, c.data.path.as_deref())?;
             }
             for m in &c.models {
                 // Shapes are checked against the smallest image the datasets have (28×28).

@@ -14,11 +14,11 @@ use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Experiment, HarnessError, RunContext};
 use gaussmask_nn::TwoLayerReluConfig;
+use gaussmask_sweep::check_tail_fraction;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use toml::Table;
 use train::{Net, Scheme, Setting};
-use trajectories::check_tail_fraction;
 
 /// The experiment's config (`configs/masked-neurons.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -200,8 +200,10 @@ impl Experiment for MaskedNeurons {
             .iter()
             .zip(curves.chunks(c.seeds))
             .map(|(s, group)| {
-                let floor =
-                    trajectories::floor_over_runs(group.iter().map(Vec::as_slice), c.tail_fraction);
+                let floor = gaussmask_sweep::floor_over_runs(
+                    group.iter().map(Vec::as_slice),
+                    c.tail_fraction,
+                );
                 let mean: Vec<f64> = (0..group[0].len())
                     .map(|k| group.iter().map(|l| l[k]).sum::<f64>() / group.len() as f64)
                     .collect();

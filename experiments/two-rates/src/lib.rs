@@ -8,9 +8,9 @@ use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_sweep::{TrajectoriesConfig, train_runs};
 use serde::{Deserialize, Serialize};
 use toml::Table;
-use trajectories::{TrajectoriesConfig, train_runs};
 
 /// The experiment's config (`configs/two-rates.toml`): a trajectories config (its `model.width`
 /// and `train.lr_output` are set per cell) plus the grid.

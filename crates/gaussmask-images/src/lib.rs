@@ -1,6 +1,6 @@
 //! What the image experiments share: the dataset section of their configs, loading and
-//! normalizing it, and training one classifier with checkpoints (so every image experiment can
-//! be interrupted and resumed with `--resume`).
+//! normalizing it, training one classifier with checkpoints (so every image experiment can be
+//! interrupted and resumed with `--resume`), and the membership attack ([`membership`]).
 
 use std::path::PathBuf;
 
@@ -15,6 +15,8 @@ use gaussmask_train::classify::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+pub mod membership;
 
 /// The `[data]` section of an image experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
