@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use toml::{Table, Value};
 
 use crate::backend::{Backend, Dtype, make_device};
@@ -111,8 +111,14 @@ enum Command {
     },
     /// List the compiled backends and whether each opens a device here.
     Backends,
-    /// Clean, exact, proxy and Monte-Carlo losses of weights and data given as .npy files (JSON).
-    EvalLoss(crate::eval::EvalLossArgs),
+}
+
+/// A subcommand beside the experiments (e.g. `eval-loss`), supplied by the binary on top.
+pub trait Tool: Sync {
+    /// The subcommand: its name, help and arguments.
+    fn command(&self) -> clap::Command;
+    /// Runs it on its parsed arguments; errors are printed as one line with exit code 2.
+    fn run(&self, matches: &ArgMatches) -> Result<(), HarnessError>;
 }
 
 #[derive(Parser, Debug)]
@@ -121,10 +127,23 @@ struct Single {
     options: RunOptions,
 }
 
-/// Entry point of the `gaussmask` binary.
-pub fn main(experiments: &[&dyn Experiment]) -> ExitCode {
+/// Entry point of the `gaussmask` binary: the experiments behind `run`, and `tools` as further
+/// subcommands.
+pub fn main(experiments: &[&dyn Experiment], tools: &[&dyn Tool]) -> ExitCode {
     quiet_panics();
-    let cli = match Cli::try_parse() {
+    let command = tools
+        .iter()
+        .fold(Cli::command(), |c, tool| c.subcommand(tool.command()));
+    let matches = match command.try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return clap_exit(e),
+    };
+    if let Some((name, sub)) = matches.subcommand()
+        && let Some(tool) = tools.iter().find(|t| t.command().get_name() == name)
+    {
+        return finish(tool.run(sub));
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };
@@ -146,7 +165,6 @@ pub fn main(experiments: &[&dyn Experiment]) -> ExitCode {
             Ok(())
         }
         Command::Run { id, options } => find(experiments, &id).and_then(|e| run(e, &options)),
-        Command::EvalLoss(args) => crate::eval::eval_loss(&args),
     };
     finish(result)
 }
@@ -200,9 +218,15 @@ fn clap_exit(e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
+    // One line: the message and any list under it (e.g. the missing arguments), not the usage.
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let first = message.join(" ");
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
     eprintln!("error: {first} (see --help)");
     ExitCode::from(2)
 }

@@ -6,7 +6,6 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod eval;
 pub mod output;
 pub mod plot;
 pub mod run;

@@ -2,6 +2,8 @@
 
 use gaussmask_harness::Experiment;
 
+pub mod eval;
+
 /// Every experiment, in the order `gaussmask list` shows them.
 pub fn experiments() -> Vec<&'static dyn Experiment> {
     vec![
@@ -24,5 +26,5 @@ pub fn experiments() -> Vec<&'static dyn Experiment> {
 
 /// Runs the command line.
 pub fn main() -> std::process::ExitCode {
-    gaussmask_harness::cli::main(&experiments())
+    gaussmask_harness::cli::main(&experiments(), &[&eval::EvalLoss])
 }

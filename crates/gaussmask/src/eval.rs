@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{ArgMatches, Args, FromArgMatches};
 use gaussmask_data::npy::{self, Array};
 use gaussmask_nn::tensor_io::from_f64;
 use gaussmask_regularizer::{MonteCarlo, decompose, model_for_kappas};
 use serde::Serialize;
 
-use crate::backend::{Backend, Dtype, make_device};
-use crate::error::HarnessError;
+use gaussmask_harness::cli::Tool;
+use gaussmask_harness::{Backend, Dtype, HarnessError, make_device};
 
 /// Arguments of `gaussmask eval-loss`.
 #[derive(Args, Debug, Clone)]
@@ -147,4 +147,21 @@ pub fn eval_loss(args: &EvalLossArgs) -> Result<(), HarnessError> {
         serde_json::to_string_pretty(&report).expect("report encodes")
     );
     Ok(())
+}
+
+/// `gaussmask eval-loss` as a subcommand of the command line.
+pub struct EvalLoss;
+
+impl Tool for EvalLoss {
+    fn command(&self) -> clap::Command {
+        EvalLossArgs::augment_args(clap::Command::new("eval-loss")).about(
+            "Clean, exact, proxy and Monte-Carlo losses of weights and data given as .npy files (JSON)",
+        )
+    }
+
+    fn run(&self, matches: &ArgMatches) -> Result<(), HarnessError> {
+        let args = EvalLossArgs::from_arg_matches(matches)
+            .map_err(|e| HarnessError::input(e.to_string().trim().to_string()))?;
+        eval_loss(&args)
+    }
 }
