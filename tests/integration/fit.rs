@@ -11,6 +11,8 @@ use gaussmask_nn::{InputMask, MaskConfig, MaskResample, Replica, TwoLayerReluCon
 use gaussmask_train::fit::{Batch, FitConfig, FitOptimizer, FitSchedule, Trainable, fit};
 use gaussmask_train::{Engine, Objective, OptimizerKind, TrainConfig, train_two_layer};
 
+use gaussmask_harness::{Backend, Dtype, make_device};
+
 use crate::device64;
 
 fn replicas() -> [Replica; 3] {
@@ -248,4 +250,79 @@ fn bad_settings_are_refused_naming_the_field() {
             .to_string();
         assert!(err.starts_with(field), "{field}: {err}");
     }
+}
+
+#[test]
+fn a_fit_stopped_and_resumed_from_its_checkpoint_ends_bit_exactly() {
+    // f32 (Burn restores optimizer state in the default device's float type): on wgpu, which
+    // the other tests of this binary also open in f32 (lavapipe in CI).
+    crate::engines::require_feature(cfg!(feature = "wgpu"), "wgpu");
+    let device = make_device(Backend::Wgpu, Dtype::F32)
+        .expect("wgpu device")
+        .autodiff();
+    let data = SyntheticConfig::new(120, 8).generate();
+    // Everything with state: minibatch order, AdamW moments, a cosine schedule, k masks a step.
+    let config = FitConfig {
+        steps: 40,
+        batch_size: Some(32),
+        lr: 0.01,
+        optimizer: FitOptimizer::AdamW,
+        weight_decay: 1e-3,
+        schedule: FitSchedule::Cosine { min_lr: 0.001 },
+        masks_per_step: 2,
+        shuffle_seed: 9,
+        ..FitConfig::default()
+    };
+    device.seed(11);
+    let start = ResidualMlp::new(0.6, 8, 16, &device);
+    let mut straight = Vec::new();
+    let whole = fit(start.clone(), &data, &config, &device, |l, _| {
+        straight.push(l.clone())
+    })
+    .unwrap();
+
+    let mut first = gaussmask_train::fit::Fit::new(start, &data, &config, &device).unwrap();
+    first.run_until(17, |_, _| {}).unwrap();
+    assert_eq!(first.step(), 17);
+    let bytes = first.checkpoint().unwrap();
+    drop(first);
+    // A template of other weights and another mask seed: the checkpoint replaces both.
+    device.seed(12);
+    let template = ResidualMlp {
+        mask: MaskConfig::default().init(0.6, 1234),
+        ..ResidualMlp::new(0.6, 8, 16, &device)
+    };
+    let mut resumed =
+        gaussmask_train::fit::Fit::resume(template, &bytes, &data, &config, &device).unwrap();
+    let mut after = Vec::new();
+    resumed
+        .run_until(config.steps, |l, _| after.push(l.clone()))
+        .unwrap();
+    let resumed = resumed.into_model();
+    assert_eq!(after, straight[17..].to_vec(), "losses after the resume");
+    for (a, b) in [
+        (&whole.input.weight, &resumed.input.weight),
+        (&whole.hidden.weight, &resumed.hidden.weight),
+        (&whole.output.weight, &resumed.output.weight),
+    ] {
+        assert_eq!(to_f64(a.val()), to_f64(b.val()));
+    }
+
+    // A checkpoint of another run shape is refused in one line.
+    let short = gaussmask_data::Dataset {
+        n: 100,
+        x: data.x[..800].to_vec(),
+        y: data.y[..100].to_vec(),
+        d: 8,
+    };
+    let template = ResidualMlp::new(0.6, 8, 16, &device);
+    let err = gaussmask_train::fit::Fit::resume(template, &bytes, &short, &config, &device)
+        .err()
+        .unwrap();
+    assert!(err.starts_with("not a training checkpoint"), "{err}");
+    let template = ResidualMlp::new(0.6, 8, 16, &device);
+    let err = gaussmask_train::fit::Fit::resume(template, &bytes[..50], &data, &config, &device)
+        .err()
+        .unwrap();
+    assert!(!err.contains('\n'), "{err}");
 }

@@ -249,6 +249,18 @@ fn a_restored_stream_state_continues_bit_exactly() {
         .map(|_| to_f64(restored.forward(x.clone())))
         .collect();
     assert_eq!(next, resumed);
+    // Burn's record of the layer (and so of any model holding it) carries the streams.
+    let recorded = MaskConfig::default().init(0.7, 999);
+    let record = {
+        let m = MaskConfig::default().init(0.7, 21);
+        m.forward(x.clone());
+        m.into_record()
+    };
+    let recorded = recorded.load_record(record);
+    let from_record: Vec<Vec<f64>> = (0..3)
+        .map(|_| to_f64(recorded.forward(x.clone())))
+        .collect();
+    assert_eq!(next, from_record);
     // The state goes through a text codec intact, and a wrong replica count is refused.
     let text = serde_json::to_string(&saved).unwrap();
     assert_eq!(

@@ -5,8 +5,11 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use burn::module::{Flag, Module, Param};
-use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
+use burn::module::{
+    Content, Devices, Flag, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper,
+    ModuleVisitor, Param, ParamId,
+};
+use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::{Stream, tag};
@@ -257,7 +260,15 @@ pub struct MaskState {
 
 /// Per-replica host streams of a mask, behind a lock so that [`InputMask::forward`] can take
 /// `&self` like every Burn layer. A clone is an independent copy that continues identically.
-struct MaskStreams(Mutex<MaskState>);
+///
+/// Burn sees the state as an integer parameter (`streams`: every 64-bit word as four 16-bit
+/// values, which fit every backend's integer type), so the record of any model holding the mask
+/// ([`Module::into_record`], [`Module::load_record`]) saves and restores the streams with the
+/// weights: a resumed run draws the masks an uninterrupted one would.
+struct MaskStreams {
+    state: Mutex<MaskState>,
+    id: ParamId,
+}
 
 impl MaskStreams {
     fn new(seeds: &[u64]) -> Self {
@@ -267,18 +278,62 @@ impl MaskStreams {
             .map(|s| s.substream(u64::MAX).state())
             .collect();
         let streams = streams.iter().map(Stream::state).collect();
-        Self(Mutex::new(MaskState { streams, roots }))
+        Self {
+            state: Mutex::new(MaskState { streams, roots }),
+            id: ParamId::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, MaskState> {
         // A panic elsewhere cannot leave a half-written state: every update is one assignment.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state as the parameter Burn records.
+    fn param(&self) -> Param<Tensor<1, Int>> {
+        let state = self.lock();
+        let chunks: Vec<i64> = state
+            .streams
+            .iter()
+            .chain(&state.roots)
+            .flatten()
+            .flat_map(|&w| (0..4).map(move |k| ((w >> (16 * k)) & 0xFFFF) as i64))
+            .collect();
+        let len = chunks.len();
+        let value = Tensor::from_data(TensorData::new(chunks, [len]), &Device::default());
+        Param::initialized(self.id, value)
+    }
+
+    /// Takes the state back from a (possibly replaced) recorded parameter.
+    fn set_from(&mut self, param: Param<Tensor<1, Int>>) {
+        self.id = param.id;
+        let chunks: Vec<i64> = param.val().into_data().iter::<i64>().collect();
+        let mut state = self.lock();
+        let r = state.streams.len();
+        if chunks.len() != r * 12 * 4 {
+            return; // not a mask state of this shape: keep the current one
+        }
+        let words: Vec<u64> = chunks
+            .chunks_exact(4)
+            .map(|c| (0..4).fold(0u64, |w, k| w | ((c[k] as u64 & 0xFFFF) << (16 * k))))
+            .collect();
+        for (i, state6) in words.chunks_exact(6).enumerate() {
+            let s: [u64; 6] = state6.try_into().expect("six words");
+            if i < r {
+                state.streams[i] = s;
+            } else {
+                state.roots[i - r] = s;
+            }
+        }
     }
 }
 
 impl Clone for MaskStreams {
     fn clone(&self) -> Self {
-        Self(Mutex::new(self.lock().clone()))
+        Self {
+            state: Mutex::new(self.lock().clone()),
+            id: self.id,
+        }
     }
 }
 
@@ -287,6 +342,53 @@ impl std::fmt::Debug for MaskStreams {
         write!(f, "MaskStreams({} replicas)", self.lock().streams.len())
     }
 }
+
+impl Module for MaskStreams {
+    fn collect_devices(&self, devices: Devices) -> Devices {
+        // Host state: it lives on no device of the model.
+        devices
+    }
+
+    fn fork(self, _: &Device) -> Self {
+        self
+    }
+
+    fn to_device(self, _: &Device) -> Self {
+        self
+    }
+
+    fn train(self) -> Self {
+        self
+    }
+
+    fn valid(&self) -> Self {
+        self.clone()
+    }
+
+    fn materialize(self) -> Self {
+        self
+    }
+
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        visitor.visit_int(&self.param());
+    }
+
+    fn map<M: ModuleMapper>(mut self, mapper: &mut M) -> Self {
+        let param = mapper.map_int(self.param());
+        self.set_from(param);
+        self
+    }
+}
+
+impl ModuleDisplayDefault for MaskStreams {
+    fn content(&self, content: Content) -> Option<Content> {
+        content
+            .add_formatted(&format!("{} host streams", self.lock().streams.len()))
+            .optional()
+    }
+}
+
+impl ModuleDisplay for MaskStreams {}
 
 /// Rows per block of a mask call. Each block draws from its own sub-stream of the call, so
 /// blocks can be drawn in parallel and the masks do not depend on how the rows are split.
@@ -388,8 +490,7 @@ pub struct InputMask {
     /// Whether inputs carry the replica axis first.
     #[module(skip)]
     replica_axis: bool,
-    /// The host streams (used by the `stream` source).
-    #[module(skip)]
+    /// The host streams (used by the `stream` source), recorded with the weights.
     streams: MaskStreams,
     /// Training mode flag: `valid()` turns the mask into the identity.
     pub training: Param<Flag>,

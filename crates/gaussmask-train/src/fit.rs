@@ -40,12 +40,15 @@
 //! ```
 
 use burn::module::Module;
+use burn::optim::OptimizerRecord;
 use burn::optim::decay::WeightDecayConfig;
+use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
-use burn::tensor::{Device, Tensor};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Tensor};
 use gaussmask_data::Dataset;
 use gaussmask_nn::tensor_io::{from_f64, to_f64};
 use gaussmask_nn::{DeepRelu, TwoLayerRelu, half_sse};
@@ -277,6 +280,7 @@ pub struct FitLog {
 /// its loss (its own mask applied), differentiates, and steps the optimizer of `config` at the
 /// scheduled learning rate. `hook` sees every logged step with the model as it was for that
 /// step's loss (call `valid()` on it to evaluate clean). `device` must be an autodiff device.
+/// [`Fit`] is the same loop, stoppable and resumable.
 ///
 /// # Errors
 /// [`TrainError::Config`] for invalid settings; [`TrainError::Diverged`] when a loss becomes
@@ -286,20 +290,131 @@ pub fn fit<M: Trainable>(
     data: &Dataset,
     config: &FitConfig,
     device: &Device,
-    mut hook: impl FnMut(&FitLog, &M),
+    hook: impl FnMut(&FitLog, &M),
 ) -> Result<M, TrainError> {
-    config.validate(data.n).map_err(TrainError::Config)?;
-    let mut optimizer = config.optimizer();
-    let mut scheduler = config.scheduler().map_err(TrainError::Config)?;
-    let mut batches = Batches::new(data.n, config.batch_size, config.shuffle_seed);
-    let all = batch(data, batches.all(), device);
-    let mut model = model;
-    let scale = 1.0 / config.masks_per_step as f64;
-    // Step `steps` only evaluates: W_steps is logged like every W_k before it.
-    for step in 0..=config.steps {
-        let batch = match batches.next() {
-            None => all.clone(),
-            Some(rows) => self::batch(data, &rows, device),
+    let mut run = Fit::new(model, data, config, device)?;
+    run.run_until(config.steps, hook)?;
+    Ok(run.into_model())
+}
+
+/// A run of [`fit`] that can stop after any step, save a checkpoint, and continue from it
+/// bit-exactly (same batches, masks and optimizer state as the uninterrupted run).
+///
+/// A checkpoint holds the model's Burn record (weights, and the mask streams, which the mask
+/// layer records with them), the optimizer's and the schedule's records, the minibatch order and
+/// the step. Resume runs in f32: Burn 0.22.1 rebuilds optimizer state from its record on
+/// `Device::default()` in that device's float type, so an f64 run with a stateful optimizer
+/// (Adam, AdamW, momentum) fails at its first step after a resume.
+pub struct Fit<'a, M: Trainable> {
+    model: Option<M>,
+    data: &'a Dataset,
+    config: FitConfig,
+    device: Device,
+    optimizer: ModuleOptimizer,
+    scheduler: ModuleLrScheduler,
+    batches: Batches,
+    all: Batch,
+    step: usize,
+    /// Whether the final model has been evaluated.
+    done: bool,
+}
+
+/// The small part of a checkpoint that is ours (the records are Burn's).
+#[derive(Serialize, Deserialize)]
+struct FitHeader {
+    step: usize,
+    order: Vec<usize>,
+    cursor: usize,
+    stream: [u64; 6],
+    /// Lengths of the model, optimizer and schedule records that follow.
+    records: [usize; 3],
+}
+
+/// Leads every checkpoint of [`Fit::checkpoint`].
+const FIT_MAGIC: &[u8] = b"GMFIT1\n";
+
+impl<'a, M: Trainable> Fit<'a, M> {
+    /// A run at step 0.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for invalid settings.
+    pub fn new(
+        model: M,
+        data: &'a Dataset,
+        config: &FitConfig,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        config.validate(data.n).map_err(TrainError::Config)?;
+        let batches = Batches::new(data.n, config.batch_size, config.shuffle_seed);
+        Ok(Self {
+            all: batch(data, batches.all(), device),
+            model: Some(model),
+            data,
+            config: config.clone(),
+            device: device.clone(),
+            optimizer: config.optimizer(),
+            scheduler: config.scheduler().map_err(TrainError::Config)?,
+            batches,
+            step: 0,
+            done: false,
+        })
+    }
+
+    /// Updates done so far.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The model at the current step.
+    pub fn model(&self) -> &M {
+        self.model
+            .as_ref()
+            .expect("the model is only taken while stepping")
+    }
+
+    /// The trained model.
+    pub fn into_model(mut self) -> M {
+        self.model
+            .take()
+            .expect("the model is only taken while stepping")
+    }
+
+    /// Runs until `until` updates are done (at most `steps`); reaching `steps`, it also
+    /// evaluates and logs the final model, as [`fit`] does.
+    ///
+    /// # Errors
+    /// [`TrainError::Diverged`] when a loss becomes NaN or infinite.
+    pub fn run_until(
+        &mut self,
+        until: usize,
+        mut hook: impl FnMut(&FitLog, &M),
+    ) -> Result<(), TrainError> {
+        while self.step < until.min(self.config.steps) {
+            self.iteration(&mut hook, true)?;
+            self.step += 1;
+        }
+        // Step `steps` only evaluates: W_steps is logged like every W_k before it.
+        if until >= self.config.steps && !self.done {
+            self.iteration(&mut hook, false)?;
+            self.done = true;
+        }
+        Ok(())
+    }
+
+    /// One step: the loss at the current weights (logged when due), then the update.
+    fn iteration(
+        &mut self,
+        hook: &mut impl FnMut(&FitLog, &M),
+        update: bool,
+    ) -> Result<(), TrainError> {
+        let (step, config) = (self.step, &self.config);
+        let model = self
+            .model
+            .take()
+            .expect("the model is only taken while stepping");
+        let batch = match self.batches.next() {
+            None => self.all.clone(),
+            Some(rows) => self::batch(self.data, &rows, &self.device),
         };
         let loss = (0..config.masks_per_step)
             .map(|_| model.loss(&batch))
@@ -307,15 +422,15 @@ pub fn fit<M: Trainable>(
             .expect("masks_per_step ≥ 1");
         // A product, not `/ k`: Burn 0.22.1's backward of a scalar division rounds the scalar
         // to f32.
-        let loss = if config.masks_per_step > 1 {
-            loss * scale
-        } else {
-            loss
+        let loss = match config.masks_per_step {
+            1 => loss,
+            k => loss * (1.0 / k as f64),
         };
         if step % config.log_every == 0 || step == config.steps {
             let values = to_f64(loss.clone().without_autodiff());
             if let Some((replica, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite())
             {
+                self.model = Some(model);
                 return Err(TrainError::Diverged {
                     step,
                     replica,
@@ -324,13 +439,91 @@ pub fn fit<M: Trainable>(
             }
             hook(&FitLog { step, loss: values }, &model);
         }
-        if step == config.steps {
-            break;
-        }
-        let grads = GradientsParams::from_grads(loss.sum().backward(), &model);
-        model = optimizer.step(scheduler.step(), model, grads);
+        self.model = Some(if update {
+            let grads = GradientsParams::from_grads(loss.sum().backward(), &model);
+            self.optimizer.step(self.scheduler.step(), model, grads)
+        } else {
+            model
+        });
+        Ok(())
     }
-    Ok(model)
+
+    /// The run's state as bytes: continue it with [`Fit::resume`].
+    pub fn checkpoint(&self) -> Result<Vec<u8>, String> {
+        let records = [
+            self.model().clone().into_record().into_bytes(),
+            self.optimizer.to_record().into_bytes(),
+            self.scheduler.to_record().into_bytes(),
+        ]
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot record the run: {e}"))?;
+        let (order, cursor, stream) = self.batches.state();
+        let header = FitHeader {
+            step: self.step,
+            order,
+            cursor,
+            stream,
+            records: [records[0].len(), records[1].len(), records[2].len()],
+        };
+        let mut out = FIT_MAGIC.to_vec();
+        let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+        out.extend((header.len() as u64).to_le_bytes());
+        out.extend(header);
+        for r in &records {
+            out.extend_from_slice(r);
+        }
+        Ok(out)
+    }
+
+    /// Continues the run saved in `bytes`: `model` is a model of the same shape (its values are
+    /// replaced), `data`, `config` and `device` those of the saved run.
+    ///
+    /// # Errors
+    /// A one-line message when the bytes are not a checkpoint of such a run.
+    pub fn resume(
+        model: M,
+        bytes: &[u8],
+        data: &'a Dataset,
+        config: &FitConfig,
+        device: &Device,
+    ) -> Result<Self, String> {
+        let bad = |why: &str| format!("not a training checkpoint of this run: {why}");
+        let rest = bytes
+            .strip_prefix(FIT_MAGIC)
+            .ok_or_else(|| bad("no header"))?;
+        let (len, rest) = rest.split_at_checked(8).ok_or_else(|| bad("truncated"))?;
+        let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
+        let (header, mut rest) = rest.split_at_checked(len).ok_or_else(|| bad("truncated"))?;
+        let header: FitHeader = serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
+        let mut parts = Vec::new();
+        for n in header.records {
+            let (part, tail) = rest.split_at_checked(n).ok_or_else(|| bad("truncated"))?;
+            parts.push(Bytes::from_bytes_vec(part.to_vec()));
+            rest = tail;
+        }
+        if !rest.is_empty() || header.step > config.steps || header.order.len() != data.n {
+            return Err(bad("its length, step or rows differ"));
+        }
+        let mut run = Self::new(model, data, config, device).map_err(|e| e.to_string())?;
+        let mut parts = parts.into_iter();
+        let mut next = || parts.next().expect("three records");
+        let model_record = ModuleRecord::from_bytes(next()).map_err(|e| bad(&e.to_string()))?;
+        let model = run.model.take().expect("fresh run");
+        run.model = Some(
+            model
+                .try_load_record(model_record)
+                .map_err(|e| bad(&e.to_string()))?,
+        );
+        let optimizer = OptimizerRecord::from_bytes(next()).map_err(|e| bad(&e.to_string()))?;
+        run.optimizer = run.optimizer.load_record(optimizer);
+        let scheduler = LrSchedulerRecord::from_bytes(next()).map_err(|e| bad(&e.to_string()))?;
+        run.scheduler = run.scheduler.load_record(scheduler);
+        run.batches
+            .set_state(header.order, header.cursor, header.stream);
+        run.step = header.step;
+        Ok(run)
+    }
 }
 
 /// The rows of `data` as a [`Batch`] on `device`.

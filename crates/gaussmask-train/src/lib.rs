@@ -365,6 +365,16 @@ impl Batches {
         }
     }
 
+    /// The shuffle state: order, cursor and stream.
+    fn state(&self) -> (Vec<usize>, usize, [u64; 6]) {
+        (self.order.clone(), self.cursor, self.stream.state())
+    }
+
+    /// Restores a [`Batches::state`].
+    fn set_state(&mut self, order: Vec<usize>, cursor: usize, stream: [u64; 6]) {
+        (self.order, self.cursor, self.stream) = (order, cursor, Stream::from_state(stream));
+    }
+
     /// Every row index.
     fn all(&self) -> &[usize] {
         &self.all
