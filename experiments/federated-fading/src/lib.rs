@@ -597,7 +597,7 @@ mod tests {
             lr: t.lr * clients as f64,
             ..FitConfig::default()
         };
-        for round in 0..t.rounds {
+        for (round, row) in history.iter().enumerate() {
             let mut sum = vec![0.0; w.len()];
             for (k, rows) in shards.iter().enumerate() {
                 let shard = Dataset {
@@ -628,7 +628,7 @@ mod tests {
             }
             w = sum;
             let want = test.mse(&w, &a);
-            let got = history[round].test_loss;
+            let got = row.test_loss;
             assert!(
                 (got - want).abs() <= 1e-10 * want,
                 "round {round}: test MSE {got} vs {want} from the generic trainer"
