@@ -63,13 +63,7 @@ fn test_mse(model: &ResidualMlp, data: &Dataset, device: &Device) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let device = match gaussmask_examples::device_from_args() {
-        Ok(device) => device,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let device = gaussmask_examples::device_or_exit();
     let (train, test) = SyntheticConfig::new(1200, 10).generate().split(1000);
     let config = FitConfig {
         steps: 600,

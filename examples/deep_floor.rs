@@ -17,13 +17,7 @@ use gaussmask_nn::{Replica, TwoLayerReluConfig, deep_init, half_sse};
 use gaussmask_train::fit::{FitConfig, fit};
 
 fn main() -> ExitCode {
-    let device = match gaussmask_examples::device_from_args() {
-        Ok(device) => device,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let device = gaussmask_examples::device_or_exit();
     let (n, d, m, depth, steps) = (200, 10, 128, 4, 1500);
     let data = SyntheticConfig::new(n, d).generate();
     let kappas = [0.0, 0.3, 0.6];

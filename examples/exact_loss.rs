@@ -21,13 +21,7 @@ use gaussmask_smooth::expected::ExactLoss;
 use gaussmask_smooth::tensor::kappa_tensor;
 
 fn main() -> ExitCode {
-    let device = match gaussmask_examples::device_from_args() {
-        Ok(device) => device,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let device = gaussmask_examples::device_or_exit();
     let (kappa, n, d, m, steps) = (0.5, 100, 10, 32, 200);
     let data = SyntheticConfig::new(n, d).generate();
     let autodiff = device.clone().autodiff();

@@ -18,3 +18,11 @@ pub fn device_from_args() -> Result<Device, String> {
         .map_err(|_| format!("--backend must be flex, ndarray or wgpu, got '{name}'"))?;
     make_device(backend, Dtype::F32).map_err(|e| e.to_string())
 }
+
+/// [`device_from_args`], or the error on one line and exit code 2.
+pub fn device_or_exit() -> Device {
+    device_from_args().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    })
+}

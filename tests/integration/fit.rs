@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::tanh;
 use gaussmask_data::SyntheticConfig;
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{InputMask, MaskConfig, MaskResample, Replica, TwoLayerReluConfig};
@@ -105,33 +105,34 @@ fn fit_reproduces_the_reference_engine_on_the_two_layer_net() {
     }
 }
 
-/// A user's model: the mask, then a 3-layer MLP with a residual connection, from burn::nn.
+/// A user's model (examples/custom_model.rs has a residual one): the mask in front of a tanh
+/// MLP from burn::nn, the layers in a Vec.
 #[derive(Module, Debug)]
-struct ResidualMlp {
+struct TanhMlp {
     mask: InputMask,
-    input: Linear,
-    hidden: Linear,
-    output: Linear,
+    layers: Vec<Linear>,
 }
 
-impl ResidualMlp {
+impl TanhMlp {
     fn new(kappa: f64, d: usize, width: usize, device: &burn::tensor::Device) -> Self {
+        let sizes = [d, width, width, 1];
         Self {
             mask: MaskConfig::default().init(kappa, 7),
-            input: LinearConfig::new(d, width).init(device),
-            hidden: LinearConfig::new(width, width).init(device),
-            output: LinearConfig::new(width, 1).init(device),
+            layers: sizes
+                .windows(2)
+                .map(|io| LinearConfig::new(io[0], io[1]).init(device))
+                .collect(),
         }
     }
 
     fn predict(&self, x: Tensor<2>) -> Tensor<1> {
-        let h = relu(self.input.forward(x));
-        let h = h.clone() + relu(self.hidden.forward(h));
-        self.output.forward(h).squeeze_dim(1)
+        let (last, hidden) = self.layers.split_last().expect("layers");
+        let h = hidden.iter().fold(x, |h, layer| tanh(layer.forward(h)));
+        last.forward(h).squeeze_dim(1)
     }
 }
 
-impl Trainable for ResidualMlp {
+impl Trainable for TanhMlp {
     fn loss(&self, batch: &Batch) -> Tensor<1> {
         let x = self.mask.forward_indexed(batch.x.clone(), &batch.rows);
         (self.predict(x) - batch.y.clone())
@@ -141,7 +142,7 @@ impl Trainable for ResidualMlp {
     }
 }
 
-fn clean_mse(model: &ResidualMlp, data: &gaussmask_data::Dataset) -> f64 {
+fn clean_mse(model: &TanhMlp, data: &gaussmask_data::Dataset) -> f64 {
     let device = device64();
     let b = gaussmask_train::fit::batch(data, &(0..data.n).collect::<Vec<_>>(), &device);
     let model = model.valid();
@@ -162,21 +163,21 @@ fn a_users_own_module_trains_behind_the_mask_and_kappa_zero_is_clean_training() 
         ..FitConfig::default()
     };
     device.seed(3);
-    let start = ResidualMlp::new(0.5, 8, 32, &device);
+    let start = TanhMlp::new(0.5, 8, 32, &device);
     let before = clean_mse(&start, &data);
     let masked = fit(start.clone(), &data, &config, &device, |_, _| {}).unwrap();
     let after = clean_mse(&masked, &data);
     assert!(after < 0.5 * before, "clean MSE {before} → {after}");
 
     // κ = 0: the mask is exactly the identity, so training equals training without it.
-    let zero = ResidualMlp {
+    let zero = TanhMlp {
         mask: MaskConfig::default().init(0.0, 7),
         ..start.clone()
     };
     let with_identity = fit(zero, &data, &config, &device, |_, _| {}).unwrap();
     #[derive(Module, Debug)]
     struct NoMask {
-        net: ResidualMlp,
+        net: TanhMlp,
     }
     impl Trainable for NoMask {
         fn loss(&self, batch: &Batch) -> Tensor<1> {
@@ -186,13 +187,13 @@ fn a_users_own_module_trains_behind_the_mask_and_kappa_zero_is_clean_training() 
     }
     let without = fit(NoMask { net: start }, &data, &config, &device, |_, _| {}).unwrap();
     assert_eq!(
-        to_f64(with_identity.output.weight.val()),
-        to_f64(without.net.output.weight.val())
+        to_f64(with_identity.layers[2].weight.val()),
+        to_f64(without.net.layers[2].weight.val())
     );
     // The mask's noise makes the masked run end elsewhere.
     assert_ne!(
-        to_f64(masked.output.weight.val()),
-        to_f64(with_identity.output.weight.val())
+        to_f64(masked.layers[2].weight.val()),
+        to_f64(with_identity.layers[2].weight.val())
     );
 }
 
@@ -274,7 +275,7 @@ fn a_fit_stopped_and_resumed_from_its_checkpoint_ends_bit_exactly() {
         ..FitConfig::default()
     };
     device.seed(11);
-    let start = ResidualMlp::new(0.6, 8, 16, &device);
+    let start = TanhMlp::new(0.6, 8, 16, &device);
     let mut straight = Vec::new();
     let whole = fit(start.clone(), &data, &config, &device, |l, _| {
         straight.push(l.clone())
@@ -288,9 +289,9 @@ fn a_fit_stopped_and_resumed_from_its_checkpoint_ends_bit_exactly() {
     drop(first);
     // A template of other weights and another mask seed: the checkpoint replaces both.
     device.seed(12);
-    let template = ResidualMlp {
+    let template = TanhMlp {
         mask: MaskConfig::default().init(0.6, 1234),
-        ..ResidualMlp::new(0.6, 8, 16, &device)
+        ..TanhMlp::new(0.6, 8, 16, &device)
     };
     let mut resumed =
         gaussmask_train::fit::Fit::resume(template, &bytes, &data, &config, &device).unwrap();
@@ -300,12 +301,8 @@ fn a_fit_stopped_and_resumed_from_its_checkpoint_ends_bit_exactly() {
         .unwrap();
     let resumed = resumed.into_model();
     assert_eq!(after, straight[17..].to_vec(), "losses after the resume");
-    for (a, b) in [
-        (&whole.input.weight, &resumed.input.weight),
-        (&whole.hidden.weight, &resumed.hidden.weight),
-        (&whole.output.weight, &resumed.output.weight),
-    ] {
-        assert_eq!(to_f64(a.val()), to_f64(b.val()));
+    for (a, b) in whole.layers.iter().zip(&resumed.layers) {
+        assert_eq!(to_f64(a.weight.val()), to_f64(b.weight.val()));
     }
 
     // A checkpoint of another run shape is refused in one line.
@@ -315,12 +312,12 @@ fn a_fit_stopped_and_resumed_from_its_checkpoint_ends_bit_exactly() {
         y: data.y[..100].to_vec(),
         d: 8,
     };
-    let template = ResidualMlp::new(0.6, 8, 16, &device);
+    let template = TanhMlp::new(0.6, 8, 16, &device);
     let err = gaussmask_train::fit::Fit::resume(template, &bytes, &short, &config, &device)
         .err()
         .unwrap();
     assert!(err.starts_with("not a training checkpoint"), "{err}");
-    let template = ResidualMlp::new(0.6, 8, 16, &device);
+    let template = TanhMlp::new(0.6, 8, 16, &device);
     let err = gaussmask_train::fit::Fit::resume(template, &bytes[..50], &data, &config, &device)
         .err()
         .unwrap();
