@@ -268,6 +268,9 @@ pub struct MaskState {
 struct MaskStreams {
     state: Mutex<MaskState>,
     id: ParamId,
+    /// Where the recorded parameter lives: the device of the last masked input (the default
+    /// device before any), so recording never touches another backend.
+    device: Mutex<Option<Device>>,
 }
 
 impl MaskStreams {
@@ -281,6 +284,7 @@ impl MaskStreams {
         Self {
             state: Mutex::new(MaskState { streams, roots }),
             id: ParamId::new(),
+            device: Mutex::new(None),
         }
     }
 
@@ -300,8 +304,23 @@ impl MaskStreams {
             .flat_map(|&w| (0..4).map(move |k| ((w >> (16 * k)) & 0xFFFF) as i64))
             .collect();
         let len = chunks.len();
-        let value = Tensor::from_data(TensorData::new(chunks, [len]), &Device::default());
+        let device = self.device().unwrap_or_default();
+        let value = Tensor::from_data(TensorData::new(chunks, [len]), &device);
         Param::initialized(self.id, value)
+    }
+
+    fn device(&self) -> Option<Device> {
+        self.device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_device(&self, device: &Device) {
+        let mut slot = self.device.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref() != Some(device) {
+            *slot = Some(device.clone());
+        }
     }
 
     /// Takes the state back from a (possibly replaced) recorded parameter.
@@ -333,6 +352,7 @@ impl Clone for MaskStreams {
         Self {
             state: Mutex::new(self.lock().clone()),
             id: self.id,
+            device: Mutex::new(self.device()),
         }
     }
 }
@@ -349,11 +369,13 @@ impl Module for MaskStreams {
         devices
     }
 
-    fn fork(self, _: &Device) -> Self {
+    fn fork(self, device: &Device) -> Self {
+        self.set_device(device);
         self
     }
 
-    fn to_device(self, _: &Device) -> Self {
+    fn to_device(self, device: &Device) -> Self {
+        self.set_device(device);
         self
     }
 
@@ -591,6 +613,7 @@ impl InputMask {
             rows.len()
         );
         let device = x.device();
+        self.streams.set_device(&device);
         let c = match self.config.noise {
             MaskNoise::Stream => {
                 let values = self.sample(rows, d);
