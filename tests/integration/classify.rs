@@ -1,14 +1,17 @@
-//! Image-classifier training: it learns an easy problem, a checkpointed and resumed run ends
-//! bit-identical to an uninterrupted one, and cross-entropy with label smoothing matches a
-//! hand computation.
+//! Image-classifier training on the generic trainer: it learns an easy problem, a checkpointed
+//! and resumed run ends bit-identical to an uninterrupted one, DP-SGD without clipping or noise
+//! is minibatch SGD, and Burn's cross-entropy smooths labels as the configs document.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use gaussmask_harness::{Backend, Dtype, make_device};
 use gaussmask_nn::image::{Architecture, ImageModelConfig};
 use gaussmask_nn::rng::{Stream, tag};
+use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_train::classify::{
-    ClassifierSpec, ClassifyConfig, ClassifyOptimizer, Flow, ImageData, Schedule, TrainState,
-    accuracy, cross_entropy, posteriors, train_classifier,
+    ClassifierSpec, ClassifyConfig, ClassifyOptimizer, DpSgd, ImageData, Schedule, accuracy,
+    parameters, posteriors, train_classifier,
 };
 
 use crate::device64;
@@ -51,47 +54,77 @@ fn configs(architecture: Architecture) -> (ImageModelConfig, ClassifyConfig) {
     (model, train)
 }
 
-#[test]
-fn a_resumed_run_ends_identical_to_an_uninterrupted_one() {
-    let device = device64().autodiff();
-    let (x, labels) = toy_images(100, 1);
-    let data = ImageData {
-        x: &x,
-        labels: &labels,
+fn toy_data(x: &[f32], labels: &[u8]) -> ImageData<'static> {
+    // The test's buffers live for the whole test; leaking two small copies keeps the view simple.
+    ImageData {
+        x: Vec::leak(x.to_vec()),
+        labels: Vec::leak(labels.to_vec()),
         shape: [1, 6, 6],
         classes: 3,
+    }
+}
+
+#[test]
+fn a_resumed_run_ends_identical_to_an_uninterrupted_one() {
+    // f32 (Burn restores optimizer state in the default device's float type): on wgpu, which
+    // the other tests of this binary also open in f32 (lavapipe in CI).
+    crate::engines::require_feature(cfg!(feature = "wgpu"), "wgpu");
+    let device = make_device(Backend::Wgpu, Dtype::F32)
+        .expect("wgpu device")
+        .autodiff();
+    let (x, labels) = toy_images(100, 1);
+    let data = toy_data(&x, &labels).dataset();
+    let dp = ClassifyConfig {
+        optimizer: ClassifyOptimizer::Sgd,
+        dp: Some(DpSgd {
+            clip: 0.5,
+            noise_multiplier: 0.8,
+        }),
+        ..configs(Architecture::Mlp).1
     };
-    for architecture in [Architecture::Mlp, Architecture::Cnn] {
-        let (model, train) = configs(architecture);
+    // Batch norm, dropout, AdamW and a cosine schedule (MLP and CNN); DP-SGD's noise (MLP).
+    for (architecture, train) in [
+        (Architecture::Mlp, configs(Architecture::Mlp).1),
+        (Architecture::Cnn, configs(Architecture::Cnn).1),
+        (Architecture::Mlp, dp),
+    ] {
+        let model = configs(architecture).0;
         let spec = ClassifierSpec {
             model: &model,
             train: &train,
             kappa: 0.5,
             seed: 7,
         };
-        let fresh = || TrainState::new(&model, [1, 6, 6], 3, 7, &device);
-        let whole = train_classifier(spec, data, fresh(), &device, |_| Flow::Continue).unwrap();
-        // Stop in the middle of the second epoch (7 steps per epoch), save, restore, go on.
-        let mut saved = None;
-        let stopped = train_classifier(spec, data, fresh(), &device, |info| {
-            if info.state.step == 10 {
-                saved = Some(info.state.to_bytes());
-                Flow::Stop
-            } else {
-                Flow::Continue
-            }
-        })
-        .unwrap();
-        assert_eq!(stopped.step, 10);
-        let restored =
-            TrainState::from_bytes(&saved.unwrap(), &model, [1, 6, 6], 3, &device).unwrap();
-        let resumed = train_classifier(spec, data, restored, &device, |_| Flow::Continue).unwrap();
-        assert_eq!(resumed.step, whole.step);
-        // Whole checkpoints: weights, batch-norm statistics, moments, streams and step.
+        let fresh = || spec.init([1, 6, 6], 3, &device);
+        let total = train.fit_config(data.n, spec.seed).steps;
+        let mut whole = spec.fit(fresh(), &data, &device).unwrap();
+        let mut losses = Vec::new();
+        while whole.step() < total {
+            losses.push(whole.advance().unwrap().loss[0]);
+        }
+        // Stop in the middle of the second epoch (6 steps per epoch), save, restore, go on.
+        let mut first = spec.fit(fresh(), &data, &device).unwrap();
+        for _ in 0..10 {
+            first.advance().unwrap();
+        }
+        let saved = first.checkpoint().unwrap();
+        drop(first);
+        let other = ClassifierSpec { seed: 99, ..spec };
+        let mut resumed = spec
+            .resume(other.init([1, 6, 6], 3, &device), &saved, &data, &device)
+            .unwrap();
+        let mut after = Vec::new();
+        while resumed.step() < total {
+            after.push(resumed.advance().unwrap().loss[0]);
+        }
+        assert_eq!(after, losses[10..], "{architecture}: losses after the resume");
+        // Weights and batch-norm statistics, and the mask streams that come next.
+        let (a, b) = (resumed.model(), whole.model());
         assert!(
-            resumed.to_bytes() == whole.to_bytes(),
+            parameters(a) == parameters(b),
             "{architecture}: resumed run differs"
         );
+        assert_eq!(a.mask.noise_state(), b.mask.noise_state());
     }
 }
 
@@ -100,17 +133,8 @@ fn the_classifiers_learn_an_easy_problem_and_keep_test_accuracy_under_a_mild_mas
     let device = device64().autodiff();
     let (x, labels) = toy_images(150, 2);
     let (tx, tlabels) = toy_images(90, 3);
-    let data = ImageData {
-        x: &x,
-        labels: &labels,
-        shape: [1, 6, 6],
-        classes: 3,
-    };
-    let test = ImageData {
-        x: &tx,
-        labels: &tlabels,
-        ..data
-    };
+    let data = toy_data(&x, &labels).dataset();
+    let test = toy_data(&tx, &tlabels);
     for architecture in [Architecture::Mlp, Architecture::Cnn] {
         let (model, train) = configs(architecture);
         for kappa in [0.0, 0.3] {
@@ -120,10 +144,9 @@ fn the_classifiers_learn_an_easy_problem_and_keep_test_accuracy_under_a_mild_mas
                 kappa,
                 seed: 0,
             };
-            let state = TrainState::new(&model, [1, 6, 6], 3, 0, &device);
-            let state = train_classifier(spec, data, state, &device, |_| Flow::Continue).unwrap();
-            let net = state.model.valid();
-            let p = posteriors(&net, &model, test, 32, &device64());
+            let start = spec.init([1, 6, 6], 3, &device);
+            let net = train_classifier(spec, start, &data, &device, || {}).unwrap();
+            let p = posteriors(&net.valid(), test, 32, &device64());
             let acc = accuracy(&p, &tlabels, 3);
             // Chance is 1/3; the classes differ by a whole row block at noise σ = 0.5.
             assert!(acc > 0.9, "{architecture} κ = {kappa}: test accuracy {acc}");
@@ -132,13 +155,81 @@ fn the_classifiers_learn_an_easy_problem_and_keep_test_accuracy_under_a_mild_mas
 }
 
 #[test]
-fn cross_entropy_with_label_smoothing_matches_a_hand_computation() {
+fn dp_sgd_without_clipping_or_noise_is_minibatch_sgd() {
+    let device = device64().autodiff();
+    let (x, labels) = toy_images(64, 4);
+    let data = toy_data(&x, &labels).dataset();
+    let model = ImageModelConfig {
+        dropout: 0.0,
+        ..configs(Architecture::Mlp).0
+    };
+    let sgd = ClassifyConfig {
+        epochs: 2,
+        optimizer: ClassifyOptimizer::Sgd,
+        schedule: Schedule::Constant,
+        weight_decay: 0.0,
+        ..configs(Architecture::Mlp).1
+    };
+    let dp = ClassifyConfig {
+        dp: Some(DpSgd {
+            clip: 1e9,
+            noise_multiplier: 0.0,
+        }),
+        ..sgd.clone()
+    };
+    let trained = |train: &ClassifyConfig| {
+        let spec = ClassifierSpec {
+            model: &model,
+            train,
+            kappa: 0.0,
+            seed: 3,
+        };
+        let start = spec.init([1, 6, 6], 3, &device);
+        parameters(&train_classifier(spec, start, &data, &device, || {}).unwrap())
+    };
+    let (plain, private) = (trained(&sgd), trained(&dp));
+    let start = parameters(&model.init([1, 6, 6], 3, 0.0, 3, &device64()));
+    for ((p, q), s) in plain.iter().zip(&private).zip(&start) {
+        let moved = p.1.iter().zip(&s.1).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(moved > 1e-4, "the parameters moved");
+        for (a, b) in p.1.iter().zip(&q.1) {
+            assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+    }
+    // Clipping to C bounds every step's update by lr · C (σ = 0): one step from the start.
+    let clipped = ClassifyConfig {
+        epochs: 1,
+        batch_size: 64,
+        dp: Some(DpSgd {
+            clip: 1e-3,
+            noise_multiplier: 0.0,
+        }),
+        ..sgd.clone()
+    };
+    let after = trained(&clipped);
+    let step: f64 = after
+        .iter()
+        .zip(&start)
+        .flat_map(|(a, s)| a.1.iter().zip(&s.1).map(|(x, y)| (x - y).powi(2)))
+        .sum::<f64>()
+        .sqrt();
+    assert!(step > 0.0 && step <= clipped.lr * 1e-3 * (1.0 + 1e-9), "{step}");
+}
+
+#[test]
+fn burns_cross_entropy_smooths_labels_as_documented() {
     let device: Device = device64();
     // logits (0, ln 3) → softmax (1/4, 3/4); label 1, ε = 0.2 over K = 2: targets (0.1, 0.9).
     let logits = Tensor::<2>::from_data(TensorData::new(vec![0.0, 3f64.ln()], [1, 2]), &device);
-    let loss = cross_entropy(logits, &[1], 0.2).into_scalar::<f64>();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64], [1]), &device);
+    let loss = CrossEntropyLossConfig::new()
+        .with_smoothing(Some(0.2))
+        .init(&device)
+        .forward(logits, targets);
+    let loss = to_f64(loss)[0];
     let hand = -(0.1 * 0.25f64.ln() + 0.9 * 0.75f64.ln());
-    assert!((loss - hand).abs() < 1e-12, "{loss} vs {hand}");
+    // ε passes through f32 in Burn's config.
+    assert!((loss - hand).abs() < 1e-7, "{loss} vs {hand}");
 }
 
 /// Members and non-members of a model trained for `epochs` on `n` toy images with random
@@ -175,11 +266,11 @@ fn memorizer_features(seed: u64, n: usize, epochs: usize) -> gaussmask_privacy::
         kappa: 0.0,
         seed,
     };
-    let state = TrainState::new(&model, [1, 6, 6], 3, seed, &device);
-    let state = train_classifier(spec, members, state, &device, |_| Flow::Continue).unwrap();
-    let net = state.model.valid();
-    let top =
-        |data| gaussmask_privacy::top_sorted(&posteriors(&net, &model, data, 64, &device64()), 3);
+    let start = spec.init([1, 6, 6], 3, &device);
+    let net = train_classifier(spec, start, &members.dataset(), &device, || {})
+        .unwrap()
+        .valid();
+    let top = |data| gaussmask_privacy::top_sorted(&posteriors(&net, data, 64, &device64()), 3);
     gaussmask_privacy::MembershipFeatures {
         members: top(members),
         non_members: top(others),

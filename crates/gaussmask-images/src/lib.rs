@@ -10,9 +10,7 @@ use gaussmask_data::images::{ImageDataset, ImageSet, Normalizer, disjoint_splits
 use gaussmask_harness::config::require;
 use gaussmask_harness::{HarnessError, RunContext};
 use gaussmask_nn::image::{ImageModelConfig, ImageNet};
-use gaussmask_train::classify::{
-    ClassifierSpec, Flow, ImageData, TrainState, accuracy, posteriors, train_classifier,
-};
+use gaussmask_train::classify::{ClassifierSpec, ImageData, accuracy, posteriors};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -160,7 +158,8 @@ pub fn prepare(
 /// Trains one classifier under `spec` from its checkpoint `key` (or from scratch), saving a
 /// checkpoint every `--checkpoint-every` steps and at SIGINT/SIGTERM (then stopping with the
 /// interrupted error). After each epoch `on_epoch(epoch, model, side)` may record evaluations
-/// in `side`, which is checkpointed with the state. `tick` is called once per step.
+/// of the evaluation model in `side`, which is checkpointed with the run. `tick` is called once
+/// per step. Returns the trained model (training mode) and `side`.
 ///
 /// # Errors
 /// Interrupted (exit 130, checkpoint saved), diverged, or a checkpoint that cannot be written
@@ -174,72 +173,51 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
     device: &Device,
     mut tick: impl FnMut(),
     mut on_epoch: impl FnMut(usize, &ImageNet, &mut S) -> Result<(), HarnessError>,
-) -> Result<(TrainState, S), HarnessError> {
-    let (state, mut side) = match ctx.checkpoints.load_state::<S>(key)? {
+) -> Result<(ImageNet, S), HarnessError> {
+    let dataset = data.dataset();
+    let model = spec.init(data.shape, data.classes, device);
+    let failed = |e: String| HarnessError::run(format!("{key}: {e}"));
+    let (mut run, mut side) = match ctx.checkpoints.load_state::<S>(key)? {
         Some((bytes, side)) => (
-            TrainState::from_bytes(&bytes, spec.model, data.shape, data.classes, device).map_err(
-                |e| {
-                    HarnessError::input(format!(
-                        "{}: {e}",
-                        ctx.checkpoints.dir().join(format!("{key}.state")).display()
-                    ))
-                },
-            )?,
+            spec.resume(model, &bytes, &dataset, device).map_err(|e| {
+                HarnessError::input(format!(
+                    "{}: {e}",
+                    ctx.checkpoints.dir().join(format!("{key}.state")).display()
+                ))
+            })?,
             side,
         ),
         None => (
-            TrainState::new(spec.model, data.shape, data.classes, spec.seed, device),
+            spec.fit(model, &dataset, device)
+                .map_err(|e| failed(e.to_string()))?,
             S::default(),
         ),
     };
-    for _ in 0..state.step {
+    for _ in 0..run.step() {
         tick();
     }
     let per_epoch = spec.train.steps_per_epoch(data.n());
-    let mut failure: Option<HarnessError> = None;
-    let mut stopped = false;
-    let state = train_classifier(spec, data, state, device, |info| {
+    let total = per_epoch * spec.train.epochs;
+    while run.step() < total {
+        run.advance().map_err(|e| failed(e.to_string()))?;
         tick();
-        if info.epoch_end {
-            let model = info.state.model.valid();
-            if let Err(e) = on_epoch(info.state.step / per_epoch, &model, &mut side) {
-                failure = Some(e);
-                return Flow::Stop;
-            }
+        if run.step() % per_epoch == 0 {
+            on_epoch(run.step() / per_epoch, &run.model().valid(), &mut side)?;
         }
-        if ctx.checkpoints.due(info.state.step) {
-            if let Err(e) = ctx
-                .checkpoints
-                .save_state(key, &info.state.to_bytes(), &side)
-            {
-                failure = Some(e);
-                return Flow::Stop;
-            }
+        if ctx.checkpoints.due(run.step()) {
+            ctx.checkpoints
+                .save_state(key, &run.checkpoint().map_err(failed)?, &side)?;
             if gaussmask_harness::checkpoint::interrupted() {
-                stopped = true;
-                return Flow::Stop;
+                return Err(ctx.interrupted_error(&format!("{key} at step {}", run.step())));
             }
         }
-        Flow::Continue
-    })
-    .map_err(|e| HarnessError::run(format!("{key}: {e}")))?;
-    if let Some(e) = failure {
-        return Err(e);
     }
-    if stopped {
-        return Err(ctx.interrupted_error(&format!("{key} at step {}", state.step)));
-    }
-    Ok((state, side))
+    Ok((run.into_model(), side))
 }
 
-/// Test accuracy (mask off) of `model` on `images`.
-pub fn test_accuracy(
-    model: &ImageNet,
-    config: &ImageModelConfig,
-    images: &Images,
-    device: &Device,
-) -> f64 {
-    let p = posteriors(model, config, images.view(), 500, device);
+/// Test accuracy of the evaluation model `model` (mask off) on `images`.
+pub fn test_accuracy(model: &ImageNet, images: &Images, device: &Device) -> f64 {
+    let p = posteriors(model, images.view(), 500, device);
     accuracy(&p, &images.labels, images.classes)
 }
 

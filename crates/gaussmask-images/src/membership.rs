@@ -110,13 +110,12 @@ pub type Evals = Vec<EpochEval>;
 fn evaluate(
     epochs: usize,
     net: &ImageNet,
-    config: &ImageModelConfig,
     members: &Images,
     non_members: &Images,
     device: &Device,
 ) -> EpochEval {
-    let p_in = posteriors(net, config, members.view(), 500, device);
-    let p_out = posteriors(net, config, non_members.view(), 500, device);
+    let p_in = posteriors(net, members.view(), 500, device);
+    let p_out = posteriors(net, non_members.view(), 500, device);
     EpochEval {
         epochs,
         features: MembershipFeatures {
@@ -153,7 +152,6 @@ pub fn train_and_evaluate(
                     evals.push(evaluate(
                         epoch,
                         net,
-                        spec.model,
                         members,
                         non_members,
                         &ctx.device,

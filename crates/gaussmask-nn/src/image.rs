@@ -1,18 +1,26 @@
 //! Image classifiers behind the Gaussian input mask: an MLP (one hidden layer or more) and a
 //! small CNN (conv → batch norm → ReLU → 2×2 max-pool blocks, then dropout and a dense head).
-//! Both are one module, [`ImageNet`]: an MLP is the case with no conv blocks.
+//! Both are one module, [`ImageNet`], built from `burn::nn` layers ([`Linear`], [`Conv2d`],
+//! [`BatchNorm`], [`MaxPool2d`], [`Dropout`]) behind an [`InputMask`]: an MLP is the case with
+//! no conv blocks.
 //!
-//! The mask multiplies every input value by c = 1 + κ z, z ~ N(0, 1), drawn fresh per sample,
-//! per value and per step from a seeded [`Stream`] (so a checkpointed run resumes on the same
-//! draws); it acts in training only, and test accuracy is measured with the mask off.
+//! The mask multiplies every input value by c ~ N(1, κ²), drawn fresh per sample, per value and
+//! per step from the mask's seeded host stream (recorded with the weights, so a checkpointed run
+//! resumes on the same draws). Like dropout and batch statistics it acts in training only:
+//! [`Module::valid`] gives the evaluation model (clean inputs, no dropout, running statistics).
 
 use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
+    PaddingConfig2d,
+};
 use burn::tensor::activation::{relu, tanh};
-use burn::tensor::module::{conv2d, max_pool2d};
-use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::mask::{InputMask, MaskConfig};
 use crate::rng::{Stream, tag};
 use crate::tensor_io::from_f64;
 
@@ -150,10 +158,18 @@ impl ImageModelConfig {
         }
     }
 
-    /// Builds the model for images of `shape` and `classes` classes, weights drawn from the
-    /// seed's init stream like PyTorch's defaults: U(−1/√fan_in, 1/√fan_in) for weights and
-    /// biases; batch-norm scale 1, shift 0.
-    pub fn init(&self, shape: [usize; 3], classes: usize, seed: u64, device: &Device) -> ImageNet {
+    /// Builds the model for images of `shape` and `classes` classes behind a Gaussian mask of
+    /// level `kappa` (0: none), weights drawn from the seed's init stream like PyTorch's
+    /// defaults: U(−1/√fan_in, 1/√fan_in) for weights and biases; batch-norm scale 1, shift 0.
+    /// The mask's stream is keyed by `seed` too.
+    pub fn init(
+        &self,
+        shape: [usize; 3],
+        classes: usize,
+        kappa: f64,
+        seed: u64,
+        device: &Device,
+    ) -> ImageNet {
         let mut stream = Stream::new(seed, tag::INIT);
         let mut uniform = |count: usize, fan_in: usize| -> Vec<f64> {
             let bound = 1.0 / (fan_in as f64).sqrt();
@@ -163,156 +179,128 @@ impl ImageModelConfig {
         };
         let [mut c, mut h, mut w] = shape;
         let k = self.kernel;
-        let mut convs = Vec::new();
+        let pad = k / 2;
+        let (mut convs, mut norms) = (Vec::new(), Vec::new());
         for &out in self.conv_blocks() {
             let fan_in = c * k * k;
-            let ones = vec![1.0; out];
-            let zeros = vec![0.0; out];
-            convs.push(ConvBlock {
-                weight: Param::from_tensor(from_f64(
-                    uniform(out * fan_in, fan_in),
-                    [out, c, k, k],
-                    device,
-                )),
-                bias: Param::from_tensor(from_f64(uniform(out, fan_in), [out], device)),
-                gamma: Param::from_tensor(from_f64(ones.clone(), [out], device)),
-                beta: Param::from_tensor(from_f64(zeros.clone(), [out], device)),
-                running_mean: Param::from_tensor(from_f64(zeros, [out], device))
-                    .set_require_grad(false),
-                running_var: Param::from_tensor(from_f64(ones, [out], device))
-                    .set_require_grad(false),
-            });
+            let mut conv = Conv2dConfig::new([c, out], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .with_initializer(Initializer::Zeros)
+                .init(device);
+            conv.weight = Param::from_tensor(from_f64(
+                uniform(out * fan_in, fan_in),
+                [out, c, k, k],
+                device,
+            ));
+            conv.bias = Some(Param::from_tensor(from_f64(
+                uniform(out, fan_in),
+                [out],
+                device,
+            )));
+            convs.push(conv);
+            if self.batch_norm {
+                norms.push(BatchNormConfig::new(out).init(device));
+            }
             (c, h, w) = (out, h / 2, w / 2);
         }
         let mut fan_in = c * h * w;
         let mut dense = Vec::new();
         for &out in self.hidden.iter().chain(std::iter::once(&classes)) {
-            dense.push(Dense {
-                weight: Param::from_tensor(from_f64(
-                    uniform(fan_in * out, fan_in),
-                    [fan_in, out],
-                    device,
-                )),
-                bias: Param::from_tensor(from_f64(uniform(out, fan_in), [out], device)),
-            });
+            let mut linear = LinearConfig::new(fan_in, out)
+                .with_initializer(Initializer::Zeros)
+                .init(device);
+            linear.weight = Param::from_tensor(from_f64(
+                uniform(fan_in * out, fan_in),
+                [fan_in, out],
+                device,
+            ));
+            linear.bias = Some(Param::from_tensor(from_f64(
+                uniform(out, fan_in),
+                [out],
+                device,
+            )));
+            dense.push(linear);
             fan_in = out;
         }
-        ImageNet { convs, dense }
+        ImageNet {
+            mask: MaskConfig::default().init(kappa, seed),
+            convs,
+            norms,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            dense,
+            activation: self.activation,
+            shape,
+            label_smoothing: 0.0,
+        }
     }
 }
 
-/// A dense layer y = x W + b.
-#[derive(Module, Debug)]
-pub struct Dense {
-    /// W `[in, out]`.
-    pub weight: Param<Tensor<2>>,
-    /// b `[out]`.
-    pub bias: Param<Tensor<1>>,
-}
-
-/// conv (k×k, "same" padding) → batch norm → ReLU → 2×2 max-pool.
-#[derive(Module, Debug)]
-pub struct ConvBlock {
-    /// Kernels `[out, in, k, k]`.
-    pub weight: Param<Tensor<4>>,
-    /// Conv bias `[out]`.
-    pub bias: Param<Tensor<1>>,
-    /// Batch-norm scale `[out]`.
-    pub gamma: Param<Tensor<1>>,
-    /// Batch-norm shift `[out]`.
-    pub beta: Param<Tensor<1>>,
-    /// Running mean of the conv outputs `[out]` (not trained; used in evaluation).
-    pub running_mean: Param<Tensor<1>>,
-    /// Running variance `[out]` (not trained).
-    pub running_var: Param<Tensor<1>>,
-}
-
-/// Batch-norm momentum of the running statistics (PyTorch's default).
-pub const BN_MOMENTUM: f64 = 0.1;
-const BN_EPS: f64 = 1e-5;
-
-/// Randomness of one training forward pass.
-pub struct TrainNoise<'a> {
-    /// κ of the input mask (0: no mask).
-    pub kappa: f64,
-    /// Source of the mask's and dropout's draws.
-    pub stream: &'a mut Stream,
-}
-
-/// An image classifier: conv blocks (none for an MLP), then dense layers; logits out.
+/// An image classifier: the input mask, conv blocks (none for an MLP), then dense layers;
+/// logits out.
 #[derive(Module, Debug)]
 pub struct ImageNet {
-    /// Conv blocks, input side first.
-    pub convs: Vec<ConvBlock>,
+    /// The input mask (identity after `valid()`).
+    pub mask: InputMask,
+    /// Conv layers of the blocks, input side first.
+    pub convs: Vec<Conv2d>,
+    /// Batch norm of each block (empty without batch norm).
+    pub norms: Vec<BatchNorm>,
+    /// The blocks' 2×2 max-pool.
+    pub pool: MaxPool2d,
+    /// Dropout before the dense head (CNN) or after each hidden layer (MLP).
+    pub dropout: Dropout,
     /// Dense layers, the output layer last.
-    pub dense: Vec<Dense>,
+    pub dense: Vec<Linear>,
+    /// Nonlinearity of the hidden dense layers.
+    #[module(skip)]
+    pub activation: Activation,
+    /// Image shape (c, h, w) of the flattened inputs.
+    #[module(skip)]
+    pub shape: [usize; 3],
+    /// Label smoothing ε of the training loss (cross-entropy against (1 − ε)·one-hot + ε/K).
+    #[module(skip)]
+    pub label_smoothing: f64,
 }
 
-/// What a training forward pass also returns: each conv block's batch mean and variance, for
-/// [`ImageNet::update_running_stats`].
-pub type BatchStats = Vec<(Tensor<1>, Tensor<1>)>;
-
 impl ImageNet {
-    /// Logits. With `noise` (training): the input mask with its κ, dropout with probability
-    /// `config.dropout`, batch norm on batch statistics. Without (evaluation): clean input, no
-    /// dropout, batch norm on the running statistics.
+    /// The same model trained with label smoothing `epsilon`.
+    pub fn with_label_smoothing(self, epsilon: f64) -> Self {
+        Self {
+            label_smoothing: epsilon,
+            ..self
+        }
+    }
+
+    /// Logits, the samples being the batch positions (fresh masks need no more).
     ///
     /// # Shapes
-    /// - `x`: `[b, c·h·w]`, images flattened channel-major; `shape` = (c, h, w)
-    /// - returns logits `[b, classes]` and one (mean, var) `[channels]` per conv block
-    pub fn forward(
-        &self,
-        x: Tensor<2>,
-        shape: [usize; 3],
-        config: &ImageModelConfig,
-        mut noise: Option<TrainNoise<'_>>,
-    ) -> (Tensor<2>, BatchStats) {
-        let [b, dim] = x.dims();
-        let device = x.device();
-        let mut x = x;
-        if let Some(n) = noise.as_mut().filter(|n| n.kappa > 0.0) {
-            let mut c = vec![0.0f32; b * dim];
-            for v in &mut c {
-                *v = (1.0 + n.kappa * n.stream.normal_ziggurat()) as f32;
-            }
-            x = x * Tensor::from_data(TensorData::new(c, [b, dim]), &device);
-        }
-        let mut stats = Vec::new();
+    /// - `x`: `[b, c·h·w]`, images flattened channel-major; returns `[b, classes]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let b = x.dims()[0];
+        self.forward_indexed(x, &(0..b).collect::<Vec<_>>())
+    }
+
+    /// Logits of the samples whose dataset indices are `rows`. In training mode on an autodiff
+    /// device: the input mask, dropout, batch norm on batch statistics (updating the running
+    /// ones). After `valid()`: clean inputs, no dropout, the running statistics.
+    ///
+    /// # Shapes
+    /// - `x`: `[b, c·h·w]`, `rows`: b indices; returns `[b, classes]`
+    pub fn forward_indexed(&self, x: Tensor<2>, rows: &[usize]) -> Tensor<2> {
+        let b = x.dims()[0];
+        let x = self.mask.forward_indexed(x, rows);
         let mut h = if self.convs.is_empty() {
             x
         } else {
-            let mut z: Tensor<4> = x.reshape([b, shape[0], shape[1], shape[2]]);
-            let pad = config.kernel / 2;
-            for block in &self.convs {
-                z = conv2d(
-                    z,
-                    block.weight.val(),
-                    Some(block.bias.val()),
-                    ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
-                );
-                if config.batch_norm {
-                    let (mean, var) = if noise.is_some() {
-                        let mean = z.clone().mean_dim(0).mean_dim(2).mean_dim(3);
-                        let var = (z.clone() - mean.clone())
-                            .powi_scalar(2)
-                            .mean_dim(0)
-                            .mean_dim(2)
-                            .mean_dim(3);
-                        stats.push((mean.clone().flatten(0, 3), var.clone().flatten(0, 3)));
-                        (mean, var)
-                    } else {
-                        let ch = block.running_mean.dims()[0];
-                        (
-                            block.running_mean.val().reshape([1, ch, 1, 1]),
-                            block.running_var.val().reshape([1, ch, 1, 1]),
-                        )
-                    };
-                    let ch = mean.dims()[1];
-                    z = (z - mean) / (var + BN_EPS).sqrt()
-                        * block.gamma.val().reshape([1, ch, 1, 1])
-                        + block.beta.val().reshape([1, ch, 1, 1]);
+            let [c, height, width] = self.shape;
+            let mut z: Tensor<4> = x.reshape([b, c, height, width]);
+            for (i, conv) in self.convs.iter().enumerate() {
+                z = conv.forward(z);
+                if let Some(norm) = self.norms.get(i) {
+                    z = norm.forward(z);
                 }
-                z = max_pool2d(relu(z), MaxPoolOptions::new([2, 2]));
+                z = self.pool.forward(relu(z));
             }
             z.flatten(1, 3)
         };
@@ -321,53 +309,19 @@ impl ImageNet {
             // Dropout sits where the features enter the dense head (CNN), or after every hidden
             // layer (MLP).
             let drop_here = if self.convs.is_empty() { i > 0 } else { i == 0 };
-            if drop_here
-                && config.dropout > 0.0
-                && let Some(n) = noise.as_mut()
-            {
-                h = dropout(h, config.dropout, n.stream);
+            if drop_here {
+                h = self.dropout.forward(h);
             }
-            h = h.matmul(layer.weight.val()) + layer.bias.val().unsqueeze_dim(0);
+            h = layer.forward(h);
             if i < last {
-                h = match config.activation {
+                h = match self.activation {
                     Activation::Relu => relu(h),
                     Activation::Tanh => tanh(h),
                 };
             }
         }
-        (h, stats)
+        h
     }
-
-    /// Moves each block's running statistics toward the batch's:
-    /// r ← (1 − m) r + m s with m = [`BN_MOMENTUM`] and the unbiased batch variance.
-    pub fn update_running_stats(mut self, stats: BatchStats, batch_values: usize) -> Self {
-        let unbias = batch_values as f64 / (batch_values.max(2) - 1) as f64;
-        for (block, (mean, var)) in self.convs.iter_mut().zip(stats) {
-            let m = BN_MOMENTUM;
-            let rm = block.running_mean.val() * (1.0 - m) + mean.detach() * m;
-            let rv = block.running_var.val() * (1.0 - m) + var.detach() * (m * unbias);
-            block.running_mean = Param::from_tensor(rm.detach()).set_require_grad(false);
-            block.running_var = Param::from_tensor(rv.detach()).set_require_grad(false);
-        }
-        self
-    }
-}
-
-/// Inverted dropout: zero each value with probability `p`, scale the rest by 1/(1 − p).
-fn dropout(h: Tensor<2>, p: f64, stream: &mut Stream) -> Tensor<2> {
-    let [b, k] = h.dims();
-    let keep = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..b * k)
-        .map(|_| {
-            if stream.uniform() < p {
-                0.0
-            } else {
-                keep as f32
-            }
-        })
-        .collect();
-    let device = h.device();
-    h * Tensor::from_data(TensorData::new(mask, [b, k]), &device)
 }
 
 #[cfg(test)]
@@ -376,8 +330,8 @@ mod tests {
 
     #[test]
     fn shapes_of_the_mlp_and_the_cnn() {
-        let device = Device::flex();
-        let x = Tensor::<2>::zeros([3, 28 * 28], &device);
+        let device = Device::flex().autodiff();
+        let x = Tensor::<2>::ones([3, 28 * 28], &device);
         for architecture in [Architecture::Mlp, Architecture::Cnn] {
             let config = ImageModelConfig {
                 architecture,
@@ -387,17 +341,18 @@ mod tests {
                 ..ImageModelConfig::default()
             };
             config.validate([1, 28, 28]).unwrap();
-            let net = config.init([1, 28, 28], 10, 0, &device);
-            let mut stream = Stream::new(0, tag::MASK);
-            let noise = TrainNoise {
-                kappa: 0.5,
-                stream: &mut stream,
-            };
-            let (logits, stats) = net.forward(x.clone(), [1, 28, 28], &config, Some(noise));
+            let net = config.init([1, 28, 28], 10, 0.5, 0, &device);
+            assert_eq!(net.convs.len(), config.conv_blocks().len());
+            let logits = net.forward(x.clone());
             assert_eq!(logits.dims(), [3, 10]);
-            assert_eq!(stats.len(), config.conv_blocks().len());
-            let (clean, _) = net.forward(x.clone(), [1, 28, 28], &config, None);
+            // Evaluation is deterministic (no mask, no dropout); training is not.
+            let eval = net.valid();
+            let clean = eval.forward(x.clone().without_autodiff());
             assert_eq!(clean.dims(), [3, 10]);
+            let again = eval.forward(x.clone().without_autodiff());
+            assert!(clean.equal(again).all().into_scalar::<bool>());
+            let other = net.forward(x.clone());
+            assert!(!logits.equal(other).all().into_scalar::<bool>());
         }
     }
 

@@ -1,19 +1,26 @@
 //! Minibatch training of the image classifiers ([`gaussmask_nn::image::ImageNet`]) under the
-//! input mask: Adam, AdamW or SGD, weight decay, a constant or cosine learning rate, optional
-//! label smoothing; checkpoints that hold everything a resumed run needs (weights, optimizer
-//! moments, both random streams, the step), so that a resumed run ends bit-identical to an
-//! uninterrupted one on the same CPU backend.
+//! input mask, on the generic trainer ([`crate::fit`]): the classifier is [`Trainable`] with
+//! `burn::nn`'s cross-entropy (label smoothing included) as its loss, and the settings of an
+//! image experiment's `[train]` section ([`ClassifyConfig`]: Adam, AdamW or SGD, weight decay,
+//! a constant or cosine learning rate, DP-SGD) become a [`FitConfig`]. Checkpoints are
+//! [`Fit::checkpoint`]'s (Burn records of the model and optimizer, plus the streams and the
+//! step), so a resumed run ends bit-identical to an uninterrupted one on the same CPU backend.
 
 use std::collections::VecDeque;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::Gradients;
-use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Device, Tensor, TensorData};
-use gaussmask_nn::image::{ImageModelConfig, ImageNet, TrainNoise};
-use gaussmask_nn::rng::{Stream, tag};
-use gaussmask_nn::tensor_io::{from_f64, to_f64};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::store::ModuleRecord;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use gaussmask_data::Dataset;
+use gaussmask_nn::image::{ImageModelConfig, ImageNet};
+use gaussmask_nn::tensor_io::to_f64;
 use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+pub use crate::fit::DpSgd;
+use crate::fit::{Batch, Fit, FitConfig, FitOptimizer, FitSchedule, Trainable};
 
 /// The optimizer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,20 +72,6 @@ pub struct ClassifyConfig {
     /// DP-SGD (absent: ordinary training).
     #[serde(default)]
     pub dp: Option<DpSgd>,
-}
-
-/// DP-SGD (Abadi et al. 2016): each sample's gradient is clipped to norm ≤ `clip`, the clipped
-/// gradients are summed, Gaussian noise of std `noise_multiplier · clip` is added to every
-/// coordinate, and the sum is divided by the batch size. Batches are the shuffled fixed-size
-/// batches of ordinary training; the accountant treats them as Poisson samples of rate
-/// batch/n, the usual approximation.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DpSgd {
-    /// Clipping norm C.
-    pub clip: f64,
-    /// Noise multiplier σ.
-    pub noise_multiplier: f64,
 }
 
 impl ClassifyConfig {
@@ -137,18 +130,35 @@ impl ClassifyConfig {
         Ok(())
     }
 
-    /// Optimizer steps in one epoch over `n` images.
+    /// Optimizer steps in one epoch over `n` images: full batches only, the n mod b images
+    /// left over in an epoch's order wait for the next shuffle.
     pub fn steps_per_epoch(&self, n: usize) -> usize {
-        n.div_ceil(self.batch_size)
+        (n / self.batch_size).max(1)
     }
 
-    /// The learning rate of step `t` of `total`.
-    pub fn lr_at(&self, t: usize, total: usize) -> f64 {
-        match self.schedule {
-            Schedule::Constant => self.lr,
-            Schedule::Cosine => {
-                0.5 * self.lr * (1.0 + (std::f64::consts::PI * t as f64 / total as f64).cos())
-            }
+    /// The generic trainer's settings for `epochs` epochs over `n` images, the batch order and
+    /// every other stream of the trainer keyed by `seed`.
+    pub fn fit_config(&self, n: usize, seed: u64) -> FitConfig {
+        let steps = self.steps_per_epoch(n) * self.epochs;
+        FitConfig {
+            steps,
+            batch_size: Some(self.batch_size),
+            lr: self.lr,
+            optimizer: match self.optimizer {
+                ClassifyOptimizer::Adam => FitOptimizer::Adam,
+                ClassifyOptimizer::Adamw => FitOptimizer::AdamW,
+                ClassifyOptimizer::Sgd => FitOptimizer::Gd,
+            },
+            momentum: 0.0,
+            weight_decay: self.weight_decay,
+            schedule: match self.schedule {
+                Schedule::Constant => FitSchedule::Constant,
+                Schedule::Cosine => FitSchedule::Cosine { min_lr: 0.0 },
+            },
+            masks_per_step: 1,
+            shuffle_seed: seed,
+            log_every: 1,
+            dp: self.dp,
         }
     }
 }
@@ -181,161 +191,111 @@ impl ImageData<'_> {
         }
         Tensor::from_data(TensorData::new(x, [rows.len(), dim]), device)
     }
-}
 
-/// Everything a run needs to continue: weights, optimizer moments, random streams, step.
-#[derive(Debug)]
-pub struct TrainState {
-    /// The model (on the autodiff device while training).
-    pub model: ImageNet,
-    /// Adam's first and second moments per trainable parameter, in visiting order, flattened;
-    /// empty before the first step and for SGD.
-    moments: Vec<(Tensor<1>, Tensor<1>)>,
-    /// Optimizer steps done.
-    pub step: usize,
-    /// Source of masks and dropout.
-    noise: Stream,
-}
-
-impl TrainState {
-    /// A fresh run: initial weights and streams of `seed`.
-    pub fn new(
-        config: &ImageModelConfig,
-        shape: [usize; 3],
-        classes: usize,
-        seed: u64,
-        device: &Device,
-    ) -> Self {
-        Self {
-            model: config.init(shape, classes, seed, device),
-            moments: Vec::new(),
-            step: 0,
-            noise: Stream::new(seed, tag::MASK),
+    /// The images as the trainer's dataset: flattened inputs, the class indices as targets.
+    pub fn dataset(&self) -> Dataset {
+        Dataset {
+            x: self.x.iter().map(|&v| f64::from(v)).collect(),
+            y: self.labels.iter().map(|&l| f64::from(l)).collect(),
+            n: self.n(),
+            d: self.shape.iter().product(),
         }
-    }
-
-    /// The state as bytes: a little-endian u64 header length, a JSON header (step, stream
-    /// state, tensor shapes), then every tensor's values as little-endian f64 (exact for f32
-    /// and f64 devices alike).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut tensors = Vec::new();
-        self.model.visit(&mut Collect(&mut tensors));
-        let n_params = tensors.len();
-        for (m, v) in &self.moments {
-            tensors.push(host(m.clone()));
-            tensors.push(host(v.clone()));
-        }
-        let header = CheckpointHeader {
-            format: CHECKPOINT_FORMAT.into(),
-            step: self.step,
-            noise: self.noise.state(),
-            params: n_params,
-            shapes: tensors.iter().map(|t| t.0.clone()).collect(),
-        };
-        let json = serde_json::to_vec(&header).expect("header encodes");
-        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
-        bytes.extend_from_slice(&json);
-        for (_, values) in &tensors {
-            for v in values {
-                bytes.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        bytes
-    }
-
-    /// The state saved by [`TrainState::to_bytes`], for a model of `config` (its shapes must
-    /// match).
-    pub fn from_bytes(
-        bytes: &[u8],
-        config: &ImageModelConfig,
-        shape: [usize; 3],
-        classes: usize,
-        device: &Device,
-    ) -> Result<Self, String> {
-        let len = bytes
-            .get(..8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
-            .ok_or("truncated checkpoint")?;
-        let json = bytes
-            .get(8..8usize.saturating_add(len))
-            .ok_or("truncated checkpoint header")?;
-        let header: CheckpointHeader =
-            serde_json::from_slice(json).map_err(|e| format!("bad checkpoint header: {e}"))?;
-        if header.format != CHECKPOINT_FORMAT {
-            return Err(format!("unknown checkpoint format '{}'", header.format));
-        }
-        let mut rest = &bytes[8 + len..];
-        let mut tensors = VecDeque::new();
-        for shape in &header.shapes {
-            let count: usize = shape.iter().product();
-            let raw = count
-                .checked_mul(8)
-                .and_then(|len| rest.get(..len))
-                .ok_or("truncated checkpoint tensors")?;
-            let values: Vec<f64> = raw
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect();
-            tensors.push_back((shape.clone(), values));
-            rest = &rest[raw.len()..];
-        }
-        if !rest.is_empty() {
-            return Err("checkpoint has trailing bytes".into());
-        }
-        if header.params > tensors.len() || !(tensors.len() - header.params).is_multiple_of(2) {
-            return Err("checkpoint does not match the model's parameters".into());
-        }
-        let params: Vec<_> = tensors.drain(..header.params).collect();
-        let model = with_parameters(config.init(shape, classes, 0, device), params)
-            .map_err(|e| format!("checkpoint does not match the model: {e}"))?;
-        let mut moments = Vec::new();
-        while let (Some(m), Some(v)) = (tensors.pop_front(), tensors.pop_front()) {
-            let [a, b] = [m, v].map(|(s, values)| {
-                let count = s.iter().product::<usize>();
-                Tensor::<1>::from_data(TensorData::new(values, [count]), device).inner()
-            });
-            moments.push((a, b));
-        }
-        Ok(Self {
-            model,
-            moments,
-            step: header.step,
-            noise: Stream::from_state(header.noise),
-        })
     }
 }
 
-impl TrainState {
-    /// A state whose model has the parameter `values` (as [`parameters`] lists them), with
-    /// fresh optimizer moments and the streams of `seed`: a FedAvg client's start of round.
+impl Trainable for ImageNet {
+    /// Cross-entropy of the logits of the masked images against the classes (`batch.y`), with
+    /// the model's label smoothing: `burn::nn::loss::CrossEntropyLoss`.
+    fn loss(&self, batch: &Batch) -> Tensor<1> {
+        let logits = self.forward_indexed(batch.x.clone(), &batch.rows);
+        let smoothing = (self.label_smoothing > 0.0).then_some(self.label_smoothing as f32);
+        CrossEntropyLossConfig::new()
+            .with_smoothing(smoothing)
+            .init(&logits.device())
+            .forward(logits, batch.y.clone().int())
+    }
+}
+
+/// How one classifier is trained: model, optimizer, mask strength, seed.
+#[derive(Clone, Copy, Debug)]
+pub struct ClassifierSpec<'a> {
+    /// Model shape.
+    pub model: &'a ImageModelConfig,
+    /// Optimizer, batches, schedule.
+    pub train: &'a ClassifyConfig,
+    /// κ of the input mask (0: clean training).
+    pub kappa: f64,
+    /// Seed of the initial weights, the mask, the batch order and the device's draws.
+    pub seed: u64,
+}
+
+impl ClassifierSpec<'_> {
+    /// The untrained model for images of `shape` and `classes` classes.
+    pub fn init(&self, shape: [usize; 3], classes: usize, device: &Device) -> ImageNet {
+        self.model
+            .init(shape, classes, self.kappa, self.seed, device)
+            .with_label_smoothing(self.train.label_smoothing)
+    }
+
+    /// A training run at step 0 on `data` (see [`ImageData::dataset`]), from `model` (e.g.
+    /// [`ClassifierSpec::init`]) on the autodiff `device`.
     ///
     /// # Errors
-    /// The values do not fit a model of `config`.
-    pub fn from_parameters(
-        values: Parameters,
-        config: &ImageModelConfig,
-        shape: [usize; 3],
-        classes: usize,
-        seed: u64,
+    /// Settings that do not fit the data (a batch larger than the images).
+    pub fn fit<'a>(
+        &self,
+        model: ImageNet,
+        data: &'a Dataset,
         device: &Device,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            model: with_parameters(config.init(shape, classes, seed, device), values)?,
-            moments: Vec::new(),
-            step: 0,
-            noise: Stream::new(seed, tag::MASK),
-        })
+    ) -> Result<Fit<'a, ImageNet>, TrainError> {
+        Fit::new(model, data, &self.train.fit_config(data.n, self.seed), device)
+    }
+
+    /// The run saved by [`Fit::checkpoint`], continued; `model` is any model of this spec's
+    /// shape (its values are replaced).
+    ///
+    /// # Errors
+    /// A one-line message when the bytes are not a checkpoint of this run.
+    pub fn resume<'a>(
+        &self,
+        model: ImageNet,
+        bytes: &[u8],
+        data: &'a Dataset,
+        device: &Device,
+    ) -> Result<Fit<'a, ImageNet>, String> {
+        let config = self.train.fit_config(data.n, self.seed);
+        Fit::resume(model, bytes, data, &config, device)
     }
 }
 
-/// A model's float parameters as (shape, values) pairs, in visiting order.
+/// Trains a classifier of `spec` on `data` for its epochs, from scratch; `tick` after each step.
+///
+/// # Errors
+/// As [`Fit::advance`].
+pub fn train_classifier(
+    spec: ClassifierSpec<'_>,
+    model: ImageNet,
+    data: &Dataset,
+    device: &Device,
+    mut tick: impl FnMut(),
+) -> Result<ImageNet, TrainError> {
+    let mut run = spec.fit(model, data, device)?;
+    while run.step() < spec.train.fit_config(data.n, spec.seed).steps {
+        run.advance()?;
+        tick();
+    }
+    Ok(run.into_model())
+}
+
+/// A model's float parameters and buffers as (shape, values) pairs, in visiting order.
 pub type Parameters = Vec<(Vec<usize>, Vec<f64>)>;
 
-/// Every float parameter of `model` (batch-norm statistics included) as (shape, values), in
-/// visiting order.
-pub fn parameters(model: &ImageNet) -> Parameters {
+/// Every float parameter of `model` (batch-norm running statistics included) as (shape,
+/// values), in visiting order.
+pub fn parameters<M: Module>(model: &M) -> Parameters {
     let mut out = Vec::new();
-    model.visit(&mut Collect(&mut out));
+    // Through `valid()`, which folds in the last update of running statistics first.
+    model.valid().visit(&mut Collect(&mut out));
     out
 }
 
@@ -343,7 +303,7 @@ pub fn parameters(model: &ImageNet) -> Parameters {
 ///
 /// # Errors
 /// Counts or shapes differ.
-pub fn with_parameters(model: ImageNet, values: Parameters) -> Result<ImageNet, String> {
+pub fn with_parameters<M: Module>(model: M, values: Parameters) -> Result<M, String> {
     let mut values: VecDeque<_> = values.into();
     let mut load = Load {
         values: &mut values,
@@ -357,26 +317,38 @@ pub fn with_parameters(model: ImageNet, values: Parameters) -> Result<ImageNet, 
     }
 }
 
-const CHECKPOINT_FORMAT: &str = "gaussmask-classifier-1";
-
-#[derive(Serialize, Deserialize)]
-struct CheckpointHeader {
-    format: String,
-    step: usize,
-    noise: [u64; 6],
-    params: usize,
-    shapes: Vec<Vec<usize>>,
+/// `model`'s Burn record (weights, batch-norm statistics, mask streams) as bytes.
+///
+/// # Errors
+/// The record cannot be encoded.
+pub fn model_bytes<M: Module>(model: &M) -> Result<Vec<u8>, String> {
+    // Through `valid()`, which folds in the last update of running statistics first.
+    model
+        .valid()
+        .into_record()
+        .into_bytes()
+        .map(|bytes| bytes.to_vec())
+        .map_err(|e| format!("cannot record the model: {e}"))
 }
 
-fn host<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f64>) {
-    (t.dims().to_vec(), to_f64(t))
+/// `model` with the record saved by [`model_bytes`] loaded.
+///
+/// # Errors
+/// The bytes are not a record of a model of this shape.
+pub fn load_model_bytes<M: Module>(model: M, bytes: &[u8]) -> Result<M, String> {
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| format!("not a model record: {e}"))?;
+    model
+        .try_load_record(record)
+        .map_err(|e| format!("the record does not fit the model: {e}"))
 }
 
-struct Collect<'a>(&'a mut Vec<(Vec<usize>, Vec<f64>)>);
+struct Collect<'a>(&'a mut Parameters);
 
 impl ModuleVisitor for Collect<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.push(host(param.val()));
+        let t = param.val();
+        self.0.push((t.dims().to_vec(), to_f64(t)));
     }
 }
 
@@ -388,12 +360,12 @@ struct Load<'a> {
 impl ModuleMapper for Load<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let Some((shape, values)) = self.values.pop_front() else {
-            self.error = Some("checkpoint has fewer parameters than the model".into());
+            self.error = Some("fewer values than the model has parameters".into());
             return param;
         };
         if shape != param.dims().to_vec() {
             self.error = Some(format!(
-                "checkpoint parameter of shape {shape:?} where the model has {:?}",
+                "a parameter of shape {shape:?} where the model has {:?}",
                 param.dims()
             ));
             return param;
@@ -402,335 +374,24 @@ impl ModuleMapper for Load<'_> {
         param.map(|t| {
             let device = t.device();
             let dims: [usize; D] = t.dims();
-            Tensor::from_data(TensorData::new(values, dims), &device).set_require_grad(grad)
+            Tensor::from_data(TensorData::new(values, dims), (&device, t.dtype()))
+                .set_require_grad(grad)
         })
     }
 }
 
-/// Where a step's gradients come from.
-enum GradSource<'a> {
-    /// Autodiff of the batch loss.
-    Autodiff(&'a Gradients),
-    /// Flattened gradients per trainable parameter, in visiting order (DP-SGD).
-    Flat(Vec<Tensor<1>>),
-}
-
-/// Each trainable parameter's gradient, flattened, in visiting order.
-struct CollectGrads<'a> {
-    grads: &'a Gradients,
-    out: Vec<Tensor<1>>,
-}
-
-impl ModuleVisitor for CollectGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if param.is_require_grad()
-            && let Some(g) = param.val().grad(self.grads)
-        {
-            let count = g.dims().iter().product::<usize>();
-            self.out.push(g.reshape([count]));
-        }
-    }
-}
-
-/// One Adam/AdamW/SGD step over every trainable parameter, in visiting order.
-struct Step<'a> {
-    grads: GradSource<'a>,
-    moments: &'a mut Vec<(Tensor<1>, Tensor<1>)>,
-    index: usize,
-    lr: f64,
-    config: &'a ClassifyConfig,
-    /// Bias corrections 1 − β₁ᵗ, 1 − β₂ᵗ.
-    correction: (f64, f64),
-}
-
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const ADAM_EPS: f64 = 1e-8;
-
-impl ModuleMapper for Step<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if !param.is_require_grad() {
-            return param;
-        }
-        let grad = match &self.grads {
-            GradSource::Autodiff(grads) => {
-                let Some(g) = param.val().grad(grads) else {
-                    return param;
-                };
-                let count = g.dims().iter().product::<usize>();
-                g.reshape([count])
-            }
-            GradSource::Flat(flat) => flat[self.index].clone(),
-        };
-        let (lr, config, correction) = (self.lr, self.config, self.correction);
-        let index = self.index;
-        self.index += 1;
-        let moments = &mut *self.moments;
-        param.map(|t| {
-            let dims = t.dims();
-            let count = dims.iter().product::<usize>();
-            let w = t.inner().reshape([count]);
-            let mut g = grad;
-            let decay = config.weight_decay;
-            if decay > 0.0 && config.optimizer != ClassifyOptimizer::Adamw {
-                g = g + w.clone() * decay;
-            }
-            let update = match config.optimizer {
-                ClassifyOptimizer::Sgd => g * lr,
-                ClassifyOptimizer::Adam | ClassifyOptimizer::Adamw => {
-                    if moments.len() == index {
-                        moments.push((g.zeros_like(), g.zeros_like()));
-                    }
-                    let (m, v) = moments[index].clone();
-                    let m = m * BETA1 + g.clone() * (1.0 - BETA1);
-                    let v = v * BETA2 + g.powi_scalar(2) * (1.0 - BETA2);
-                    let step = (m.clone() / correction.0)
-                        / ((v.clone() / correction.1).sqrt() + ADAM_EPS)
-                        * lr;
-                    moments[index] = (m, v);
-                    if config.optimizer == ClassifyOptimizer::Adamw && decay > 0.0 {
-                        step + w.clone() * (lr * decay)
-                    } else {
-                        step
-                    }
-                }
-            };
-            (w - update).reshape(dims).autodiff().require_grad()
-        })
-    }
-}
-
-/// Cross-entropy of `logits` against `labels`, with label smoothing ε: the mean over the batch
-/// of −Σ_k t_k log softmax(logits)_k, t = (1 − ε)·one-hot + ε/K.
-///
-/// # Shapes
-/// - `logits`: `[b, K]`; returns a one-element tensor
-pub fn cross_entropy(logits: Tensor<2>, labels: &[u8], smoothing: f64) -> Tensor<1> {
-    let [b, k] = logits.dims();
-    let off = smoothing / k as f64;
-    let mut targets = vec![off; b * k];
-    for (i, &label) in labels.iter().enumerate() {
-        targets[i * k + label as usize] += 1.0 - smoothing;
-    }
-    let targets = from_f64(targets, [b, k], &logits.device());
-    (log_softmax(logits, 1) * targets).sum().neg() / b as f64
-}
-
-/// What [`train_classifier`] tells its observer after each optimizer step.
-pub struct StepInfo<'a> {
-    /// The state after the step.
-    pub state: &'a TrainState,
-    /// The step's minibatch loss (masked inputs).
-    pub loss: f64,
-    /// Epoch the step belonged to (0-based).
-    pub epoch: usize,
-    /// Whether the step finished its epoch.
-    pub epoch_end: bool,
-}
-
-/// What the observer answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flow {
-    /// Go on.
-    Continue,
-    /// Stop now and return the state as it is (the observer has saved it).
-    Stop,
-}
-
-/// Why training ended early.
-#[derive(Debug)]
-pub enum ClassifyError {
-    /// The loss became NaN or infinite.
-    Diverged {
-        /// The step.
-        step: usize,
-        /// The value.
-        value: f64,
-    },
-}
-
-impl std::fmt::Display for ClassifyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClassifyError::Diverged { step, value } => write!(
-                f,
-                "training diverged at step {step}: loss {value} (lower train.lr)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ClassifyError {}
-
-/// How one classifier is trained: model, optimizer, mask strength, seed.
-#[derive(Clone, Copy, Debug)]
-pub struct ClassifierSpec<'a> {
-    /// Model shape.
-    pub model: &'a ImageModelConfig,
-    /// Optimizer, batches, schedule.
-    pub train: &'a ClassifyConfig,
-    /// κ of the input mask (0: clean training).
-    pub kappa: f64,
-    /// Seed of the batch order (the state holds the rest).
-    pub seed: u64,
-}
-
-/// Trains from `state` (fresh, or restored from a checkpoint) until `spec.train.epochs` epochs
-/// are done or `observe` says stop. `device` is the autodiff device the state lives on.
-///
-/// Epoch e visits the images in the order of a permutation drawn from the seed's batch stream
-/// for e alone, so a run resumed at any step sees the batches the uninterrupted run saw.
-///
-/// # Errors
-/// [`ClassifyError::Diverged`] when the loss stops being finite.
-pub fn train_classifier(
-    spec: ClassifierSpec<'_>,
-    data: ImageData<'_>,
-    mut state: TrainState,
-    device: &Device,
-    mut observe: impl FnMut(StepInfo<'_>) -> Flow,
-) -> Result<TrainState, ClassifyError> {
-    let n = data.n();
-    let per_epoch = spec.train.steps_per_epoch(n);
-    let total = per_epoch * spec.train.epochs;
-    let batch_stream = Stream::new(spec.seed, tag::BATCH);
-    let mut order: Vec<usize> = Vec::new();
-    let mut order_epoch = usize::MAX;
-    while state.step < total {
-        let (epoch, within) = (state.step / per_epoch, state.step % per_epoch);
-        if order_epoch != epoch {
-            order = (0..n).collect();
-            batch_stream.substream(epoch as u64).shuffle(&mut order);
-            order_epoch = epoch;
-        }
-        let rows =
-            &order[within * spec.train.batch_size..((within + 1) * spec.train.batch_size).min(n)];
-        let x = data.batch(rows, device);
-        let labels: Vec<u8> = rows.iter().map(|&i| data.labels[i]).collect();
-        let autodiff_grads;
-        let (value, grads, stats) = match spec.train.dp {
-            None => {
-                let noise = TrainNoise {
-                    kappa: spec.kappa,
-                    stream: &mut state.noise,
-                };
-                let (logits, stats) = state.model.forward(x, data.shape, spec.model, Some(noise));
-                let loss = cross_entropy(logits, &labels, spec.train.label_smoothing);
-                let value = loss.clone().inner().into_scalar::<f64>();
-                autodiff_grads = loss.backward();
-                (value, GradSource::Autodiff(&autodiff_grads), stats)
-            }
-            Some(dp) => {
-                let (value, flat) = dp_gradients(&mut state, spec, data, rows, dp, device);
-                (value, GradSource::Flat(flat), Vec::new())
-            }
-        };
-        if !value.is_finite() {
-            return Err(ClassifyError::Diverged {
-                step: state.step,
-                value,
-            });
-        }
-        let t = state.step + 1;
-        let mut step = Step {
-            grads,
-            moments: &mut state.moments,
-            index: 0,
-            lr: spec.train.lr_at(state.step, total),
-            config: spec.train,
-            correction: (1.0 - BETA1.powi(t as i32), 1.0 - BETA2.powi(t as i32)),
-        };
-        let spatial = data.shape[1] * data.shape[2];
-        let model = state.model.map(&mut step);
-        state.model = model.update_running_stats(stats, rows.len() * spatial);
-        state.step = t;
-        let info = StepInfo {
-            state: &state,
-            loss: value,
-            epoch,
-            epoch_end: within + 1 == per_epoch,
-        };
-        if observe(info) == Flow::Stop {
-            break;
-        }
-    }
-    Ok(state)
-}
-
-/// DP-SGD's gradient of one batch: per-sample gradients (each sample's own mask), each clipped
-/// to norm ≤ C, summed, plus N(0, (σC)²) noise per coordinate, over the batch size. Returns the
-/// mean per-sample loss too.
-fn dp_gradients(
-    state: &mut TrainState,
-    spec: ClassifierSpec<'_>,
-    data: ImageData<'_>,
-    rows: &[usize],
-    dp: DpSgd,
-    device: &Device,
-) -> (f64, Vec<Tensor<1>>) {
-    let mut sum: Vec<Tensor<1>> = Vec::new();
-    let mut loss_sum = 0.0;
-    for &row in rows {
-        let noise = TrainNoise {
-            kappa: spec.kappa,
-            stream: &mut state.noise,
-        };
-        let x = data.batch(&[row], device);
-        let (logits, _) = state.model.forward(x, data.shape, spec.model, Some(noise));
-        let loss = cross_entropy(logits, &[data.labels[row]], spec.train.label_smoothing);
-        loss_sum += loss.clone().inner().into_scalar::<f64>();
-        let grads = loss.backward();
-        let mut collect = CollectGrads {
-            grads: &grads,
-            out: Vec::new(),
-        };
-        state.model.visit(&mut collect);
-        let norm = collect
-            .out
-            .iter()
-            .map(|g| g.clone().powi_scalar(2).sum().into_scalar::<f64>())
-            .sum::<f64>()
-            .sqrt();
-        let scale = (dp.clip / norm.max(f64::MIN_POSITIVE)).min(1.0);
-        if sum.is_empty() {
-            sum = collect.out.into_iter().map(|g| g * scale).collect();
-        } else {
-            for (acc, g) in sum.iter_mut().zip(collect.out) {
-                *acc = acc.clone() + g * scale;
-            }
-        }
-    }
-    let std = dp.noise_multiplier * dp.clip;
-    let b = rows.len() as f64;
-    let noisy = sum
-        .into_iter()
-        .map(|acc| {
-            let count = acc.dims()[0];
-            let z: Vec<f64> = (0..count).map(|_| std * state.noise.normal()).collect();
-            let device = acc.device();
-            (acc + from_f64(z, [count], &device)) / b
-        })
-        .collect();
-    (loss_sum / b, noisy)
-}
-
-/// Softmax posteriors of `model` on every image of `data`, mask off, in batches of `batch`.
+/// Softmax posteriors of `model` on every image of `data`, in batches of `batch`; pass the
+/// evaluation model (`valid()`: mask off, running statistics).
 ///
 /// # Shapes
 /// - returns `[n, classes]` row-major
-pub fn posteriors(
-    model: &ImageNet,
-    config: &ImageModelConfig,
-    data: ImageData<'_>,
-    batch: usize,
-    device: &Device,
-) -> Vec<f32> {
+pub fn posteriors(model: &ImageNet, data: ImageData<'_>, batch: usize, device: &Device) -> Vec<f32> {
     let n = data.n();
     let mut out = Vec::with_capacity(n * data.classes);
     let rows: Vec<usize> = (0..n).collect();
     for chunk in rows.chunks(batch.max(1)) {
         let x = data.batch(chunk, device);
-        let (logits, _) = model.forward(x, data.shape, config, None);
+        let logits = model.forward_indexed(x, chunk);
         out.extend(to_f64(softmax(logits, 1)).into_iter().map(|v| v as f32));
     }
     out

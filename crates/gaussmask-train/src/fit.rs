@@ -39,7 +39,7 @@
 //! assert!(losses.last().unwrap() < &losses[0]);
 //! ```
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::OptimizerRecord;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::lr_scheduler::LrSchedulerRecord;
@@ -50,6 +50,7 @@ use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, Sgd
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor};
 use gaussmask_data::Dataset;
+use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io::{from_f64, to_f64};
 use gaussmask_nn::{DeepRelu, TwoLayerRelu, half_sse};
 use serde::{Deserialize, Serialize};
@@ -105,7 +106,8 @@ impl Trainable for DeepRelu {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FitOptimizer {
-    /// (Stochastic) gradient descent, with heavy-ball momentum when `momentum` > 0.
+    /// (Stochastic) gradient descent, with heavy-ball momentum when `momentum` > 0; weight
+    /// decay added to the gradient (L2).
     #[default]
     Gd,
     /// Adam, weight decay added to the gradient (L2).
@@ -146,7 +148,7 @@ pub struct FitConfig {
     /// Momentum of `gd` (0 = none).
     #[serde(default)]
     pub momentum: f64,
-    /// Weight decay of `adam` (L2) and `adamw` (decoupled).
+    /// Weight decay: L2 for `gd` and `adam`, decoupled for `adamw`.
     #[serde(default)]
     pub weight_decay: f64,
     /// Learning-rate schedule.
@@ -155,12 +157,29 @@ pub struct FitConfig {
     /// Masks drawn per step; the loss is their mean (the masked-k objective).
     #[serde(default = "one")]
     pub masks_per_step: usize,
-    /// Seed of the minibatch order.
+    /// Seed of the minibatch order, of the device generator's seed at each step (what
+    /// `burn::nn::Dropout` and on-device masks draw from) and of DP-SGD's noise.
     #[serde(default)]
     pub shuffle_seed: u64,
     /// Log every this many steps (the last step always).
     #[serde(default = "one")]
     pub log_every: usize,
+    /// DP-SGD (absent: ordinary gradients).
+    #[serde(default)]
+    pub dp: Option<DpSgd>,
+}
+
+/// DP-SGD (Abadi et al. 2016): each sample's gradient is clipped to norm ≤ `clip`, the clipped
+/// gradients are summed, Gaussian noise of std `noise_multiplier · clip` is added to every
+/// coordinate, and the sum is divided by the batch size. Per-sample gradients need a model
+/// whose loss on one sample does not depend on its batch-mates (no batch norm).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpSgd {
+    /// Clipping norm C.
+    pub clip: f64,
+    /// Noise multiplier σ.
+    pub noise_multiplier: f64,
 }
 
 fn one() -> usize {
@@ -180,6 +199,7 @@ impl Default for FitConfig {
             masks_per_step: 1,
             shuffle_seed: 0,
             log_every: 1,
+            dp: None,
         }
     }
 }
@@ -230,6 +250,20 @@ impl FitConfig {
         if self.log_every == 0 {
             return Err("train.log_every must be ≥ 1, got 0".into());
         }
+        if let Some(dp) = &self.dp {
+            if !positive(dp.clip) {
+                return Err(format!(
+                    "train.dp.clip must be a finite number > 0, got {}",
+                    dp.clip
+                ));
+            }
+            if !(dp.noise_multiplier.is_finite() && dp.noise_multiplier >= 0.0) {
+                return Err(format!(
+                    "train.dp.noise_multiplier must be a finite number ≥ 0, got {}",
+                    dp.noise_multiplier
+                ));
+            }
+        }
         self.scheduler().map(|_| ())
     }
 
@@ -239,6 +273,7 @@ impl FitConfig {
             (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
         match self.optimizer {
             FitOptimizer::Gd => SgdConfig::new()
+                .with_weight_decay(decay)
                 .with_momentum((self.momentum > 0.0).then(|| {
                     MomentumConfig::new()
                         .with_momentum(self.momentum)
@@ -297,6 +332,9 @@ pub fn fit<M: Trainable>(
     Ok(run.into_model())
 }
 
+/// A step's loss per replica and its gradients.
+type Gradients = (Tensor<1>, GradientsParams);
+
 /// A run of [`fit`] that can stop after any step, save a checkpoint, and continue from it
 /// bit-exactly (same batches, masks and optimizer state as the uninterrupted run).
 ///
@@ -313,7 +351,12 @@ pub struct Fit<'a, M: Trainable> {
     optimizer: ModuleOptimizer,
     scheduler: ModuleLrScheduler,
     batches: Batches,
-    all: Batch,
+    /// The full batch, built on first use.
+    all: Option<Batch>,
+    /// Seeds the device generator before each step.
+    device_seeds: Stream,
+    /// DP-SGD's gradient noise.
+    privacy: Stream,
     step: usize,
     /// Whether the final model has been evaluated.
     done: bool,
@@ -326,12 +369,14 @@ struct FitHeader {
     order: Vec<usize>,
     cursor: usize,
     stream: [u64; 6],
+    device_seeds: [u64; 6],
+    privacy: [u64; 6],
     /// Lengths of the model, optimizer and schedule records that follow.
     records: [usize; 3],
 }
 
 /// Leads every checkpoint of [`Fit::checkpoint`].
-const FIT_MAGIC: &[u8] = b"GMFIT1\n";
+const FIT_MAGIC: &[u8] = b"GMFIT2\n";
 
 impl<'a, M: Trainable> Fit<'a, M> {
     /// A run at step 0.
@@ -347,7 +392,9 @@ impl<'a, M: Trainable> Fit<'a, M> {
         config.validate(data.n).map_err(TrainError::Config)?;
         let batches = Batches::new(data.n, config.batch_size, config.shuffle_seed);
         Ok(Self {
-            all: batch(data, batches.all(), device),
+            all: None,
+            device_seeds: Stream::new(config.shuffle_seed, tag::DROPOUT),
+            privacy: Stream::new(config.shuffle_seed, tag::PRIVACY),
             model: Some(model),
             data,
             config: config.clone(),
@@ -379,6 +426,27 @@ impl<'a, M: Trainable> Fit<'a, M> {
             .expect("the model is only taken while stepping")
     }
 
+    /// One update, whatever `log_every` says: the loss at the current weights (returned), then
+    /// the optimizer step. Unlike [`Fit::run_until`] it never evaluates the final model, so a
+    /// model with side effects in its training forward pass (batch-norm statistics) sees
+    /// exactly one forward pass per update.
+    ///
+    /// # Errors
+    /// [`TrainError::Diverged`] when the loss becomes NaN or infinite; [`TrainError::Config`]
+    /// when all `steps` are done.
+    pub fn advance(&mut self) -> Result<FitLog, TrainError> {
+        if self.step >= self.config.steps {
+            return Err(TrainError::Config(format!(
+                "train.steps: all {} steps are done",
+                self.config.steps
+            )));
+        }
+        let mut log = None;
+        self.iteration(&mut |l: &FitLog, _: &M| log = Some(l.clone()), true, true)?;
+        self.step += 1;
+        Ok(log.expect("advance always logs"))
+    }
+
     /// Runs until `until` updates are done (at most `steps`); reaching `steps`, it also
     /// evaluates and logs the final model, as [`fit`] does.
     ///
@@ -390,44 +458,59 @@ impl<'a, M: Trainable> Fit<'a, M> {
         mut hook: impl FnMut(&FitLog, &M),
     ) -> Result<(), TrainError> {
         while self.step < until.min(self.config.steps) {
-            self.iteration(&mut hook, true)?;
+            self.iteration(&mut hook, true, false)?;
             self.step += 1;
         }
         // Step `steps` only evaluates: W_steps is logged like every W_k before it.
         if until >= self.config.steps && !self.done {
-            self.iteration(&mut hook, false)?;
+            self.iteration(&mut hook, false, false)?;
             self.done = true;
         }
         Ok(())
     }
 
-    /// One step: the loss at the current weights (logged when due), then the update.
+    /// One step: the loss at the current weights (logged when due, or always with `log_all`),
+    /// then the update.
     fn iteration(
         &mut self,
         hook: &mut impl FnMut(&FitLog, &M),
         update: bool,
+        log_all: bool,
     ) -> Result<(), TrainError> {
-        let (step, config) = (self.step, &self.config);
+        let step = self.step;
         let model = self
             .model
             .take()
             .expect("the model is only taken while stepping");
-        let batch = match self.batches.next() {
-            None => self.all.clone(),
-            Some(rows) => self::batch(self.data, &rows, &self.device),
+        // Whatever the model draws on the device (dropout, on-device masks) is keyed by the
+        // step, so a resumed run draws what the uninterrupted one did.
+        self.device.seed(self.device_seeds.next_u64());
+        let rows = self.batches.next();
+        let config = &self.config;
+        let (loss, grads) = match (config.dp, update) {
+            (Some(dp), true) => {
+                let rows = rows.unwrap_or_else(|| self.batches.all().to_vec());
+                dp_gradients(&model, self.data, &rows, dp, &mut self.privacy, &self.device)
+            }
+            _ => {
+                let batch = match &rows {
+                    None => self
+                        .all
+                        .get_or_insert_with(|| batch(self.data, self.batches.all(), &self.device))
+                        .clone(),
+                    Some(rows) => self::batch(self.data, rows, &self.device),
+                };
+                let loss = masked_loss(&model, &batch, config.masks_per_step);
+                let grads = if update {
+                    GradientsParams::from_grads(loss.clone().sum().backward(), &model)
+                } else {
+                    GradientsParams::new()
+                };
+                (loss, grads)
+            }
         };
-        let loss = (0..config.masks_per_step)
-            .map(|_| model.loss(&batch))
-            .reduce(|acc, l| acc + l)
-            .expect("masks_per_step ≥ 1");
-        // A product, not `/ k`: Burn 0.22.1's backward of a scalar division rounds the scalar
-        // to f32.
-        let loss = match config.masks_per_step {
-            1 => loss,
-            k => loss * (1.0 / k as f64),
-        };
-        if step % config.log_every == 0 || step == config.steps {
-            let values = to_f64(loss.clone().without_autodiff());
+        if log_all || step % config.log_every == 0 || step == config.steps {
+            let values = to_f64(loss.without_autodiff());
             if let Some((replica, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite())
             {
                 self.model = Some(model);
@@ -440,7 +523,6 @@ impl<'a, M: Trainable> Fit<'a, M> {
             hook(&FitLog { step, loss: values }, &model);
         }
         self.model = Some(if update {
-            let grads = GradientsParams::from_grads(loss.sum().backward(), &model);
             self.optimizer.step(self.scheduler.step(), model, grads)
         } else {
             model
@@ -450,8 +532,10 @@ impl<'a, M: Trainable> Fit<'a, M> {
 
     /// The run's state as bytes: continue it with [`Fit::resume`].
     pub fn checkpoint(&self) -> Result<Vec<u8>, String> {
+        // Recorded through `valid()`, which first folds in the last update of running
+        // statistics (burn::nn::BatchNorm's; a training-mode record holds the one before).
         let records = [
-            self.model().clone().into_record().into_bytes(),
+            self.model().valid().into_record().into_bytes(),
             self.optimizer.to_record().into_bytes(),
             self.scheduler.to_record().into_bytes(),
         ]
@@ -464,6 +548,8 @@ impl<'a, M: Trainable> Fit<'a, M> {
             order,
             cursor,
             stream,
+            device_seeds: self.device_seeds.state(),
+            privacy: self.privacy.state(),
             records: [records[0].len(), records[1].len(), records[2].len()],
         };
         let mut out = FIT_MAGIC.to_vec();
@@ -521,6 +607,8 @@ impl<'a, M: Trainable> Fit<'a, M> {
         run.scheduler = run.scheduler.load_record(scheduler);
         run.batches
             .set_state(header.order, header.cursor, header.stream);
+        run.device_seeds = Stream::from_state(header.device_seeds);
+        run.privacy = Stream::from_state(header.privacy);
         run.step = header.step;
         Ok(run)
     }
@@ -538,5 +626,111 @@ pub fn batch(data: &Dataset, rows: &[usize], device: &Device) -> Batch {
         x: from_f64(x, [rows.len(), d], device),
         y: from_f64(y, [rows.len()], device),
         rows: rows.to_vec(),
+    }
+}
+
+/// The loss of `batch`, the mean over `masks` draws of the mask (the masked-k objective).
+fn masked_loss<M: Trainable>(model: &M, batch: &Batch, masks: usize) -> Tensor<1> {
+    let loss = (0..masks)
+        .map(|_| model.loss(batch))
+        .reduce(|acc, l| acc + l)
+        .expect("masks_per_step ≥ 1");
+    // A product, not `/ k`: Burn 0.22.1's backward of a scalar division rounds the scalar to
+    // f32.
+    match masks {
+        1 => loss,
+        k => loss * (1.0 / k as f64),
+    }
+}
+
+/// DP-SGD's gradient of the samples `rows`: each sample's gradient (its own mask), clipped to
+/// norm ≤ C, summed, plus N(0, (σC)²) noise per coordinate, over the batch size. Returns the
+/// mean per-sample loss too.
+fn dp_gradients<M: Trainable>(
+    model: &M,
+    data: &Dataset,
+    rows: &[usize],
+    dp: DpSgd,
+    noise: &mut Stream,
+    device: &Device,
+) -> Gradients {
+    let mut sum: Vec<(ParamId, Vec<usize>, Tensor<1>)> = Vec::new();
+    let mut loss_sum: Option<Tensor<1>> = None;
+    for &row in rows {
+        let loss = model.loss(&batch(data, &[row], device)).sum();
+        let grads = GradientsParams::from_grads(loss.clone().backward(), model);
+        let mut flat = Flatten {
+            grads: &grads,
+            out: Vec::new(),
+        };
+        model.visit(&mut flat);
+        let squares: Vec<Tensor<1>> = flat.out.iter().map(|(_, _, g)| g.clone().square().sum()).collect();
+        let norm = Tensor::cat(squares, 0).sum().into_scalar::<f64>().sqrt();
+        let scale = (dp.clip / norm.max(f64::MIN_POSITIVE)).min(1.0);
+        if sum.is_empty() {
+            sum = flat
+                .out
+                .into_iter()
+                .map(|(id, dims, g)| (id, dims, g * scale))
+                .collect();
+        } else {
+            for (acc, (_, _, g)) in sum.iter_mut().zip(flat.out) {
+                acc.2 = acc.2.clone() + g * scale;
+            }
+        }
+        let loss = loss.detach();
+        loss_sum = Some(match loss_sum {
+            None => loss,
+            Some(acc) => acc + loss,
+        });
+    }
+    let std = dp.noise_multiplier * dp.clip;
+    let b = rows.len() as f64;
+    let mut out = GradientsParams::new();
+    let mut shapes = Vec::with_capacity(sum.len());
+    for (id, dims, acc) in sum {
+        let count = acc.dims()[0];
+        let z: Vec<f64> = (0..count).map(|_| std * noise.normal()).collect();
+        let device = acc.device();
+        let value = (acc + from_f64(z, [count], &device)) * (1.0 / b);
+        shapes.push((id, dims, value));
+    }
+    model.visit(&mut Register {
+        values: shapes,
+        out: &mut out,
+    });
+    let loss = loss_sum.expect("a batch has rows") * (1.0 / b);
+    (loss, out)
+}
+
+/// Each trainable parameter's gradient, flattened, in visiting order.
+struct Flatten<'a> {
+    grads: &'a GradientsParams,
+    out: Vec<(ParamId, Vec<usize>, Tensor<1>)>,
+}
+
+impl ModuleVisitor for Flatten<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let dims = g.dims().to_vec();
+            let count = dims.iter().product::<usize>();
+            self.out.push((param.id, dims, g.reshape([count])));
+        }
+    }
+}
+
+/// Registers flattened gradients under their parameters, in their shapes.
+struct Register<'a> {
+    values: Vec<(ParamId, Vec<usize>, Tensor<1>)>,
+    out: &'a mut GradientsParams,
+}
+
+impl ModuleVisitor for Register<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(i) = self.values.iter().position(|(id, _, _)| *id == param.id) {
+            let (id, dims, value) = self.values.swap_remove(i);
+            let dims: [usize; D] = dims.try_into().expect("the parameter's rank");
+            self.out.register::<D>(id, value.reshape(dims));
+        }
     }
 }

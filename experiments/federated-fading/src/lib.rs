@@ -16,8 +16,8 @@ use gaussmask_images::{ImageDataConfig, Images, prepare};
 use gaussmask_nn::image::{ImageModelConfig, ImageNet};
 use gaussmask_nn::{InputMask, MaskConfig, TwoLayerReluConfig};
 use gaussmask_train::classify::{
-    ClassifierSpec, ClassifyConfig, Flow, Parameters, TrainState, accuracy, parameters, posteriors,
-    train_classifier,
+    ClassifierSpec, ClassifyConfig, Parameters, accuracy, load_model_bytes, model_bytes,
+    parameters, posteriors, train_classifier, with_parameters,
 };
 use serde::{Deserialize, Serialize};
 use toml::Table;
@@ -189,8 +189,15 @@ fn average(models: &[Parameters]) -> Parameters {
     mean
 }
 
-fn clean_metrics(model: &ImageNet, t: &ImageTask, images: &Images, device: &Device) -> (f64, f64) {
-    let p = posteriors(model, &t.model, images.view(), 500, device);
+/// The image task's model of `seed`'s initial weights on the host device, mask off.
+fn host_model(t: &ImageTask, train: &Images, seed: u64, device: &Device) -> ImageNet {
+    // Evaluation only: no mask; the host device is not an autodiff one, so dropout and batch
+    // statistics are off too.
+    t.model.init(train.shape, train.classes, 0.0, seed, device)
+}
+
+fn clean_metrics(model: &ImageNet, images: &Images, device: &Device) -> (f64, f64) {
+    let p = posteriors(model, images.view(), 500, device);
     let loss = p
         .chunks_exact(images.classes)
         .zip(&images.labels)
@@ -222,66 +229,45 @@ fn image_cell(
         .checkpoints
         .load_state::<History>(&key)?
     {
-        Some((state, history)) => {
-            let state =
-                TrainState::from_bytes(&state, &t.model, train.shape, train.classes, &ctx.device)
-                    .map_err(|e| HarnessError::input(format!("{key}.state: {e}")))?;
-            (parameters(&state.model), history)
+        Some((bytes, history)) => {
+            let model = load_model_bytes(host_model(t, train, 0, &ctx.device), &bytes)
+                .map_err(|e| HarnessError::input(format!("{key}.state: {e}")))?;
+            (parameters(&model), history)
         }
-        None => (
-            parameters(&t.model.init(train.shape, train.classes, seed, &ctx.device)),
-            Vec::new(),
-        ),
+        None => (parameters(&host_model(t, train, seed, &ctx.device)), Vec::new()),
     };
+    let datasets: Vec<Dataset> = shards.iter().map(|s| s.view().dataset()).collect();
     let per_round = t.local.steps_per_epoch(shard) * t.local.epochs * clients;
     bar.inc((history.len() * per_round) as u64);
     for round in history.len()..t.rounds {
         let mut locals = Vec::with_capacity(clients);
-        for (k, data) in shards.iter().enumerate() {
-            let s = client_seed(seed, kappa.0, round, k);
-            let state = TrainState::from_parameters(
-                global.clone(),
-                &t.model,
-                train.shape,
-                train.classes,
-                s,
-                &ad,
-            )
-            .map_err(HarnessError::run)?;
+        for (k, data) in datasets.iter().enumerate() {
             let spec = ClassifierSpec {
                 model: &t.model,
                 train: &t.local,
                 kappa: kappa.1,
-                seed: s,
+                seed: client_seed(seed, kappa.0, round, k),
             };
-            let state = train_classifier(spec, data.view(), state, &ad, |_| {
-                bar.inc(1);
-                Flow::Continue
-            })
-            .map_err(|e| HarnessError::run(format!("{key} round {}: {e}", round + 1)))?;
-            locals.push(parameters(&state.model));
+            let start = with_parameters(spec.init(train.shape, train.classes, &ad), global.clone())
+                .map_err(HarnessError::run)?;
+            let local = train_classifier(spec, start, data, &ad, || bar.inc(1))
+                .map_err(|e| HarnessError::run(format!("{key} round {}: {e}", round + 1)))?;
+            locals.push(parameters(&local));
         }
         global = average(&locals);
         // One host model of the new global parameters: evaluated, then checkpointed.
-        let snapshot = TrainState::from_parameters(
-            global.clone(),
-            &t.model,
-            train.shape,
-            train.classes,
-            0,
-            &ctx.device,
-        )
-        .map_err(HarnessError::run)?;
-        let (test_accuracy, test_loss) = clean_metrics(&snapshot.model, t, test, &ctx.device);
-        let (_, train_loss) = clean_metrics(&snapshot.model, t, train, &ctx.device);
+        let snapshot =
+            with_parameters(host_model(t, train, 0, &ctx.device), global.clone()).map_err(HarnessError::run)?;
+        let (test_accuracy, test_loss) = clean_metrics(&snapshot, test, &ctx.device);
+        let (_, train_loss) = clean_metrics(&snapshot, train, &ctx.device);
         history.push(RoundRow {
             round: round + 1,
             test_accuracy,
             test_loss,
             train_loss,
         });
-        ctx.checkpoints
-            .save_state(&key, &snapshot.to_bytes(), &history)?;
+        let bytes = model_bytes(&snapshot).map_err(HarnessError::run)?;
+        ctx.checkpoints.save_state(&key, &bytes, &history)?;
         if gaussmask_harness::checkpoint::interrupted() {
             return Err(ctx.interrupted_error(&format!("{key} after round {}", round + 1)));
         }

@@ -1,5 +1,16 @@
 //! The networks of Li & Yuan (2017): f(B, x) = ‖ReLU(Bᵀx)‖₁ = Σ_j ReLU(b_jᵀx), with B = I + W
-//! (identity mapping, "residual") or B = W ("vanilla"), b_j the j-th column of B. Host f64.
+//! (identity mapping, "residual") or B = W ("vanilla"), b_j the j-th column of B.
+//!
+//! The experiment trains on fresh samples every step with the host f64 code here (its gradient
+//! derived by hand); [`IdentityNet`] is the same network as a Burn module behind the input
+//! mask, [`Trainable`] by the generic trainer, and tested equal to the host step.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use gaussmask_nn::InputMask;
+use gaussmask_nn::tensor_io::from_f64;
+use gaussmask_train::fit::{Batch, Trainable};
 
 /// Which network: the effective matrix is I + W or W.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -9,6 +20,55 @@ pub enum Kind {
     Residual,
     /// f = ‖ReLU(Wᵀx)‖₁.
     Vanilla,
+}
+
+/// f(B, x̃) behind an input mask, as a Burn module.
+#[derive(Module, Debug)]
+pub struct IdentityNet {
+    /// The input mask.
+    pub mask: InputMask,
+    /// W `[d, d]`.
+    pub w: Param<Tensor<2>>,
+    /// Residual (B = I + W) or vanilla (B = W).
+    #[module(skip)]
+    pub kind: Kind,
+}
+
+impl IdentityNet {
+    /// The network of weights `w` (`[d, d]` row-major) behind `mask`.
+    pub fn new(kind: Kind, w: &[f64], d: usize, mask: InputMask, device: &Device) -> Self {
+        Self {
+            mask,
+            w: Param::from_tensor(from_f64(w.to_vec(), [d, d], device)),
+            kind,
+        }
+    }
+
+    /// f(B, x̃) of every sample, x̃ the masked inputs (clean after `valid()`).
+    ///
+    /// # Shapes
+    /// - `x`: `[n, d]`, `rows`: n dataset indices; returns `[n]`
+    pub fn forward_indexed(&self, x: Tensor<2>, rows: &[usize]) -> Tensor<1> {
+        let w = self.w.val();
+        let b = match self.kind {
+            Kind::Residual => {
+                let d = w.dims()[0];
+                w.clone() + Tensor::eye(d, &w.device())
+            }
+            Kind::Vanilla => w,
+        };
+        relu(self.mask.forward_indexed(x, rows).matmul(b))
+            .sum_dim(1)
+            .squeeze_dim(1)
+    }
+}
+
+impl Trainable for IdentityNet {
+    /// (1/n) Σ_i ½ (f(B, x̃_i) − y_i)², the experiment's SGD loss.
+    fn loss(&self, batch: &Batch) -> Tensor<1> {
+        let f = self.forward_indexed(batch.x.clone(), &batch.rows);
+        ((f - batch.y.clone()).square() * 0.5).mean().reshape([1])
+    }
 }
 
 /// The effective matrix B (`[d, d]` row-major) of weights `w` for network `kind`.
@@ -135,6 +195,58 @@ mod tests {
             let lp = loss_and_gradient(&effective(Kind::Residual, &wp, d), &x, &y, &mut scratch);
             let lm = loss_and_gradient(&effective(Kind::Residual, &wm, d), &x, &y, &mut scratch);
             assert!(((lp - lm) / (2.0 * h) - g[k]).abs() < 1e-7, "entry {k}");
+        }
+    }
+
+    #[test]
+    fn the_burn_module_under_the_generic_trainer_takes_the_host_step() {
+        use burn::tensor::FloatDType;
+        use gaussmask_data::Dataset;
+        use gaussmask_nn::MaskConfig;
+        use gaussmask_nn::rng::{Stream, tag};
+        use gaussmask_nn::tensor_io::to_f64;
+        use gaussmask_train::fit::{FitConfig, fit};
+
+        let mut device = Device::flex();
+        device
+            .configure(FloatDType::F64)
+            .expect("the crate's only flex test configures it first");
+        let device = device.autodiff();
+        let (d, n, lr) = (4, 6, 0.05);
+        let mut s = Stream::new(1, tag::DATA);
+        let mut draw = |k: usize| (0..k).map(|_| s.normal()).collect::<Vec<f64>>();
+        let (x, y, w) = (draw(n * d), draw(n), draw(d * d));
+        let rows: Vec<usize> = (0..n).collect();
+        for kind in [Kind::Residual, Kind::Vanilla] {
+            // Host: the experiment's step on x ⊙ c, c from the same mask stream.
+            let c = MaskConfig::default().init(0.5, 3).sample(&rows, d);
+            let masked: Vec<f64> = x.iter().zip(&c).map(|(a, b)| a * b).collect();
+            let mut grad = vec![0.0; d * d];
+            let host_loss = loss_and_gradient(&effective(kind, &w, d), &masked, &y, &mut grad);
+            let host: Vec<f64> = w.iter().zip(&grad).map(|(a, g)| a - lr * g).collect();
+            // Burn: one full-batch GD step of `fit` on the module.
+            let net = IdentityNet::new(kind, &w, d, MaskConfig::default().init(0.5, 3), &device);
+            let data = Dataset {
+                x: x.clone(),
+                y: y.clone(),
+                n,
+                d,
+            };
+            let config = FitConfig {
+                steps: 1,
+                lr,
+                ..FitConfig::default()
+            };
+            let mut first_loss = None;
+            let net = fit(net, &data, &config, &device, |log, _| {
+                first_loss.get_or_insert(log.loss[0]);
+            })
+            .unwrap();
+            let loss = first_loss.unwrap();
+            assert!((loss - host_loss).abs() <= 1e-12 * host_loss.abs(), "{kind:?}: loss");
+            for (a, b) in to_f64(net.w.val()).iter().zip(&host) {
+                assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{kind:?}: {a} vs {b}");
+            }
         }
     }
 

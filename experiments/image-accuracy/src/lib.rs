@@ -120,7 +120,7 @@ impl Experiment for ImageAccuracy {
                                 kappa,
                                 seed,
                             };
-                            let (state, ()) = train_checkpointed(
+                            let (model, ()) = train_checkpointed(
                                 ctx,
                                 &key,
                                 spec,
@@ -129,13 +129,13 @@ impl Experiment for ImageAccuracy {
                                 || bar.inc(1),
                                 |_, _, _: &mut ()| Ok(()),
                             )?;
-                            let net = burn::module::Module::valid(&state.model);
+                            let net = burn::module::Module::valid(&model);
                             Ok(Cell {
                                 dataset,
                                 model: label.clone(),
                                 kappa,
                                 seed,
-                                test_accuracy: test_accuracy(&net, model, &test, &ctx.device),
+                                test_accuracy: test_accuracy(&net, &test, &ctx.device),
                             })
                         })?;
                         done += 1;
