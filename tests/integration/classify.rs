@@ -117,7 +117,11 @@ fn a_resumed_run_ends_identical_to_an_uninterrupted_one() {
         while resumed.step() < total {
             after.push(resumed.advance().unwrap().loss[0]);
         }
-        assert_eq!(after, losses[10..], "{architecture}: losses after the resume");
+        assert_eq!(
+            after,
+            losses[10..],
+            "{architecture}: losses after the resume"
+        );
         // Weights and batch-norm statistics, and the mask streams that come next.
         let (a, b) = (resumed.model(), whole.model());
         assert!(
@@ -190,7 +194,11 @@ fn dp_sgd_without_clipping_or_noise_is_minibatch_sgd() {
     let (plain, private) = (trained(&sgd), trained(&dp));
     let start = parameters(&model.init([1, 6, 6], 3, 0.0, 3, &device64()));
     for ((p, q), s) in plain.iter().zip(&private).zip(&start) {
-        let moved = p.1.iter().zip(&s.1).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let moved =
+            p.1.iter()
+                .zip(&s.1)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
         assert!(moved > 1e-4, "the parameters moved");
         for (a, b) in p.1.iter().zip(&q.1) {
             assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{a} vs {b}");
@@ -213,7 +221,10 @@ fn dp_sgd_without_clipping_or_noise_is_minibatch_sgd() {
         .flat_map(|(a, s)| a.1.iter().zip(&s.1).map(|(x, y)| (x - y).powi(2)))
         .sum::<f64>()
         .sqrt();
-    assert!(step > 0.0 && step <= clipped.lr * 1e-3 * (1.0 + 1e-9), "{step}");
+    assert!(
+        step > 0.0 && step <= clipped.lr * 1e-3 * (1.0 + 1e-9),
+        "{step}"
+    );
 }
 
 #[test]

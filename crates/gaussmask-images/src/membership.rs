@@ -149,13 +149,7 @@ pub fn train_and_evaluate(
             tick,
             |epoch, net, evals: &mut Evals| {
                 if epochs.contains(&epoch) {
-                    evals.push(evaluate(
-                        epoch,
-                        net,
-                        members,
-                        non_members,
-                        &ctx.device,
-                    ));
+                    evals.push(evaluate(epoch, net, members, non_members, &ctx.device));
                 }
                 Ok(())
             },

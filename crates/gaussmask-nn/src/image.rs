@@ -238,6 +238,21 @@ impl ImageModelConfig {
 
 /// An image classifier: the input mask, conv blocks (none for an MLP), then dense layers;
 /// logits out.
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::tensor::{Device, Tensor};
+/// use gaussmask_nn::image::{Architecture, ImageModelConfig};
+///
+/// let device = Device::flex().autodiff();
+/// let config = ImageModelConfig { architecture: Architecture::Cnn, ..ImageModelConfig::default() };
+/// let net = config.init([1, 28, 28], 10, 0.5, 0, &device); // κ = 0.5, seed 0
+/// let x = Tensor::<2>::ones([8, 784], &device);
+/// assert_eq!(net.forward(x.clone()).dims(), [8, 10]); // masked inputs, batch statistics
+/// let eval = net.valid(); // clean inputs, no dropout, running statistics
+/// let logits = eval.forward(x.without_autodiff());
+/// assert!(logits.clone().equal(eval.forward(Tensor::ones([8, 784], &Device::flex()))).all().into_scalar::<bool>());
+/// ```
 #[derive(Module, Debug)]
 pub struct ImageNet {
     /// The input mask (identity after `valid()`).

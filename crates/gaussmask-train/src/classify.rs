@@ -53,7 +53,7 @@ pub struct ClassifyConfig {
     /// Passes over the training set (experiments that train to several lengths set it).
     #[serde(default)]
     pub epochs: usize,
-    /// Minibatch size (the last batch of an epoch holds the remainder).
+    /// Minibatch size (full batches only: an epoch of n images is ⌊n/b⌋ steps).
     pub batch_size: usize,
     /// Peak learning rate.
     pub lr: f64,
@@ -99,18 +99,7 @@ impl ClassifyConfig {
             ));
         }
         if let Some(dp) = &self.dp {
-            if !(dp.clip.is_finite() && dp.clip > 0.0) {
-                return Err(format!(
-                    "{prefix}.dp.clip must be a number > 0, got {}",
-                    dp.clip
-                ));
-            }
-            if !(dp.noise_multiplier.is_finite() && dp.noise_multiplier >= 0.0) {
-                return Err(format!(
-                    "{prefix}.dp.noise_multiplier must be a number ≥ 0, got {}",
-                    dp.noise_multiplier
-                ));
-            }
+            dp.validate(&format!("{prefix}.dp"))?;
         }
         Ok(())
     }
@@ -248,7 +237,12 @@ impl ClassifierSpec<'_> {
         data: &'a Dataset,
         device: &Device,
     ) -> Result<Fit<'a, ImageNet>, TrainError> {
-        Fit::new(model, data, &self.train.fit_config(data.n, self.seed), device)
+        Fit::new(
+            model,
+            data,
+            &self.train.fit_config(data.n, self.seed),
+            device,
+        )
     }
 
     /// The run saved by [`Fit::checkpoint`], continued; `model` is any model of this spec's
@@ -385,7 +379,12 @@ impl ModuleMapper for Load<'_> {
 ///
 /// # Shapes
 /// - returns `[n, classes]` row-major
-pub fn posteriors(model: &ImageNet, data: ImageData<'_>, batch: usize, device: &Device) -> Vec<f32> {
+pub fn posteriors(
+    model: &ImageNet,
+    data: ImageData<'_>,
+    batch: usize,
+    device: &Device,
+) -> Vec<f32> {
     let n = data.n();
     let mut out = Vec::with_capacity(n * data.classes);
     let rows: Vec<usize> = (0..n).collect();

@@ -182,6 +182,25 @@ pub struct DpSgd {
     pub noise_multiplier: f64,
 }
 
+impl DpSgd {
+    /// Checks both fields; the error names the field under `at` (e.g. `train.dp`).
+    pub fn validate(&self, at: &str) -> Result<(), String> {
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return Err(format!(
+                "{at}.clip must be a finite number > 0, got {}",
+                self.clip
+            ));
+        }
+        if !(self.noise_multiplier.is_finite() && self.noise_multiplier >= 0.0) {
+            return Err(format!(
+                "{at}.noise_multiplier must be a finite number ≥ 0, got {}",
+                self.noise_multiplier
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn one() -> usize {
     1
 }
@@ -251,18 +270,7 @@ impl FitConfig {
             return Err("train.log_every must be ≥ 1, got 0".into());
         }
         if let Some(dp) = &self.dp {
-            if !positive(dp.clip) {
-                return Err(format!(
-                    "train.dp.clip must be a finite number > 0, got {}",
-                    dp.clip
-                ));
-            }
-            if !(dp.noise_multiplier.is_finite() && dp.noise_multiplier >= 0.0) {
-                return Err(format!(
-                    "train.dp.noise_multiplier must be a finite number ≥ 0, got {}",
-                    dp.noise_multiplier
-                ));
-            }
+            dp.validate("train.dp")?;
         }
         self.scheduler().map(|_| ())
     }
@@ -490,7 +498,14 @@ impl<'a, M: Trainable> Fit<'a, M> {
         let (loss, grads) = match (config.dp, update) {
             (Some(dp), true) => {
                 let rows = rows.unwrap_or_else(|| self.batches.all().to_vec());
-                dp_gradients(&model, self.data, &rows, dp, &mut self.privacy, &self.device)
+                dp_gradients(
+                    &model,
+                    self.data,
+                    &rows,
+                    dp,
+                    &mut self.privacy,
+                    &self.device,
+                )
             }
             _ => {
                 let batch = match &rows {
@@ -664,7 +679,11 @@ fn dp_gradients<M: Trainable>(
             out: Vec::new(),
         };
         model.visit(&mut flat);
-        let squares: Vec<Tensor<1>> = flat.out.iter().map(|(_, _, g)| g.clone().square().sum()).collect();
+        let squares: Vec<Tensor<1>> = flat
+            .out
+            .iter()
+            .map(|(_, _, g)| g.clone().square().sum())
+            .collect();
         let norm = Tensor::cat(squares, 0).sum().into_scalar::<f64>().sqrt();
         let scale = (dp.clip / norm.max(f64::MIN_POSITIVE)).min(1.0);
         if sum.is_empty() {

@@ -225,17 +225,18 @@ fn image_cell(
     let shards = disjoint_splits(train.labels.len(), &vec![shard; clients], seed)
         .map_err(HarnessError::input)?;
     let shards: Vec<Images> = shards.iter().map(|rows| train.subset(rows)).collect();
-    let (mut global, mut history): (Parameters, History) = match ctx
-        .checkpoints
-        .load_state::<History>(&key)?
-    {
-        Some((bytes, history)) => {
-            let model = load_model_bytes(host_model(t, train, 0, &ctx.device), &bytes)
-                .map_err(|e| HarnessError::input(format!("{key}.state: {e}")))?;
-            (parameters(&model), history)
-        }
-        None => (parameters(&host_model(t, train, seed, &ctx.device)), Vec::new()),
-    };
+    let (mut global, mut history): (Parameters, History) =
+        match ctx.checkpoints.load_state::<History>(&key)? {
+            Some((bytes, history)) => {
+                let model = load_model_bytes(host_model(t, train, 0, &ctx.device), &bytes)
+                    .map_err(|e| HarnessError::input(format!("{key}.state: {e}")))?;
+                (parameters(&model), history)
+            }
+            None => (
+                parameters(&host_model(t, train, seed, &ctx.device)),
+                Vec::new(),
+            ),
+        };
     let datasets: Vec<Dataset> = shards.iter().map(|s| s.view().dataset()).collect();
     let per_round = t.local.steps_per_epoch(shard) * t.local.epochs * clients;
     bar.inc((history.len() * per_round) as u64);
@@ -256,8 +257,8 @@ fn image_cell(
         }
         global = average(&locals);
         // One host model of the new global parameters: evaluated, then checkpointed.
-        let snapshot =
-            with_parameters(host_model(t, train, 0, &ctx.device), global.clone()).map_err(HarnessError::run)?;
+        let snapshot = with_parameters(host_model(t, train, 0, &ctx.device), global.clone())
+            .map_err(HarnessError::run)?;
         let (test_accuracy, test_loss) = clean_metrics(&snapshot, test, &ctx.device);
         let (_, train_loss) = clean_metrics(&snapshot, train, &ctx.device);
         history.push(RoundRow {

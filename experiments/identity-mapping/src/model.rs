@@ -243,9 +243,15 @@ mod tests {
             })
             .unwrap();
             let loss = first_loss.unwrap();
-            assert!((loss - host_loss).abs() <= 1e-12 * host_loss.abs(), "{kind:?}: loss");
+            assert!(
+                (loss - host_loss).abs() <= 1e-12 * host_loss.abs(),
+                "{kind:?}: loss"
+            );
             for (a, b) in to_f64(net.w.val()).iter().zip(&host) {
-                assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{kind:?}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                    "{kind:?}: {a} vs {b}"
+                );
             }
         }
     }
