@@ -201,7 +201,7 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
     while run.step() < total {
         run.advance().map_err(|e| failed(e.to_string()))?;
         tick();
-        if run.step() % per_epoch == 0 {
+        if run.step().is_multiple_of(per_epoch) {
             on_epoch(run.step() / per_epoch, &run.model().valid(), &mut side)?;
         }
         if ctx.checkpoints.due(run.step()) {

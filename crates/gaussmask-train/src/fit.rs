@@ -524,7 +524,7 @@ impl<'a, M: Trainable> Fit<'a, M> {
                 (loss, grads)
             }
         };
-        if log_all || step % config.log_every == 0 || step == config.steps {
+        if log_all || step.is_multiple_of(config.log_every) || step == config.steps {
             let values = to_f64(loss.without_autodiff());
             if let Some((replica, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite())
             {
