@@ -197,8 +197,7 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
         tick();
     }
     let per_epoch = spec.train.steps_per_epoch(data.n());
-    let total = per_epoch * spec.train.epochs;
-    while run.step() < total {
+    while run.step() < run.steps() {
         run.advance().map_err(|e| failed(e.to_string()))?;
         tick();
         if run.step().is_multiple_of(per_epoch) {

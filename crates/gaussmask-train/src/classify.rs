@@ -274,7 +274,7 @@ pub fn train_classifier(
     mut tick: impl FnMut(),
 ) -> Result<ImageNet, TrainError> {
     let mut run = spec.fit(model, data, device)?;
-    while run.step() < spec.train.fit_config(data.n, spec.seed).steps {
+    while run.step() < run.steps() {
         run.advance()?;
         tick();
     }

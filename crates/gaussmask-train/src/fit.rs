@@ -340,9 +340,6 @@ pub fn fit<M: Trainable>(
     Ok(run.into_model())
 }
 
-/// A step's loss per replica and its gradients.
-type Gradients = (Tensor<1>, GradientsParams);
-
 /// A run of [`fit`] that can stop after any step, save a checkpoint, and continue from it
 /// bit-exactly (same batches, masks and optimizer state as the uninterrupted run).
 ///
@@ -418,6 +415,11 @@ impl<'a, M: Trainable> Fit<'a, M> {
     /// Updates done so far.
     pub fn step(&self) -> usize {
         self.step
+    }
+
+    /// Updates of the whole run (`steps` of its config).
+    pub fn steps(&self) -> usize {
+        self.config.steps
     }
 
     /// The model at the current step.
@@ -668,8 +670,8 @@ fn dp_gradients<M: Trainable>(
     dp: DpSgd,
     noise: &mut Stream,
     device: &Device,
-) -> Gradients {
-    let mut sum: Vec<(ParamId, Vec<usize>, Tensor<1>)> = Vec::new();
+) -> (Tensor<1>, GradientsParams) {
+    let mut sum: Vec<(ParamId, Tensor<1>)> = Vec::new();
     let mut loss_sum: Option<Tensor<1>> = None;
     for &row in rows {
         let loss = model.loss(&batch(data, &[row], device)).sum();
@@ -682,7 +684,7 @@ fn dp_gradients<M: Trainable>(
         let squares: Vec<Tensor<1>> = flat
             .out
             .iter()
-            .map(|(_, _, g)| g.clone().square().sum())
+            .map(|(_, g)| g.clone().square().sum())
             .collect();
         let norm = Tensor::cat(squares, 0).sum().into_scalar::<f64>().sqrt();
         let scale = (dp.clip / norm.max(f64::MIN_POSITIVE)).min(1.0);
@@ -690,11 +692,11 @@ fn dp_gradients<M: Trainable>(
             sum = flat
                 .out
                 .into_iter()
-                .map(|(id, dims, g)| (id, dims, g * scale))
+                .map(|(id, g)| (id, g * scale))
                 .collect();
         } else {
-            for (acc, (_, _, g)) in sum.iter_mut().zip(flat.out) {
-                acc.2 = acc.2.clone() + g * scale;
+            for (acc, (_, g)) in sum.iter_mut().zip(flat.out) {
+                acc.1 = acc.1.clone() + g * scale;
             }
         }
         let loss = loss.detach();
@@ -705,17 +707,18 @@ fn dp_gradients<M: Trainable>(
     }
     let std = dp.noise_multiplier * dp.clip;
     let b = rows.len() as f64;
+    let values = sum
+        .into_iter()
+        .map(|(id, acc)| {
+            let count = acc.dims()[0];
+            let z: Vec<f64> = (0..count).map(|_| std * noise.normal()).collect();
+            let device = acc.device();
+            (id, (acc + from_f64(z, [count], &device)) * (1.0 / b))
+        })
+        .collect();
     let mut out = GradientsParams::new();
-    let mut shapes = Vec::with_capacity(sum.len());
-    for (id, dims, acc) in sum {
-        let count = acc.dims()[0];
-        let z: Vec<f64> = (0..count).map(|_| std * noise.normal()).collect();
-        let device = acc.device();
-        let value = (acc + from_f64(z, [count], &device)) * (1.0 / b);
-        shapes.push((id, dims, value));
-    }
     model.visit(&mut Register {
-        values: shapes,
+        values,
         out: &mut out,
     });
     let loss = loss_sum.expect("a batch has rows") * (1.0 / b);
@@ -725,31 +728,29 @@ fn dp_gradients<M: Trainable>(
 /// Each trainable parameter's gradient, flattened, in visiting order.
 struct Flatten<'a> {
     grads: &'a GradientsParams,
-    out: Vec<(ParamId, Vec<usize>, Tensor<1>)>,
+    out: Vec<(ParamId, Tensor<1>)>,
 }
 
 impl ModuleVisitor for Flatten<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            let dims = g.dims().to_vec();
-            let count = dims.iter().product::<usize>();
-            self.out.push((param.id, dims, g.reshape([count])));
+            let count = g.dims().iter().product::<usize>();
+            self.out.push((param.id, g.reshape([count])));
         }
     }
 }
 
-/// Registers flattened gradients under their parameters, in their shapes.
+/// Registers flattened gradients under their parameters, in the parameters' shapes.
 struct Register<'a> {
-    values: Vec<(ParamId, Vec<usize>, Tensor<1>)>,
+    values: Vec<(ParamId, Tensor<1>)>,
     out: &'a mut GradientsParams,
 }
 
 impl ModuleVisitor for Register<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(i) = self.values.iter().position(|(id, _, _)| *id == param.id) {
-            let (id, dims, value) = self.values.swap_remove(i);
-            let dims: [usize; D] = dims.try_into().expect("the parameter's rank");
-            self.out.register::<D>(id, value.reshape(dims));
+        if let Some(i) = self.values.iter().position(|(id, _)| *id == param.id) {
+            let (id, value) = self.values.swap_remove(i);
+            self.out.register::<D>(id, value.reshape(param.dims()));
         }
     }
 }

@@ -224,7 +224,6 @@ fn image_cell(
     let shard = train.labels.len() / clients;
     let shards = disjoint_splits(train.labels.len(), &vec![shard; clients], seed)
         .map_err(HarnessError::input)?;
-    let shards: Vec<Images> = shards.iter().map(|rows| train.subset(rows)).collect();
     let (mut global, mut history): (Parameters, History) =
         match ctx.checkpoints.load_state::<History>(&key)? {
             Some((bytes, history)) => {
@@ -237,7 +236,10 @@ fn image_cell(
                 Vec::new(),
             ),
         };
-    let datasets: Vec<Dataset> = shards.iter().map(|s| s.view().dataset()).collect();
+    let datasets: Vec<Dataset> = shards
+        .iter()
+        .map(|rows| train.subset(rows).view().dataset())
+        .collect();
     let per_round = t.local.steps_per_epoch(shard) * t.local.epochs * clients;
     bar.inc((history.len() * per_round) as u64);
     for round in history.len()..t.rounds {
