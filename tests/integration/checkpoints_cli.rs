@@ -230,3 +230,43 @@ fn a_run_into_a_parent_removes_leftovers_of_dead_processes_only() {
     assert_eq!(left, ["busy", "new"]);
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn a_training_state_that_is_no_checkpoint_of_the_run_is_one_line_with_exit_2() {
+    // image-accuracy resumes a trainer (`Fit`), federated-fading a global model record.
+    for (id, sets) in [CHECKPOINTING[0], CHECKPOINTING[3]] {
+        let root = scratch("bad-state");
+        let out = root.join("run");
+        let folder = root.join(".run.checkpoint");
+        kill_after_first_checkpoints(
+            id,
+            &run_args(id, sets, &["--checkpoint-every", "1"], &out),
+            &folder,
+        );
+        // Keep each state file's frame and side value; replace what the trainer saved.
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "state") {
+                let mut bytes = std::fs::read(&path).unwrap();
+                let side = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+                bytes.truncate(16 + side);
+                bytes.extend_from_slice(b"not a checkpoint");
+                std::fs::write(&path, bytes).unwrap();
+            }
+        }
+        let o = gaussmask(&["run", id, "--resume", out.to_str().unwrap()], &root);
+        // The units finished before are taken up first (their progress lines), then the bad
+        // state stops the run: exit 2, one `error:` line, last, naming the file.
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{id}: {err}");
+        let last = err.trim_end().lines().last().unwrap();
+        assert!(
+            last.starts_with("error: ") && last.contains(".state") && last.contains("checkpoint"),
+            "{id}: {err}"
+        );
+        let errors = err.lines().filter(|l| l.starts_with("error")).count();
+        assert_eq!(errors, 1, "{id}: {err}");
+        assert!(!out.exists(), "{id}: a result was written");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

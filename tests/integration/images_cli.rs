@@ -120,6 +120,16 @@ fn bad_values_of_the_image_experiments_are_rejected_naming_the_field() {
         ("membership-inference", "train.epochs=7", "train.epochs"),
         ("membership-inference", "epochs=[0]", "epochs"),
         ("dp-baseline", "clip=0", "clip"),
+        (
+            "image-accuracy",
+            "train.dp={clip=0.0,noise_multiplier=1.0}",
+            "train.dp.clip",
+        ),
+        (
+            "image-accuracy",
+            "train.dp={clip=1.0,noise_multiplier=-1.0}",
+            "train.dp.noise_multiplier",
+        ),
         ("dp-baseline", "model.architecture=\"cnn\"", "train.dp"),
         ("federated-fading", "clients=[0]", "clients"),
         ("federated-fading", "regression.lr=0", "regression.lr"),
@@ -358,5 +368,29 @@ fn resume_errors_are_one_line_with_exit_2() {
     std::fs::write(folder.join("options.json"), "{").unwrap();
     let o = gaussmask(&["run", "membership-inference", "--resume", run_s], &root);
     assert_one_line_error(&o, "options.json");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn a_batch_larger_than_the_training_images_is_the_whole_set() {
+    // 300 smoke images, batch 1000: one full-batch step an epoch, as before the generic trainer.
+    let root = scratch("big-batch");
+    let out = root.join("run");
+    let o = gaussmask(
+        &[
+            "run",
+            "image-accuracy",
+            "--smoke",
+            "--set",
+            "train.batch_size=1000",
+            "--set",
+            "kappas=[0.5]",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.join("accuracy.csv").is_file());
     std::fs::remove_dir_all(root).unwrap();
 }

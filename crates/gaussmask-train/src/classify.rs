@@ -53,7 +53,8 @@ pub struct ClassifyConfig {
     /// Passes over the training set (experiments that train to several lengths set it).
     #[serde(default)]
     pub epochs: usize,
-    /// Minibatch size (full batches only: an epoch of n images is ⌊n/b⌋ steps).
+    /// Minibatch size (full batches only: an epoch of n images is ⌊n/b⌋ steps; a size above
+    /// n is the whole set, one step an epoch).
     pub batch_size: usize,
     /// Peak learning rate.
     pub lr: f64,
@@ -131,7 +132,7 @@ impl ClassifyConfig {
         let steps = self.steps_per_epoch(n) * self.epochs;
         FitConfig {
             steps,
-            batch_size: Some(self.batch_size),
+            batch_size: Some(self.batch_size.min(n)),
             lr: self.lr,
             optimizer: match self.optimizer {
                 ClassifyOptimizer::Adam => FitOptimizer::Adam,
@@ -331,10 +332,10 @@ pub fn model_bytes<M: Module>(model: &M) -> Result<Vec<u8>, String> {
 /// The bytes are not a record of a model of this shape.
 pub fn load_model_bytes<M: Module>(model: M, bytes: &[u8]) -> Result<M, String> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
-        .map_err(|e| format!("not a model record: {e}"))?;
+        .map_err(|e| format!("not a model checkpoint: {e}"))?;
     model
         .try_load_record(record)
-        .map_err(|e| format!("the record does not fit the model: {e}"))
+        .map_err(|e| format!("a model checkpoint of another shape: {e}"))
 }
 
 struct Collect<'a>(&'a mut Parameters);

@@ -228,7 +228,10 @@ fn image_cell(
         match ctx.checkpoints.load_state::<History>(&key)? {
             Some((bytes, history)) => {
                 let model = load_model_bytes(host_model(t, train, 0, &ctx.device), &bytes)
-                    .map_err(|e| HarnessError::input(format!("{key}.state: {e}")))?;
+                    .map_err(|e| {
+                        let file = ctx.checkpoints.dir().join(format!("{key}.state"));
+                        HarnessError::input(format!("{}: {e}", file.display()))
+                    })?;
                 (parameters(&model), history)
             }
             None => (
