@@ -96,7 +96,7 @@ fn count(folder: &Path, suffix: &str) -> usize {
 
 /// Starts `args` and kills it with SIGKILL once its checkpoint folder holds a finished unit
 /// and a training state (so both kinds of saved work are taken up on resume).
-fn kill_after_first_checkpoints(id: &str, args: &[&str], folder: &Path) -> u32 {
+pub(crate) fn kill_after_first_checkpoints(id: &str, args: &[&str], folder: &Path) -> u32 {
     let mut child: Child = Command::new(BIN)
         .args(args)
         .env_remove("RUST_BACKTRACE")

@@ -15,6 +15,7 @@ mod ntk;
 mod probes;
 mod replicas;
 mod smooth;
+mod train_cli;
 
 use std::sync::OnceLock;
 

@@ -5,6 +5,7 @@
 
 pub mod images;
 pub mod npy;
+pub mod table;
 
 use burn::tensor::{Device, Tensor};
 use gaussmask_core::rng::{Stream, tag};

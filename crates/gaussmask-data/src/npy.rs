@@ -1,4 +1,4 @@
-//! NumPy `.npy` files (format versions 1.0–3.0, little-endian float64/float32, C order) and
+//! NumPy `.npy` files (format versions 1.0–3.0, little-endian floats and integers, C order) and
 //! safetensors files, for checking numbers against a user's own NumPy code.
 
 use std::fmt;
@@ -27,7 +27,7 @@ impl std::error::Error for NpyError {}
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
-/// Reads a `.npy` file of float64 or float32 values.
+/// Reads a `.npy` file of float or integer values (as f64).
 pub fn read(path: &Path) -> Result<Array, NpyError> {
     let bytes = std::fs::read(path)
         .map_err(|e| NpyError(format!("cannot read {}: {e}", path.display())))?;
@@ -65,15 +65,27 @@ pub fn parse(bytes: &[u8]) -> Result<Array, String> {
             "Fortran-order arrays are not supported (save with np.ascontiguousarray)".into(),
         );
     }
-    let width = match descr.trim().trim_matches(|c| c == '\'' || c == '"') {
-        "<f8" => 8,
-        "<f4" => 4,
-        other => {
-            return Err(format!(
-                "dtype '{other}' is not supported (expected float64 '<f8' or float32 '<f4')"
-            ));
-        }
-    };
+    // Integer arrays are read too: class labels are saved as integers.
+    type Decode = fn(&[u8]) -> f64;
+    let (width, decode): (usize, Decode) =
+        match descr.trim().trim_matches(|c| c == '\'' || c == '"') {
+            "<f8" => (8, |c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
+            "<f4" => (4, |c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
+            "<i8" => (8, |c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64),
+            "<i4" => (4, |c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
+            "<i2" => (2, |c| i16::from_le_bytes(c.try_into().expect("2 bytes")) as f64),
+            "|i1" => (1, |c| c[0] as i8 as f64),
+            "<u8" => (8, |c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as f64),
+            "<u4" => (4, |c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
+            "<u2" => (2, |c| u16::from_le_bytes(c.try_into().expect("2 bytes")) as f64),
+            "|u1" => (1, |c| c[0] as f64),
+            other => {
+                return Err(format!(
+                    "dtype '{other}' is not supported (expected float64 '<f8', float32 '<f4' \
+                     or a little-endian integer type)"
+                ));
+            }
+        };
     let shape: Vec<usize> = shape
         .trim()
         .trim_start_matches('(')
@@ -86,24 +98,18 @@ pub fn parse(bytes: &[u8]) -> Result<Array, String> {
                 .map_err(|_| format!("bad shape entry '{s}'"))
         })
         .collect::<Result<_, _>>()?;
-    let count: usize = shape.iter().product();
+    let bytes_needed = shape
+        .iter()
+        .try_fold(width, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
     let body = &bytes[start + header_len..];
-    if body.len() != count * width {
+    if body.len() != bytes_needed {
         return Err(format!(
-            "truncated or padded data: shape {shape:?} needs {} bytes, the file has {}",
-            count * width,
+            "truncated or padded data: shape {shape:?} needs {bytes_needed} bytes, the file has {}",
             body.len()
         ));
     }
-    let data = if width == 8 {
-        body.chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect()
-    } else {
-        body.chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)
-            .collect()
-    };
+    let data = body.chunks_exact(width).map(decode).collect();
     Ok(Array { shape, data })
 }
 
@@ -233,10 +239,29 @@ mod tests {
                 .unwrap_err()
                 .contains("truncated")
         );
-        let mut int = good.clone();
-        let at = int.windows(3).position(|w| w == b"<f8").unwrap();
-        int[at + 1] = b'i';
-        assert!(parse(&int).unwrap_err().contains("'<i8'"));
+        let mut big_endian = good.clone();
+        let at = big_endian.windows(3).position(|w| w == b"<f8").unwrap();
+        big_endian[at] = b'>';
+        assert!(parse(&big_endian).unwrap_err().contains("'>f8' is not supported"));
+    }
+
+    #[test]
+    fn integer_arrays_read_as_numbers() {
+        // np.save(f, np.array([3, -1], dtype=np.int64)), then as uint8.
+        let mut i64s = encode(&Array {
+            shape: vec![2],
+            data: vec![0.0, 0.0],
+        });
+        let at = i64s.windows(3).position(|w| w == b"<f8").unwrap();
+        i64s[at + 1] = b'i';
+        let body = i64s.len() - 16;
+        i64s[body..body + 8].copy_from_slice(&3i64.to_le_bytes());
+        i64s[body + 8..].copy_from_slice(&(-1i64).to_le_bytes());
+        assert_eq!(parse(&i64s).unwrap().data, [3.0, -1.0]);
+        let mut u8s = i64s[..body].to_vec();
+        u8s[at..at + 3].copy_from_slice(b"|u1");
+        u8s.extend([7, 255]);
+        assert_eq!(parse(&u8s).unwrap().data, [7.0, 255.0]);
     }
 
     #[test]

@@ -217,10 +217,11 @@ pub(crate) fn install_signal_handlers() {
     });
 }
 
-/// The error an interrupted run ends with: exit 130, and how to go on.
-pub fn interrupted_error(id: &str, target: &Path, what: &str) -> HarnessError {
+/// The error an interrupted run ends with: exit 130, and how to go on (`command` is what runs
+/// the experiment, e.g. `gaussmask run depth`).
+pub fn interrupted_error(command: &str, target: &Path, what: &str) -> HarnessError {
     HarnessError::interrupted(format!(
-        "interrupted {what}: checkpoint saved; continue with: gaussmask run {id} --resume {}",
+        "interrupted {what}: checkpoint saved; continue with: {command} --resume {}",
         target.display()
     ))
 }

@@ -104,9 +104,9 @@ enum Command {
         #[command(flatten)]
         options: RunOptions,
     },
-    /// Print an experiment's default config.
+    /// Print an experiment's default config (or `train`'s).
     Config {
-        /// Experiment id.
+        /// Experiment id, or `train`.
         id: String,
     },
     /// List the compiled backends and whether each opens a device here.
@@ -119,6 +119,10 @@ pub trait Tool: Sync {
     fn command(&self) -> clap::Command;
     /// Runs it on its parsed arguments; errors are printed as one line with exit code 2.
     fn run(&self, matches: &ArgMatches) -> Result<(), HarnessError>;
+    /// Its default config, printed by `gaussmask config <name>`, if it reads one.
+    fn default_config(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -154,7 +158,17 @@ pub fn main(experiments: &[&dyn Experiment], tools: &[&dyn Tool]) -> ExitCode {
             }
             Ok(())
         }
-        Command::Config { id } => find(experiments, &id).map(|e| print!("{}", e.default_config())),
+        Command::Config { id } => match tools
+            .iter()
+            .find(|t| t.command().get_name() == id)
+            .and_then(|t| t.default_config())
+        {
+            Some(text) => {
+                print!("{text}");
+                Ok(())
+            }
+            None => find(experiments, &id).map(|e| print!("{}", e.default_config())),
+        },
         Command::Backends => {
             for b in Backend::compiled() {
                 match b.device() {
@@ -401,6 +415,7 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
         seed,
     );
     ctx.save_weights = options.save_weights;
+    ctx.command = experiment.command();
     ctx.diagnostics = options.diagnostics;
     ctx.checkpoints = Checkpoints::new(folder.clone(), options.checkpoint_every);
     if experiment.checkpoints() {

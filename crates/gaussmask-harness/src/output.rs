@@ -144,9 +144,14 @@ impl RunDir {
         &self.target
     }
 
-    /// Writes `name` inside the run directory atomically (temporary file, then rename).
+    /// Writes `name` (a path relative to the run directory) atomically (temporary file, then
+    /// rename), creating its folders.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, HarnessError> {
-        write_atomic(&self.staging.join(name), bytes)
+        let path = self.staging.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| HarnessError::io("create", parent, &e))?;
+        }
+        write_atomic(&path, bytes)
     }
 
     /// Path of `name` inside the staging directory, for writers that need a path (plots).

@@ -33,6 +33,10 @@ pub trait Experiment: Sync {
     fn checkpoints(&self) -> bool {
         false
     }
+    /// The command line that runs it (what an interrupted run tells the user to resume with).
+    fn command(&self) -> String {
+        format!("gaussmask run {}", self.id())
+    }
 }
 
 /// The run's environment.
@@ -54,6 +58,8 @@ pub struct RunContext {
     pub(crate) dir: RunDir,
     pub(crate) record: RunRecord,
     pub(crate) started: Instant,
+    /// What runs the experiment (for the resume hint).
+    pub(crate) command: String,
     progress: bool,
 }
 
@@ -121,6 +127,7 @@ impl RunContext {
             diagnostics: None,
             checkpoints: crate::checkpoint::Checkpoints::new(PathBuf::new(), 0),
             dir,
+            command: format!("gaussmask run {experiment}"),
             record,
             started: Instant::now(),
             progress: std::io::stderr().is_terminal(),
@@ -169,7 +176,7 @@ impl RunContext {
 
     /// The error that ends a run stopped by SIGINT/SIGTERM once `what` was checkpointed.
     pub fn interrupted_error(&self, what: &str) -> HarnessError {
-        crate::checkpoint::interrupted_error(&self.record.experiment, self.dir.target(), what)
+        crate::checkpoint::interrupted_error(&self.command, self.dir.target(), what)
     }
 
     /// Time since the run started.

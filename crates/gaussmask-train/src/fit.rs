@@ -109,10 +109,12 @@ pub enum FitOptimizer {
     /// (Stochastic) gradient descent, with heavy-ball momentum when `momentum` > 0; weight
     /// decay added to the gradient (L2).
     #[default]
+    #[serde(alias = "sgd")]
     Gd,
     /// Adam, weight decay added to the gradient (L2).
     Adam,
     /// AdamW, decoupled weight decay.
+    #[serde(alias = "adamw")]
     AdamW,
 }
 

@@ -3,6 +3,7 @@
 use gaussmask_harness::Experiment;
 
 pub mod eval;
+pub mod train;
 
 /// Every experiment, in the order `gaussmask list` shows them.
 pub fn experiments() -> Vec<&'static dyn Experiment> {
@@ -26,5 +27,8 @@ pub fn experiments() -> Vec<&'static dyn Experiment> {
 
 /// Runs the command line.
 pub fn main() -> std::process::ExitCode {
-    gaussmask_harness::cli::main(&experiments(), &[&eval::EvalLoss])
+    gaussmask_harness::cli::main(
+        &experiments(),
+        &[&train::TrainTool, &train::PredictTool, &eval::EvalLoss],
+    )
 }

@@ -1,0 +1,19 @@
+//! Masked training on a user's own data: `gaussmask train` reads a CSV, `.npy` or IDX dataset
+//! (or generates the synthetic one), trains one model per mask level κ (and seed) with the
+//! generic trainer, and leaves a run directory with metrics, learning curves and the models;
+//! `gaussmask predict` loads a model from it and predicts on new inputs.
+//!
+//! The pieces are usable alone: [`config::JobConfig`] is the config, [`data`] reads, splits and
+//! standardizes, [`network::Network`] is the trained module (the paper's two-layer net, or an
+//! MLP / CNN of `burn::nn` layers behind the input mask), [`predict::Predictor`] loads a saved
+//! model.
+
+pub mod config;
+pub mod data;
+pub mod job;
+pub mod network;
+pub mod predict;
+pub mod saved;
+
+pub use job::Train;
+pub use predict::{Prediction, Predictor};
