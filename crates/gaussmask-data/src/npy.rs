@@ -70,14 +70,28 @@ pub fn parse(bytes: &[u8]) -> Result<Array, String> {
     let (width, decode): (usize, Decode) =
         match descr.trim().trim_matches(|c| c == '\'' || c == '"') {
             "<f8" => (8, |c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
-            "<f4" => (4, |c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
-            "<i8" => (8, |c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64),
-            "<i4" => (4, |c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
-            "<i2" => (2, |c| i16::from_le_bytes(c.try_into().expect("2 bytes")) as f64),
+            "<f4" => (4, |c| {
+                f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64
+            }),
+            "<i8" => (8, |c| {
+                i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64
+            }),
+            "<i4" => (4, |c| {
+                i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64
+            }),
+            "<i2" => (2, |c| {
+                i16::from_le_bytes(c.try_into().expect("2 bytes")) as f64
+            }),
             "|i1" => (1, |c| c[0] as i8 as f64),
-            "<u8" => (8, |c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as f64),
-            "<u4" => (4, |c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
-            "<u2" => (2, |c| u16::from_le_bytes(c.try_into().expect("2 bytes")) as f64),
+            "<u8" => (8, |c| {
+                u64::from_le_bytes(c.try_into().expect("8 bytes")) as f64
+            }),
+            "<u4" => (4, |c| {
+                u32::from_le_bytes(c.try_into().expect("4 bytes")) as f64
+            }),
+            "<u2" => (2, |c| {
+                u16::from_le_bytes(c.try_into().expect("2 bytes")) as f64
+            }),
             "|u1" => (1, |c| c[0] as f64),
             other => {
                 return Err(format!(
@@ -242,7 +256,11 @@ mod tests {
         let mut big_endian = good.clone();
         let at = big_endian.windows(3).position(|w| w == b"<f8").unwrap();
         big_endian[at] = b'>';
-        assert!(parse(&big_endian).unwrap_err().contains("'>f8' is not supported"));
+        assert!(
+            parse(&big_endian)
+                .unwrap_err()
+                .contains("'>f8' is not supported")
+        );
     }
 
     #[test]

@@ -84,7 +84,8 @@ pub fn parse_csv(bytes: &[u8], origin: &str, delimiter: u8) -> Result<CsvTable, 
         }
         if columns[..i].contains(name) {
             return Err(format!(
-                "{origin}: line 1: column '{name}' appears twice in the header"
+                "{origin}: line 1: column '{}' appears twice in the header",
+                shown(name)
             ));
         }
     }
@@ -118,10 +119,12 @@ impl CsvTable {
     /// No such column: the message lists the columns there are.
     pub fn column(&self, name: &str) -> Result<usize, String> {
         self.columns.iter().position(|c| c == name).ok_or_else(|| {
+            let columns: Vec<String> = self.columns.iter().map(|c| shown(c)).collect();
             format!(
-                "{}: no column '{name}' (columns: {})",
+                "{}: no column '{}' (columns: {})",
                 self.origin,
-                self.columns.join(", ")
+                shown(name),
+                columns.join(", ")
             )
         })
     }
@@ -138,14 +141,18 @@ impl CsvTable {
             self.origin,
             row + 1,
             self.lines[row],
-            self.columns[col]
+            shown(&self.columns[col])
         )
     }
 
-    /// Whether the first row of column `col` holds a number (what makes a column a feature by
-    /// default).
+    /// Whether column `col` is meant to hold numbers (what makes a column an input by
+    /// default): its first non-empty cell reads as a float, NaN and infinities included, so a
+    /// column with a bad value is refused by [`CsvTable::numbers`] rather than dropped.
     pub fn looks_numeric(&self, col: usize) -> bool {
-        parse_number(self.cell(0, col)).is_ok()
+        (0..self.rows())
+            .map(|row| self.cell(row, col))
+            .find(|c| !c.is_empty())
+            .is_some_and(|c| c.parse::<f64>().is_ok())
     }
 
     /// Column `col` as finite numbers.
@@ -168,16 +175,25 @@ impl CsvTable {
     }
 }
 
+/// `text` for a one-line message: line breaks and other control characters escaped (a quoted
+/// CSV field may hold them).
+pub fn shown(text: &str) -> String {
+    text.escape_debug().to_string()
+}
+
 /// A finite number, or why the cell is not one.
 fn parse_number(cell: &str) -> Result<f64, String> {
     if cell.is_empty() {
         return Err("empty cell (expected a number)".into());
     }
     match cell.parse::<f64>() {
-        Ok(v) if v.is_nan() => Err(format!("'{cell}' is NaN (missing values are not allowed)")),
-        Ok(v) if v.is_infinite() => Err(format!("'{cell}' is infinite")),
+        Ok(v) if v.is_nan() => Err(format!(
+            "'{}' is NaN (missing values are not allowed)",
+            shown(cell)
+        )),
+        Ok(v) if v.is_infinite() => Err(format!("'{}' is infinite", shown(cell))),
         Ok(v) => Ok(v),
-        Err(_) => Err(format!("'{cell}' is not a number")),
+        Err(_) => Err(format!("'{}' is not a number", shown(cell))),
     }
 }
 
@@ -207,7 +223,11 @@ mod tests {
             "t.csv: row 2 (line 3), column 'b': 'x' is not a number"
         );
         let t = parse("a,b\n1,NaN\n").unwrap();
-        assert!(t.numbers(1).unwrap_err().contains("row 1 (line 2), column 'b': 'NaN' is NaN"));
+        assert!(
+            t.numbers(1)
+                .unwrap_err()
+                .contains("row 1 (line 2), column 'b': 'NaN' is NaN")
+        );
         let t = parse("a,b\n1,-inf\n").unwrap();
         assert!(t.numbers(1).unwrap_err().contains("'-inf' is infinite"));
         let t = parse("a,b\n1,\n").unwrap();
@@ -220,13 +240,34 @@ mod tests {
             parse("a,b,c\n1,2,3\n4,5\n").unwrap_err(),
             "t.csv: row 2 (line 3) has 2 fields where the header has 3 (column 'c' is missing)"
         );
-        assert!(parse("a,b\n1,2,3\n").unwrap_err().contains("more fields than columns"));
-        assert_eq!(parse("").unwrap_err(), "t.csv: empty file (expected a header row)");
-        assert_eq!(parse("a,b\n").unwrap_err(), "t.csv: no data rows under the header");
-        assert!(parse("a,a\n1,2\n").unwrap_err().contains("column 'a' appears twice"));
-        assert!(parse("a,,c\n1,2,3\n").unwrap_err().contains("column 2 of the header has no name"));
+        assert!(
+            parse("a,b\n1,2,3\n")
+                .unwrap_err()
+                .contains("more fields than columns")
+        );
+        assert_eq!(
+            parse("").unwrap_err(),
+            "t.csv: empty file (expected a header row)"
+        );
+        assert_eq!(
+            parse("a,b\n").unwrap_err(),
+            "t.csv: no data rows under the header"
+        );
+        assert!(
+            parse("a,a\n1,2\n")
+                .unwrap_err()
+                .contains("column 'a' appears twice")
+        );
+        assert!(
+            parse("a,,c\n1,2,3\n")
+                .unwrap_err()
+                .contains("column 2 of the header has no name")
+        );
         let bad_utf8 = parse_csv(b"a,b\n1,\xff\n", "t.csv", b',').unwrap_err();
-        assert!(bad_utf8.starts_with("t.csv: line 2: field 2 is not UTF-8"), "{bad_utf8}");
+        assert!(
+            bad_utf8.starts_with("t.csv: line 2: field 2 is not UTF-8"),
+            "{bad_utf8}"
+        );
         let t = parse("a\n1\n").unwrap();
         assert_eq!(
             t.column("y").unwrap_err(),

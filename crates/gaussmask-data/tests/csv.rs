@@ -16,23 +16,56 @@ enum Outcome {
 use Outcome::{Read, Refused};
 
 const CORPUS: &[(&str, Outcome)] = &[
-    ("ragged-short.csv", Refused("row 2 (line 3) has 2 fields where the header has 3 (column 'c' is missing)")),
-    ("ragged-long.csv", Refused("row 1 (line 2) has 3 fields where the header has 2 (more fields than columns)")),
-    ("nan-cell.csv", Refused("row 1 (line 2), column 'b': 'NaN' is NaN")),
-    ("inf-cell.csv", Refused("row 1 (line 2), column 'b': 'inf' is infinite")),
-    ("overflow-cell.csv", Refused("row 1 (line 2), column 'b': '1e999' is infinite")),
-    ("blank-cell.csv", Refused("row 1 (line 2), column 'b': empty cell")),
+    (
+        "ragged-short.csv",
+        Refused("row 2 (line 3) has 2 fields where the header has 3 (column 'c' is missing)"),
+    ),
+    (
+        "ragged-long.csv",
+        Refused("row 1 (line 2) has 3 fields where the header has 2 (more fields than columns)"),
+    ),
+    (
+        "nan-cell.csv",
+        Refused("row 1 (line 2), column 'b': 'NaN' is NaN"),
+    ),
+    (
+        "inf-cell.csv",
+        Refused("row 1 (line 2), column 'b': 'inf' is infinite"),
+    ),
+    (
+        "overflow-cell.csv",
+        Refused("row 1 (line 2), column 'b': '1e999' is infinite"),
+    ),
+    (
+        "blank-cell.csv",
+        Refused("row 1 (line 2), column 'b': empty cell"),
+    ),
     ("empty.csv", Refused("empty file (expected a header row)")),
-    ("only-newlines.csv", Refused("empty file (expected a header row)")),
+    (
+        "only-newlines.csv",
+        Refused("empty file (expected a header row)"),
+    ),
     ("header-only.csv", Refused("no data rows under the header")),
-    ("invalid-utf8.csv", Refused("line 2: field 2 is not UTF-8 text")),
-    ("duplicate-column.csv", Refused("column 'a' appears twice in the header")),
-    ("unnamed-column.csv", Refused("column 2 of the header has no name")),
+    (
+        "invalid-utf8.csv",
+        Refused("line 2: field 2 is not UTF-8 text"),
+    ),
+    (
+        "duplicate-column.csv",
+        Refused("column 'a' appears twice in the header"),
+    ),
+    (
+        "unnamed-column.csv",
+        Refused("column 2 of the header has no name"),
+    ),
     // A byte-order mark and Windows line ends are read as a plain file.
     ("bom-crlf.csv", Read(&[("a", &[1.0]), ("b", &[2.0])])),
     // A quote left open runs to the end of the file (the csv crate's reading); here that is
     // the last field, so the table is still the one meant.
-    ("unterminated-quote.csv", Read(&[("a", &[1.0]), ("b", &[2.0])])),
+    (
+        "unterminated-quote.csv",
+        Read(&[("a", &[1.0]), ("b", &[2.0])]),
+    ),
 ];
 
 /// Parses `bytes` and reads every column as numbers: the first error, or the table.
@@ -79,7 +112,10 @@ fn the_corpus_of_malformed_files_is_refused_naming_where() {
 /// A table of `values` (rows × columns) with columns `c0`, `c1`, … as CSV text.
 fn table_text(values: &[Vec<f64>]) -> String {
     let d = values[0].len();
-    let mut text = (0..d).map(|j| format!("c{j}")).collect::<Vec<_>>().join(",");
+    let mut text = (0..d)
+        .map(|j| format!("c{j}"))
+        .collect::<Vec<_>>()
+        .join(",");
     text.push('\n');
     for row in values {
         text.push_str(&row.iter().map(f64::to_string).collect::<Vec<_>>().join(","));

@@ -490,12 +490,7 @@ impl JobConfig {
             "left out when train.epochs is set (give one of them)",
             t.steps.unwrap_or(0),
         )?;
-        require(
-            t.epochs != Some(0),
-            "train.epochs",
-            "≥ 1",
-            0,
-        )?;
+        require(t.epochs != Some(0), "train.epochs", "≥ 1", 0)?;
         require(t.steps != Some(0), "train.steps", "≥ 1", 0)?;
         require(t.seeds >= 1, "train.seeds", "≥ 1", t.seeds)?;
         require(
@@ -532,7 +527,9 @@ fn kappas(value: &Value) -> Result<Vec<f64>, String> {
         Value::Array(items) => items.iter().map(number).collect::<Option<Vec<f64>>>(),
         v => number(v).map(|k| vec![k]),
     };
-    let bad = || format!("model.mask.kappa must be a number ≥ 0 or a non-empty list of them, got {value}");
+    let bad = || {
+        format!("model.mask.kappa must be a number ≥ 0 or a non-empty list of them, got {value}")
+    };
     let list = list.ok_or_else(bad)?;
     if list.is_empty() || list.iter().any(|k| !(k.is_finite() && *k >= 0.0)) {
         return Err(bad());

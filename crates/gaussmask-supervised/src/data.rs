@@ -5,7 +5,7 @@ use std::path::Path;
 
 use gaussmask_data::images::{disjoint_splits, read_idx_pair};
 use gaussmask_data::npy;
-use gaussmask_data::table::{CsvTable, read_csv};
+use gaussmask_data::table::{CsvTable, read_csv, shown};
 use gaussmask_data::{Dataset, SyntheticConfig};
 use serde::{Deserialize, Serialize};
 
@@ -266,9 +266,10 @@ fn pick_features(
                     picked.push(name.clone());
                 } else {
                     warnings.push(format!(
-                        "{}: column '{name}' is not numeric in row 1 and is not an input (list \
+                        "{}: column '{}' holds text and is not an input (list \
                          data.features to choose the inputs)",
-                        table.origin
+                        table.origin,
+                        shown(name)
                     ));
                 }
             }
@@ -313,7 +314,10 @@ pub fn csv_targets(
         Task::Classification => {
             let labels = table.texts(col);
             if let Some(row) = labels.iter().position(|l| l.is_empty()) {
-                return Err(format!("{}: empty cell (expected a class)", table.locate(row, col)));
+                return Err(format!(
+                    "{}: empty cell (expected a class)",
+                    table.locate(row, col)
+                ));
             }
             let classes = match classes {
                 Some(c) => c.to_vec(),
@@ -329,8 +333,9 @@ pub fn csv_targets(
                         .map(|k| k as f64)
                         .ok_or_else(|| {
                             format!(
-                                "{}: class '{l}' is not one of the model's classes ({})",
+                                "{}: class '{}' is not one of the model's classes ({})",
                                 table.locate(row, col),
+                                shown(l),
                                 classes.join(", ")
                             )
                         })
@@ -389,7 +394,11 @@ pub fn npy_inputs(path: &Path) -> Result<(Vec<f64>, usize, [usize; 3]), String> 
     };
     let n = a.shape[0];
     if n == 0 || shape.contains(&0) {
-        return Err(format!("{}: empty array of shape {:?}", path.display(), a.shape));
+        return Err(format!(
+            "{}: empty array of shape {:?}",
+            path.display(),
+            a.shape
+        ));
     }
     finite(path, &a.data, shape.iter().product())?;
     Ok((a.data, n, shape))
@@ -519,11 +528,7 @@ pub fn subset(data: &Dataset, rows: &[usize]) -> Dataset {
 /// Splits `loaded` into training and validation parts (a seeded `validation` fraction, at
 /// least one row each when the fraction is > 0) and standardizes every part with statistics
 /// of the training part.
-pub fn prepare(
-    loaded: &Loaded,
-    config: &DataConfig,
-    seed: u64,
-) -> Result<Prepared, String> {
+pub fn prepare(loaded: &Loaded, config: &DataConfig, seed: u64) -> Result<Prepared, String> {
     let n = loaded.rows.n;
     let n_val = if config.validation > 0.0 {
         ((config.validation * n as f64).round() as usize).max(1)
@@ -558,7 +563,11 @@ pub fn prepare(
         };
         (inputs, constant, target)
     } else {
-        (Standardizer::identity(d), Vec::new(), Standardizer::identity(1))
+        (
+            Standardizer::identity(d),
+            Vec::new(),
+            Standardizer::identity(1),
+        )
     };
     for part in [Some(&mut train), Some(&mut validation), test.as_mut()]
         .into_iter()

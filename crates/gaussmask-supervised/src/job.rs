@@ -2,9 +2,10 @@
 //! checkpointed while it trains and kept once done, then the run directory: `metrics.csv`,
 //! `summary.csv`, the learning curves, and the models with everything `predict` needs.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
+use burn::tensor::{Bool, Int, Tensor};
 use gaussmask_data::Dataset;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
@@ -64,8 +65,7 @@ impl Job {
     pub(crate) fn new(table: &Table) -> Result<Self, HarnessError> {
         let config = JobConfig::from_table(table)?;
         let loaded = load(&config.data, config.seed).map_err(HarnessError::input)?;
-        let prepared =
-            prepare(&loaded, &config.data, config.seed).map_err(HarnessError::input)?;
+        let prepared = prepare(&loaded, &config.data, config.seed).map_err(HarnessError::input)?;
         config
             .model
             .dense()
@@ -176,7 +176,8 @@ impl Job {
                 rows,
             ),
             None => {
-                let run = Fit::new(model, train, &fit, &device).map_err(|e| failed(e.to_string()))?;
+                let run =
+                    Fit::new(model, train, &fit, &device).map_err(|e| failed(e.to_string()))?;
                 let first = self.row(&run.model().valid(), kappa, seed, 0, &plain);
                 (run, vec![first])
             }
@@ -186,9 +187,8 @@ impl Job {
         }
         let every = self.config.train.log_interval(train.n);
         while run.step() < run.steps() {
-            run.advance().map_err(|e| {
-                failed(format!("{e} (a smaller train.lr may help)"))
-            })?;
+            run.advance()
+                .map_err(|e| failed(format!("{e} (a smaller train.lr may help)")))?;
             tick();
             let step = run.step();
             if step.is_multiple_of(every) || step == run.steps() {
@@ -368,7 +368,10 @@ fn write_results(
             cell(val_sd),
             cell(train),
         ];
-        let test: Vec<f64> = of_kappa.iter().filter_map(|u| u.test.map(|t| t.1)).collect();
+        let test: Vec<f64> = of_kappa
+            .iter()
+            .filter_map(|u| u.test.map(|t| t.1))
+            .collect();
         let (test_mean, test_sd) = mean_std(&test);
         if has_test {
             cells.extend([cell(test_mean), cell(test_sd)]);
@@ -382,15 +385,21 @@ fn write_results(
     for (kappa, seed, unit) in done {
         let dir = model_dir(*kappa, *seed);
         let net = load_model_bytes(job.network(*kappa, *seed, &ctx.device), &unit.record)
-            .map_err(|e| HarnessError::run(format!("{dir}: {e}")))?;
-        let mut store = SafetensorsStore::from_bytes(None);
+            .map_err(|e| HarnessError::run(format!("{dir}: {e}")))?
+            .map(&mut NumberParams(0));
+        let record = model_bytes(&net).map_err(|e| HarnessError::run(format!("{dir}: {e}")))?;
+        // One metadata entry: safetensors keeps them in a hash map, so several would come out
+        // in a different order in every process.
+        let mut store = SafetensorsStore::from_bytes(None)
+            .clear_metadata()
+            .metadata("producer", concat!("gaussmask ", env!("CARGO_PKG_VERSION")));
         net.valid()
             .save_into(&mut store)
             .map_err(|e| HarnessError::run(format!("{dir}/model.safetensors: {e}")))?;
         let tensors = store
             .get_bytes()
             .map_err(|e| HarnessError::run(format!("{dir}/model.safetensors: {e}")))?;
-        ctx.write(&format!("{dir}/model.bpk"), &unit.record)?;
+        ctx.write(&format!("{dir}/model.bpk"), record)?;
         ctx.write(&format!("{dir}/model.safetensors"), tensors)?;
         let last = unit.rows.last().expect("a model logs its last step");
         models.push(SavedModel {
@@ -463,9 +472,7 @@ fn learning_curves(job: &Job, done: &[(f64, u64, Unit)], metric: &str) -> LinePl
     LinePlot {
         title: format!(
             "{} on {} ({}, clean inputs)",
-            metric,
-            job.loaded.target,
-            job.config.model.kind
+            metric, job.loaded.target, job.config.model.kind
         ),
         x_label: "epoch".into(),
         y_label: metric.into(),
@@ -475,8 +482,44 @@ fn learning_curves(job: &Job, done: &[(f64, u64, Unit)], metric: &str) -> LinePl
     }
 }
 
+/// Gives the parameters the ids 1, 2, … in visiting order: Burn draws a random id for each
+/// parameter and records it, so without this the same model would be different bytes in every
+/// process (and a resumed run's models would differ from an uninterrupted run's).
+struct NumberParams(u64);
+
+impl NumberParams {
+    fn next(&mut self) -> ParamId {
+        self.0 += 1;
+        ParamId::from(self.0)
+    }
+}
+
+impl ModuleMapper for NumberParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (_, value, mapper) = param.consume();
+        Param::from_mapped_value(self.next(), value, mapper)
+    }
+
+    fn map_int<const D: usize>(&mut self, param: Param<Tensor<D, Int>>) -> Param<Tensor<D, Int>> {
+        let (_, value, mapper) = param.consume();
+        Param::from_mapped_value(self.next(), value, mapper)
+    }
+
+    fn map_bool<const D: usize>(
+        &mut self,
+        param: Param<Tensor<D, Bool>>,
+    ) -> Param<Tensor<D, Bool>> {
+        let (_, value, mapper) = param.consume();
+        Param::from_mapped_value(self.next(), value, mapper)
+    }
+}
+
 fn cell(v: f64) -> String {
-    if v.is_nan() { String::new() } else { v.to_string() }
+    if v.is_nan() {
+        String::new()
+    } else {
+        v.to_string()
+    }
 }
 
 fn csv_writer(header: &[&str]) -> csv::Writer<Vec<u8>> {

@@ -50,7 +50,11 @@ impl Prediction {
         let n = truth.len().max(1) as f64;
         match self {
             Prediction::Values(v) => {
-                v.iter().zip(truth).map(|(p, y)| (p - y) * (p - y)).sum::<f64>() / n
+                v.iter()
+                    .zip(truth)
+                    .map(|(p, y)| (p - y) * (p - y))
+                    .sum::<f64>()
+                    / n
             }
             Prediction::Probabilities(p) => {
                 let hits = p
@@ -184,7 +188,8 @@ impl Predictor {
 
 /// Whether `path` names a `.npy` file.
 pub fn is_npy(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
 /// The predictions as CSV text: a column named after the target (regression), or the class

@@ -124,7 +124,9 @@ impl Manifest {
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| format!("{at}: not JSON: {e}"))?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-            return Err(format!("{at}: not a gaussmask model (no \"format\": \"{FORMAT}\")"));
+            return Err(format!(
+                "{at}: not a gaussmask model (no \"format\": \"{FORMAT}\")"
+            ));
         }
         let version = value.get("format_version").and_then(|v| v.as_u64());
         if version != Some(u64::from(FORMAT_VERSION)) {
@@ -135,12 +137,13 @@ impl Manifest {
             return Err(format!(
                 "{at}: model format version {} (written by gaussmask {written_by}); this gaussmask \
                  ({}) reads version {FORMAT_VERSION}: retrain with this version",
-                version.map(|v| v.to_string()).unwrap_or_else(|| "missing".into()),
+                version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "missing".into()),
                 env!("CARGO_PKG_VERSION")
             ));
         }
-        let manifest: Self =
-            serde_json::from_value(value).map_err(|e| format!("{at}: {e}"))?;
+        let manifest: Self = serde_json::from_value(value).map_err(|e| format!("{at}: {e}"))?;
         let d: usize = manifest.shape.iter().product();
         let consistent = manifest.features.len() == d
             && manifest.input_standardization.mean.len() == d
@@ -198,9 +201,15 @@ impl Manifest {
     ///
     /// # Errors
     /// The record is missing or is not a model of this manifest's shape.
-    pub fn network(&self, run: &Path, entry: &SavedModel, device: &Device) -> Result<Network, String> {
+    pub fn network(
+        &self,
+        run: &Path,
+        entry: &SavedModel,
+        device: &Device,
+    ) -> Result<Network, String> {
         let path = run.join(&entry.dir).join("model.bpk");
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let net = Network::init(
             &self.model,
             Dims {

@@ -128,8 +128,8 @@ pub fn predict(args: &PredictArgs) -> Result<(), HarnessError> {
             out.display()
         )));
     }
-    let manifest = gaussmask_supervised::saved::Manifest::read(&args.model)
-        .map_err(HarnessError::input)?;
+    let manifest =
+        gaussmask_supervised::saved::Manifest::read(&args.model).map_err(HarnessError::input)?;
     let dtype = match args.dtype {
         Some(d) => d,
         None => Dtype::from_str(&manifest.dtype, true).map_err(|_| {
