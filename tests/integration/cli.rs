@@ -1000,16 +1000,16 @@ mod eval_loss {
             &["--kappa", "0.4", "--weights", &w1],
             "W1.npy: W must be a 2-D array",
         );
-        // Wrong dtype: int64 (same bytes, the header's '<f8' changed to '<i8').
-        let mut ints = std::fs::read(f.root.join("a.npy")).unwrap();
-        let at = ints.windows(3).position(|w| w == b"<f8").unwrap();
-        ints[at + 1] = b'i';
-        std::fs::write(f.root.join("a_int.npy"), ints).unwrap();
-        let ai = f.path("a_int.npy");
+        // Wrong dtype: big-endian float64 (same bytes, the header's '<f8' changed to '>f8').
+        let mut big = std::fs::read(f.root.join("a.npy")).unwrap();
+        let at = big.windows(3).position(|w| w == b"<f8").unwrap();
+        big[at] = b'>';
+        std::fs::write(f.root.join("a_big.npy"), big).unwrap();
+        let ab = f.path("a_big.npy");
         rejected(
             &f,
-            &["--kappa", "0.4", "--signs", &ai],
-            "'<i8' is not supported",
+            &["--kappa", "0.4", "--signs", &ab],
+            "'>f8' is not supported",
         );
         // Truncated.
         let good = std::fs::read(f.root.join("X.npy")).unwrap();

@@ -236,6 +236,26 @@ fn regression_train_then_predict_equals_the_rebuilt_model_to_the_bit() {
         for (p, e) in printed.iter().zip(&expected) {
             assert_eq!(p.to_bits(), e.to_bits(), "κ = {kappa}: {p} vs {e}");
         }
+        // The same rows as a .npy array give the same values as a .npy array.
+        let x = root.join(format!("new-{kappa}.npy"));
+        let array = gaussmask_data::npy::Array {
+            shape: vec![9, 3],
+            data: rows.concat(),
+        };
+        std::fs::write(&x, gaussmask_data::npy::encode(&array)).unwrap();
+        let out = root.join(format!("pred-{kappa}.npy"));
+        let o = predict(
+            &root,
+            &run,
+            &x,
+            &["--kappa", kappa, "--out", out.to_str().unwrap()],
+        );
+        assert_ok(&o);
+        let got = gaussmask_data::npy::read(&out).unwrap();
+        assert_eq!(got.shape, [9]);
+        for (p, e) in got.data.iter().zip(&expected) {
+            assert_eq!(p.to_bits(), e.to_bits(), "κ = {kappa} (.npy): {p} vs {e}");
+        }
     }
     // With the target column the MSE is printed too, and `.npy` in gives `.npy` out.
     let o = predict(&root, &run, &csv, &[]);
