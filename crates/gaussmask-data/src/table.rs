@@ -55,7 +55,7 @@ pub fn parse_csv(bytes: &[u8], origin: &str, delimiter: u8) -> Result<CsvTable, 
                 let line = pos.as_ref().map(|p| p.line()).unwrap_or(0);
                 let missing = columns
                     .get(*len as usize)
-                    .map(|c| format!(" (column '{c}' is missing)"))
+                    .map(|c| format!(" (column '{}' is missing)", shown(c)))
                     .unwrap_or_else(|| " (more fields than columns)".to_string());
                 format!(
                     "{origin}: row {row} (line {line}) has {len} fields where the header has \
