@@ -47,7 +47,7 @@ fn csvs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-fn assert_same_csvs(id: &str, a: &Path, b: &Path) {
+pub(crate) fn assert_same_csvs(id: &str, a: &Path, b: &Path) {
     let (a, b) = (csvs(a), csvs(b));
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b), "{id}");
@@ -84,7 +84,7 @@ fn checkpointing_at_every_step_changes_no_result() {
 }
 
 /// Names in the checkpoint folder `folder` ending in `suffix`.
-fn count(folder: &Path, suffix: &str) -> usize {
+pub(crate) fn count(folder: &Path, suffix: &str) -> usize {
     std::fs::read_dir(folder)
         .map(|d| {
             d.flatten()

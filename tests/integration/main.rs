@@ -14,6 +14,7 @@ mod masks;
 mod ntk;
 mod probes;
 mod replicas;
+mod shards_cli;
 mod smooth;
 mod train_cli;
 

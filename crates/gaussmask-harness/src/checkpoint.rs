@@ -71,6 +71,9 @@ pub struct SavedOptions {
     pub smoke: bool,
     /// `--save-weights`.
     pub save_weights: bool,
+    /// `--shard I/N`.
+    #[serde(default)]
+    pub shard: Option<crate::cli::Shard>,
 }
 
 /// A run's checkpoint folder.

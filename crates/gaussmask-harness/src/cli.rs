@@ -54,6 +54,48 @@ pub struct RunOptions {
     /// SIGINT/SIGTERM).
     #[arg(long, value_name = "STEPS", default_value_t = 500)]
     pub checkpoint_every: usize,
+    /// Run only shard I of N (the units k with k mod N = I) into a shard directory, for
+    /// `gaussmask merge`.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+}
+
+/// Which part of a run's units a process runs (`--shard I/N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// This shard's index, `0 ≤ index < count`.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The indices (into the run's units) that this shard runs.
+    pub fn select(self, units: usize) -> Vec<usize> {
+        (0..units)
+            .filter(|k| k % self.count == self.index)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let (i, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("expected I/N (e.g. 0/4), got '{text}'"))?;
+    let (index, count) = match (i.trim().parse::<usize>(), n.trim().parse::<usize>()) {
+        (Ok(i), Ok(n)) => (i, n),
+        _ => return Err(format!("expected two integers I/N, got '{text}'")),
+    };
+    if count == 0 || index >= count {
+        return Err(format!("need 0 ≤ I < N, got {index}/{count}"));
+    }
+    Ok(Shard { index, count })
 }
 
 /// What `--diagnostics` asks for.
@@ -111,6 +153,26 @@ enum Command {
     },
     /// List the compiled backends and whether each opens a device here.
     Backends,
+    /// Merge the shard directories of one run (`gaussmask run <id> --shard I/N`) into its run
+    /// directory: the same files as a single-process run.
+    Merge {
+        /// Experiment id.
+        id: String,
+        /// Run directory to create (must not exist); default `results/<id>/<UTC time>`.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The shard directories, one per shard.
+        #[arg(value_name = "SHARD_DIR", required = true)]
+        shards: Vec<PathBuf>,
+    },
+    /// Write (and with --submit, submit) a Slurm job array that runs an experiment in shards,
+    /// and a merge job that waits for it.
+    Slurm {
+        /// Experiment id.
+        id: String,
+        #[command(flatten)]
+        options: crate::slurm::SlurmOptions,
+    },
 }
 
 /// A subcommand beside the experiments (e.g. `eval-loss`), supplied by the binary on top.
@@ -179,6 +241,12 @@ pub fn main(experiments: &[&dyn Experiment], tools: &[&dyn Tool]) -> ExitCode {
             Ok(())
         }
         Command::Run { id, options } => find(experiments, &id).and_then(|e| run(e, &options)),
+        Command::Merge { id, out, shards } => {
+            find(experiments, &id).and_then(|e| crate::shards::merge(e, out, &shards))
+        }
+        Command::Slurm { id, options } => {
+            find(experiments, &id).and_then(|e| crate::slurm::slurm(e, &options))
+        }
     };
     finish(result)
 }
@@ -296,6 +364,19 @@ pub fn resolve_config(
         table.insert("seed".into(), Value::Integer(seed));
     }
     experiment.check(&table)?;
+    if options.shard.is_some() {
+        if experiment.unit_keys(&table)?.is_none() {
+            return Err(HarnessError::input(format!(
+                "--shard: experiment '{}' is not made of units of work",
+                experiment.id()
+            )));
+        }
+        if options.save_weights || options.diagnostics.is_some() {
+            return Err(HarnessError::input(
+                "--shard runs without --save-weights and --diagnostics (run those in one process)",
+            ));
+        }
+    }
     if options.diagnostics.is_some() && !experiment.has_diagnostics() {
         return Err(HarnessError::input(format!(
             "--diagnostics: experiment '{}' does not train a two-layer network step by step",
@@ -316,10 +397,11 @@ fn resume_options(
         || !options.set.is_empty()
         || options.seed.is_some()
         || options.out.is_some()
+        || options.shard.is_some()
     {
         return Err(HarnessError::input(
             "--resume continues a run with its own config and options: drop --config, --smoke, \
-             --set, --seed and --out",
+             --set, --seed, --shard and --out",
         ));
     }
     if target.exists() {
@@ -367,6 +449,7 @@ fn resume_options(
             .map_err(|_| parse_enum("dtype", &saved.dtype))?,
         smoke: saved.smoke,
         save_weights: saved.save_weights,
+        shard: saved.shard,
         out: Some(target.to_path_buf()),
         ..options.clone()
     };
@@ -381,15 +464,10 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
     };
     let options = &options;
     let device = make_device(options.backend, options.dtype)?;
-    let target = match &options.out {
-        Some(dir) => dir.clone(),
-        None => {
-            let root = std::env::var_os("GAUSSMASK_RESULTS")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("results"));
-            RunDir::default_target(&root, experiment.id())
-        }
-    };
+    let target = options
+        .out
+        .clone()
+        .unwrap_or_else(|| default_target(experiment.id()));
     let folder = checkpoint::folder_for(&target);
     if options.resume.is_none() && folder.exists() && !target.exists() {
         return Err(HarnessError::input(format!(
@@ -426,6 +504,7 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
             dtype: options.dtype.to_string(),
             smoke: options.smoke,
             save_weights: options.save_weights,
+            shard: options.shard,
         };
         ctx.checkpoints.save(
             "config.toml",
@@ -447,7 +526,11 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
         if options.smoke { ", smoke" } else { "" },
         ctx.target().display()
     );
-    if let Err(e) = experiment.run(&table, &mut ctx) {
+    let result = match options.shard {
+        Some(shard) => crate::shards::run_shard(experiment, &table, shard, &ctx),
+        None => experiment.run(&table, &mut ctx),
+    };
+    if let Err(e) = result {
         // Only an interrupted run (SIGINT/SIGTERM) is worth resuming; a run that failed would
         // fail again, and its checkpoint would block the next run into the same directory.
         if e.code() != 130 {
@@ -455,13 +538,16 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
         }
         return Err(e);
     }
-    ctx.record.wall_time_s = ctx.elapsed().as_secs_f64();
-    let record = ctx.record.clone();
-    ctx.write_json("run.json", &record)?;
-    let wall = record.wall_time_s;
-    let target = ctx.dir.commit()?;
+    ctx.finish()?;
     // The result is in place: its checkpoint is no longer needed.
     let _ = std::fs::remove_dir_all(&folder);
-    println!("results: {} (wall time {wall:.1} s)", target.display());
     Ok(())
+}
+
+/// `results/<id>/<UTC time>` under `$GAUSSMASK_RESULTS` (default `results`).
+pub(crate) fn default_target(id: &str) -> PathBuf {
+    let root = std::env::var_os("GAUSSMASK_RESULTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("results"));
+    RunDir::default_target(&root, id)
 }

@@ -136,6 +136,20 @@ pub fn require(
     }
 }
 
+/// Checks that the list `field` names each value once (its values key units of work).
+pub fn require_distinct<T: PartialEq + std::fmt::Display>(
+    field: &str,
+    values: &[T],
+) -> Result<(), String> {
+    match (1..values.len()).find(|&i| values[..i].contains(&values[i])) {
+        Some(i) => Err(format!(
+            "{field} must be distinct values, got {} twice",
+            values[i]
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,15 @@ pub mod error;
 pub mod output;
 pub mod plot;
 pub mod run;
+pub mod shards;
+pub mod slurm;
 pub mod stats;
+pub mod study;
 
 pub use backend::{Backend, Dtype, make_device};
 pub use error::HarnessError;
 pub use run::{Experiment, RunContext};
+pub use study::{Study, Timed, Unit};
 
 /// Mean and (sample) standard deviation.
 pub fn mean_std(values: &[f64]) -> (f64, f64) {

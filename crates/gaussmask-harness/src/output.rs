@@ -250,32 +250,6 @@ pub fn utc_stamp(t: SystemTime, for_file: bool) -> String {
     }
 }
 
-/// A long-form CSV table built in memory and written once.
-#[derive(Debug, Default, Clone)]
-pub struct Csv {
-    text: String,
-}
-
-impl Csv {
-    /// A table with the given header.
-    pub fn new(header: &[&str]) -> Self {
-        let mut text = header.join(",");
-        text.push('\n');
-        Self { text }
-    }
-
-    /// Appends a row; floats use the shortest exact representation, so output is reproducible.
-    pub fn row(&mut self, cells: &[String]) {
-        self.text.push_str(&cells.join(","));
-        self.text.push('\n');
-    }
-
-    /// The CSV text.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.text.into_bytes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

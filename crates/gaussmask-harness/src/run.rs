@@ -37,6 +37,36 @@ pub trait Experiment: Sync {
     fn command(&self) -> String {
         format!("gaussmask run {}", self.id())
     }
+    /// The keys of the run's units of work, in order; `None` for an experiment that is not
+    /// made of units (see [`Study`](crate::study::Study)), which cannot be sharded.
+    fn unit_keys(&self, _config: &Table) -> Result<Option<Vec<String>>, HarnessError> {
+        Ok(None)
+    }
+    /// Runs the units at the indices `select` (into [`unit_keys`](Self::unit_keys)) and
+    /// returns each one's key and encoded output.
+    fn run_units(
+        &self,
+        _config: &Table,
+        _select: &[usize],
+        _ctx: &RunContext,
+    ) -> Result<Vec<(String, Vec<u8>)>, HarnessError> {
+        Err(not_units(self.id()))
+    }
+    /// Writes the run's files from the encoded outputs of every unit, in unit order.
+    fn reduce_units(
+        &self,
+        _config: &Table,
+        _outputs: &[Vec<u8>],
+        _ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        Err(not_units(self.id()))
+    }
+}
+
+fn not_units(id: &str) -> HarnessError {
+    HarnessError::input(format!(
+        "experiment '{id}' is not made of units of work: it cannot be sharded or merged"
+    ))
 }
 
 /// The run's environment.
@@ -157,6 +187,21 @@ impl RunContext {
         self.write(name, gaussmask_data::npy::encode_safetensors(tensors))
     }
 
+    /// Writes `name` as a CSV table: a header from the fields of `T`, one line per row (the
+    /// `csv` crate's encoding: floats in their shortest round-trip form, text quoted when it
+    /// must be).
+    pub fn write_csv<T: Serialize>(&self, name: &str, rows: &[T]) -> Result<(), HarnessError> {
+        let mut out = csv::Writer::from_writer(Vec::new());
+        for row in rows {
+            out.serialize(row)
+                .map_err(|e| HarnessError::run(format!("cannot encode {name}: {e}")))?;
+        }
+        let bytes = out
+            .into_inner()
+            .map_err(|e| HarnessError::run(format!("cannot encode {name}: {e}")))?;
+        self.write(name, bytes)
+    }
+
     /// Writes `name` as pretty JSON.
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), HarnessError> {
         let text = serde_json::to_string_pretty(value)
@@ -177,6 +222,16 @@ impl RunContext {
     /// The error that ends a run stopped by SIGINT/SIGTERM once `what` was checkpointed.
     pub fn interrupted_error(&self, what: &str) -> HarnessError {
         crate::checkpoint::interrupted_error(&self.command, self.dir.target(), what)
+    }
+
+    /// Writes `run.json` and moves the finished run into place.
+    pub(crate) fn finish(mut self) -> Result<(), HarnessError> {
+        self.record.wall_time_s = self.elapsed().as_secs_f64();
+        self.write_json("run.json", &self.record)?;
+        let wall = self.record.wall_time_s;
+        let target = self.dir.commit()?;
+        println!("results: {} (wall time {wall:.1} s)", target.display());
+        Ok(())
     }
 
     /// Time since the run started.

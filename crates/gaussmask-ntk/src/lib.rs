@@ -146,7 +146,7 @@ fn dot(p: &[f64], q: &[f64]) -> f64 {
 }
 
 /// One row of diagnostics for one replica at one step.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Diagnostics {
     /// Step k.
     pub step: usize,

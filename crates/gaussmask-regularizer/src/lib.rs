@@ -7,10 +7,10 @@ use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{InputMask, MaskConfig, Replica, TwoLayerRelu, half_sse};
 use gaussmask_smooth::expected::ExactLoss;
 use gaussmask_smooth::tensor::{ProxyLoss, kappa_tensor, proxy_output, smoothed_output};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A Monte-Carlo estimate.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     /// Sample mean.
     pub mean: f64,
@@ -44,7 +44,7 @@ impl Estimate {
 }
 
 /// Every term of the decomposition for one network (replica), all as ½ Σ_i over the samples.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Decomposition {
     /// Mask level κ.
     pub kappa: f64,

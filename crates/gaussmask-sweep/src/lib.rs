@@ -68,6 +68,19 @@ impl TrajectoriesConfig {
         self.train.validate(self.data.n)
     }
 
+    /// The same sweep restricted to one κ (a unit of work of the experiments built on it).
+    pub fn with_kappa(&self, kappa: f64) -> Self {
+        Self {
+            kappas: vec![kappa],
+            ..self.clone()
+        }
+    }
+
+    /// Checks that the κ grid names each κ once (a κ is a unit of work, keyed by its value).
+    pub fn distinct_kappas(&self) -> Result<(), String> {
+        gaussmask_harness::config::require_distinct("kappas", &self.kappas)
+    }
+
     /// Replicas per batched computation on `backend`.
     pub fn chunk_size(&self, backend: Backend) -> usize {
         let total = self.kappas.len() * self.seeds;
@@ -131,7 +144,7 @@ pub struct Summary {
 }
 
 /// Logged losses of one replica.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Curve {
     /// Logged steps.
     pub steps: Vec<usize>,
@@ -162,6 +175,38 @@ pub struct Runs {
     pub curves: Vec<Curve>,
     /// Final (W `[m, d]`, a `[m]`) of each replica, row-major, same order.
     pub weights: Vec<(Vec<f64>, Vec<f64>)>,
+}
+
+/// The runs of one κ of a sweep: the unit of work of the experiments built on it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct KappaRuns {
+    /// One curve per seed, in seed order.
+    pub curves: Vec<Curve>,
+    /// Final (W, a) per seed, with `--save-weights` (else empty).
+    pub weights: Vec<(Vec<f64>, Vec<f64>)>,
+    /// Wall time of the training in seconds.
+    pub train_time_s: f64,
+}
+
+/// Trains the seeds of κ = `kappa` of `config` on `data` (keeping the final weights when the
+/// run saves them).
+pub fn train_kappa(
+    config: &TrajectoriesConfig,
+    kappa: f64,
+    data: &Dataset,
+    ctx: &RunContext,
+) -> Result<KappaRuns, HarnessError> {
+    let started = std::time::Instant::now();
+    let runs = train_runs(&config.with_kappa(kappa), data, ctx)?;
+    Ok(KappaRuns {
+        curves: runs.curves,
+        weights: if ctx.save_weights {
+            runs.weights
+        } else {
+            Vec::new()
+        },
+        train_time_s: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Trains every replica on `data` (in chunks of `replica_chunk`).

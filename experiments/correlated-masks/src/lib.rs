@@ -3,14 +3,12 @@
 //! (the paper's setting), fixed per sample for the whole run, and shared by the whole batch at
 //! each step; the floors of the clean training loss and the clean test error are compared over κ.
 
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit, mean_std};
 use gaussmask_nn::MaskResample;
 use gaussmask_sweep::{TrajectoriesConfig, check_tail_fraction, floor_over_runs, train_runs};
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// The experiment's config (`configs/correlated-masks.toml`): a trajectories config plus the
 /// resampling modes, the held-out sample count and the floor's tail.
@@ -29,14 +27,12 @@ pub struct CorrelatedMasksConfig {
 }
 
 impl CorrelatedMasksConfig {
-    fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let mut c: Self = parse(table)?;
-        require(!c.modes.is_empty(), "modes", "a non-empty list", "[]")
-            .map_err(HarnessError::input)?;
-        require(c.n_test >= 1, "n_test", "≥ 1", c.n_test).map_err(HarnessError::input)?;
-        check_tail_fraction(c.tail_fraction).map_err(HarnessError::input)?;
-        c.base.resolve().map_err(HarnessError::input)?;
-        Ok(c)
+    fn validate(&mut self) -> Result<(), String> {
+        require(!self.modes.is_empty(), "modes", "a non-empty list", "[]")?;
+        require_distinct("modes", &self.modes)?;
+        require(self.n_test >= 1, "n_test", "≥ 1", self.n_test)?;
+        check_tail_fraction(self.tail_fraction)?;
+        self.base.resolve()
     }
 }
 
@@ -60,7 +56,11 @@ pub struct ModeRow {
 /// Fresh, fixed-per-sample and batch-shared masks compared.
 pub struct CorrelatedMasks;
 
-impl Experiment for CorrelatedMasks {
+impl Study for CorrelatedMasks {
+    type Config = CorrelatedMasksConfig;
+    type Unit = MaskResample;
+    type Output = Timed<Vec<ModeRow>>;
+
     fn id(&self) -> &'static str {
         "correlated-masks"
     }
@@ -73,22 +73,33 @@ impl Experiment for CorrelatedMasks {
         include_str!("../../../configs/correlated-masks.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        CorrelatedMasksConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut CorrelatedMasksConfig) -> Result<(), String> {
+        config.validate()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let c = CorrelatedMasksConfig::from_table(config)?;
-        let n = c.base.data.n;
-        let mut all = c.base.data.clone();
-        all.n = n + c.n_test;
-        let (train, test) = all.generate().split(n);
-        let mut rows = Vec::new();
-        for &mode in &c.modes {
-            eprintln!("masks: {mode}");
+    fn units(&self, c: &CorrelatedMasksConfig) -> Vec<Unit<MaskResample>> {
+        c.modes
+            .iter()
+            .map(|&mode| Unit::new(format!("masks={mode}"), mode))
+            .collect()
+    }
+
+    fn run_unit(
+        &self,
+        c: &CorrelatedMasksConfig,
+        unit: &Unit<MaskResample>,
+        ctx: &RunContext,
+    ) -> Result<Timed<Vec<ModeRow>>, HarnessError> {
+        let mode = unit.spec;
+        Timed::run(|| {
+            let n = c.base.data.n;
+            let mut all = c.base.data.clone();
+            all.n = n + c.n_test;
+            let (train, test) = all.generate().split(n);
             let mut cfg = c.base.clone();
             cfg.model.mask.resample = mode;
             let runs = train_runs(&cfg, &train, ctx)?;
+            let mut rows = Vec::new();
             for (k, (&kappa, group)) in cfg
                 .kappas
                 .iter()
@@ -111,9 +122,19 @@ impl Experiment for CorrelatedMasks {
                     test_mse_std,
                 });
             }
-        }
-        let train_time_s = ctx.elapsed().as_secs_f64();
-        write_outputs(&c, &rows, train_time_s, ctx)?;
+            Ok(rows)
+        })
+    }
+
+    fn reduce(
+        &self,
+        c: &CorrelatedMasksConfig,
+        outputs: Vec<(Unit<MaskResample>, Timed<Vec<ModeRow>>)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let train_time_s = Timed::total(&outputs);
+        let rows: Vec<ModeRow> = outputs.into_iter().flat_map(|(_, o)| o.value).collect();
+        write_outputs(c, &rows, train_time_s, ctx)?;
         print_table(&rows, train_time_s);
         Ok(())
     }
@@ -125,25 +146,7 @@ fn write_outputs(
     train_time_s: f64,
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&[
-        "mode",
-        "kappa",
-        "floor",
-        "floor_std",
-        "test_mse",
-        "test_mse_std",
-    ]);
-    for r in rows {
-        csv.row(&[
-            r.mode.to_string(),
-            r.kappa.to_string(),
-            r.floor.to_string(),
-            r.floor_std.to_string(),
-            r.test_mse.to_string(),
-            r.test_mse_std.to_string(),
-        ]);
-    }
-    ctx.write("correlated_masks.csv", csv.into_bytes())?;
+    ctx.write_csv("correlated_masks.csv", rows)?;
     ctx.write_json(
         "summary.json",
         &serde_json::json!({ "rows": rows, "train_time_s": train_time_s }),

@@ -3,14 +3,12 @@
 //! and the size of each term, over a grid of κ.
 
 use gaussmask_data::SyntheticConfig;
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{HarnessError, RunContext, Study, Unit, mean_std};
 use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_regularizer::{MonteCarlo, decompose, model_for_kappas};
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// Config of the experiment (`configs/decomposition.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,16 +37,11 @@ fn default_chunk() -> usize {
 }
 
 impl DecompositionConfig {
-    /// Parses a resolved config table and checks every value.
-    pub fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let mut c: Self = parse(table)?;
-        c.resolve().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
-    fn resolve(&mut self) -> Result<(), String> {
+    /// Checks every value and fills the defaults that depend on other fields.
+    pub fn resolve(&mut self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
         require(!self.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
+        require_distinct("kappas", &self.kappas)?;
         for k in &self.kappas {
             require(k.is_finite() && *k >= 0.0, "kappas", "finite and ≥ 0", k)?;
         }
@@ -74,7 +67,7 @@ impl DecompositionConfig {
 }
 
 /// One row of the result: a network (seed) at one κ.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     /// Network seed.
     pub seed: u64,
@@ -113,7 +106,13 @@ pub struct KappaSummary {
 /// The experiment.
 pub struct Decomposition;
 
-impl Experiment for Decomposition {
+impl Study for Decomposition {
+    type Config = DecompositionConfig;
+    /// The network's seed.
+    type Unit = u64;
+    /// The network at every κ.
+    type Output = Vec<Row>;
+
     fn id(&self) -> &'static str {
         "decomposition"
     }
@@ -126,60 +125,68 @@ impl Experiment for Decomposition {
         include_str!("../../../configs/decomposition.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        DecompositionConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut DecompositionConfig) -> Result<(), String> {
+        config.resolve()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let config = DecompositionConfig::from_table(config)?;
-        let rows = evaluate(&config, ctx);
-        let summary = summarize(&config, &rows);
-        write_outputs(&config, &rows, &summary, ctx)?;
+    /// One unit per random network.
+    fn units(&self, config: &DecompositionConfig) -> Vec<Unit<u64>> {
+        (0..config.seeds as u64)
+            .map(|s| Unit::new(format!("seed={}", config.seed + s), config.seed + s))
+            .collect()
+    }
+
+    fn run_unit(
+        &self,
+        config: &DecompositionConfig,
+        unit: &Unit<u64>,
+        ctx: &RunContext,
+    ) -> Result<Vec<Row>, HarnessError> {
+        Ok(evaluate_network(config, unit.spec, ctx))
+    }
+
+    fn reduce(
+        &self,
+        config: &DecompositionConfig,
+        outputs: Vec<(Unit<u64>, Vec<Row>)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let rows: Vec<Row> = outputs.into_iter().flat_map(|(_, r)| r).collect();
+        let summary = summarize(config, &rows);
+        write_outputs(config, &rows, &summary, ctx)?;
         print_table(&summary);
         Ok(())
     }
 }
 
-/// Every network at every κ.
-pub fn evaluate(config: &DecompositionConfig, ctx: &RunContext) -> Vec<Row> {
+/// The network of `seed` at every κ.
+pub fn evaluate_network(config: &DecompositionConfig, seed: u64, ctx: &RunContext) -> Vec<Row> {
     let data = config.data.generate();
     let (x, y) = data.all_tensors(&ctx.device);
-    let bar = ctx.progress(config.seeds as u64, "networks");
-    let mut rows = Vec::new();
-    for s in 0..config.seeds as u64 {
-        let seed = config.seed + s;
-        let (w, a) = config.model.initial_weights(seed);
-        let model = model_for_kappas(
-            &w,
-            &a,
-            config.model.width,
-            config.model.input_dim,
-            &config.kappas,
-            &ctx.device,
-        );
-        let mc = MonteCarlo {
-            samples: config.mc_samples,
-            seed,
-        };
-        for terms in decompose(
-            &model,
-            x.clone(),
-            y.clone(),
-            mc,
-            config.sample_chunk,
-            &ctx.device,
-        ) {
+    let (w, a) = config.model.initial_weights(seed);
+    let model = model_for_kappas(
+        &w,
+        &a,
+        config.model.width,
+        config.model.input_dim,
+        &config.kappas,
+        &ctx.device,
+    );
+    let mc = MonteCarlo {
+        samples: config.mc_samples,
+        seed,
+    };
+    decompose(&model, x, y, mc, config.sample_chunk, &ctx.device)
+        .into_iter()
+        .map(|terms| {
             let inside = terms.mc_masked.is_some_and(|e| e.covers(terms.exact));
-            rows.push(Row {
+            Row {
                 seed,
                 terms,
                 exact_in_mc_interval: inside,
-            });
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    rows
+            }
+        })
+        .collect()
 }
 
 /// Per-κ means over the networks.
@@ -208,57 +215,56 @@ pub fn summarize(config: &DecompositionConfig, rows: &[Row]) -> Vec<KappaSummary
         .collect()
 }
 
+/// One line of `decomposition.csv` (an estimate that was not made is empty).
+#[derive(Serialize)]
+struct CsvRow {
+    kappa: f64,
+    seed: u64,
+    clean: f64,
+    mc_masked: Option<f64>,
+    mc_masked_se: Option<f64>,
+    exact: f64,
+    smoothed_sse: f64,
+    variance: f64,
+    exact_in_mc_interval: bool,
+    mc_linearized: Option<f64>,
+    mc_linearized_se: Option<f64>,
+    proxy: f64,
+    proxy_sse: f64,
+    regularizer: f64,
+    link: f64,
+}
+
 fn write_outputs(
     config: &DecompositionConfig,
     rows: &[Row],
     summary: &[KappaSummary],
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&[
-        "kappa",
-        "seed",
-        "clean",
-        "mc_masked",
-        "mc_masked_se",
-        "exact",
-        "smoothed_sse",
-        "variance",
-        "exact_in_mc_interval",
-        "mc_linearized",
-        "mc_linearized_se",
-        "proxy",
-        "proxy_sse",
-        "regularizer",
-        "link",
-    ]);
-    for r in rows {
-        let t = &r.terms;
-        let est = |e: Option<gaussmask_regularizer::Estimate>| {
-            e.map_or((String::new(), String::new()), |e| {
-                (e.mean.to_string(), e.se.to_string())
-            })
-        };
-        let (mm, mms) = est(t.mc_masked);
-        let (ml, mls) = est(t.mc_linearized);
-        csv.row(&[
-            t.kappa.to_string(),
-            r.seed.to_string(),
-            t.clean.to_string(),
-            mm,
-            mms,
-            t.exact.to_string(),
-            t.smoothed_sse.to_string(),
-            t.variance.to_string(),
-            r.exact_in_mc_interval.to_string(),
-            ml,
-            mls,
-            t.proxy.to_string(),
-            t.proxy_sse.to_string(),
-            t.regularizer.to_string(),
-            t.link.to_string(),
-        ]);
-    }
-    ctx.write("decomposition.csv", csv.into_bytes())?;
+    let csv: Vec<CsvRow> = rows
+        .iter()
+        .map(|r| {
+            let t = &r.terms;
+            CsvRow {
+                kappa: t.kappa,
+                seed: r.seed,
+                clean: t.clean,
+                mc_masked: t.mc_masked.map(|e| e.mean),
+                mc_masked_se: t.mc_masked.map(|e| e.se),
+                exact: t.exact,
+                smoothed_sse: t.smoothed_sse,
+                variance: t.variance,
+                exact_in_mc_interval: r.exact_in_mc_interval,
+                mc_linearized: t.mc_linearized.map(|e| e.mean),
+                mc_linearized_se: t.mc_linearized.map(|e| e.se),
+                proxy: t.proxy,
+                proxy_sse: t.proxy_sse,
+                regularizer: t.regularizer,
+                link: t.link,
+            }
+        })
+        .collect();
+    ctx.write_csv("decomposition.csv", &csv)?;
     ctx.write_json("summary.json", &summary)?;
 
     // Seed 0's network (the first) as curves over κ, MC with its 95% interval as a band.

@@ -2,15 +2,13 @@
 //! survive depth? Input-masked GD on ReLU MLPs of depth 2, 3 and 4 (same width, NTK
 //! parameterization) on the trajectories data: floors against κ, and their κ-exponent per depth.
 
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
-use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use gaussmask_sweep::{Curve, TrajectoriesConfig, check_tail_fraction, floor_over_runs, seed_mean};
 use gaussmask_train::{LogRecord, check_deep, train_deep};
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// The experiment's config (`configs/depth.toml`): a trajectories config plus the depths and a
 /// learning rate per depth.
@@ -28,15 +26,10 @@ pub struct DepthConfig {
 }
 
 impl DepthConfig {
-    fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let mut c: Self = parse(table)?;
-        c.base.resolve().map_err(HarnessError::input)?;
-        c.validate().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&mut self) -> Result<(), String> {
+        self.base.resolve()?;
         require(!self.depths.is_empty(), "depths", "a non-empty list", "[]")?;
+        require_distinct("depths", &self.depths)?;
         for &l in &self.depths {
             require(l >= 2, "depths", "≥ 2 (weight layers, output included)", l)?;
         }
@@ -86,10 +79,23 @@ pub struct DepthFit {
     pub train_time_s: f64,
 }
 
-/// Input masking on deeper MLPs.
+/// What one depth (its unit of work) keeps: a curve per replica, κ-major.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DepthRuns {
+    /// Curves in `base.replicas()` order.
+    pub curves: Vec<Curve>,
+    /// Training time, s.
+    pub train_time_s: f64,
+}
+
+/// Input masking on deeper MLPs: one unit of work per depth (every κ and seed side by side).
 pub struct Depth;
 
-impl Experiment for Depth {
+impl Study for Depth {
+    type Config = DepthConfig;
+    type Unit = (usize, f64);
+    type Output = DepthRuns;
+
     fn id(&self) -> &'static str {
         "depth"
     }
@@ -102,44 +108,70 @@ impl Experiment for Depth {
         include_str!("../../../configs/depth.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        DepthConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut DepthConfig) -> Result<(), String> {
+        config.validate()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let c = DepthConfig::from_table(config)?;
+    fn units(&self, c: &DepthConfig) -> Vec<Unit<(usize, f64)>> {
+        c.depths
+            .iter()
+            .zip(&c.lrs)
+            .map(|(&depth, &lr)| Unit::new(format!("depth={depth}"), (depth, lr)))
+            .collect()
+    }
+
+    fn run_unit(
+        &self,
+        c: &DepthConfig,
+        unit: &Unit<(usize, f64)>,
+        ctx: &RunContext,
+    ) -> Result<DepthRuns, HarnessError> {
+        let (depth, lr) = unit.spec;
         let data = c.base.data.generate();
         let replicas = c.base.replicas();
+        let mut train = c.base.train.clone();
+        train.lr = lr;
+        let started = std::time::Instant::now();
+        let bar = ctx.progress(train.steps as u64, &format!("depth {depth}"));
+        let mut curves = vec![Curve::default(); replicas.len()];
+        train_deep(
+            &c.base.model,
+            depth,
+            &replicas,
+            &data,
+            &train,
+            &ctx.device,
+            |rec: &LogRecord| {
+                for (j, curve) in curves.iter_mut().enumerate() {
+                    curve.steps.push(rec.step);
+                    curve.clean.push(rec.clean_loss[j]);
+                    curve.masked.push(rec.masked_loss[j]);
+                }
+                bar.set_position(rec.step as u64);
+            },
+        )
+        .map_err(|e| HarnessError::run(format!("depth {depth}: {e}")))?;
+        bar.finish_and_clear();
+        Ok(DepthRuns {
+            curves,
+            train_time_s: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn reduce(
+        &self,
+        c: &DepthConfig,
+        outputs: Vec<(Unit<(usize, f64)>, DepthRuns)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
         let (mut rows, mut fits, mut all_curves) = (Vec::new(), Vec::new(), Vec::new());
-        for (&depth, &lr) in c.depths.iter().zip(&c.lrs) {
-            let mut train = c.base.train.clone();
-            train.lr = lr;
-            let started = ctx.elapsed().as_secs_f64();
-            let bar = ctx.progress(train.steps as u64, &format!("depth {depth}"));
-            let mut curves = vec![Curve::default(); replicas.len()];
-            train_deep(
-                &c.base.model,
-                depth,
-                &replicas,
-                &data,
-                &train,
-                &ctx.device,
-                |rec: &LogRecord| {
-                    for (j, curve) in curves.iter_mut().enumerate() {
-                        curve.steps.push(rec.step);
-                        curve.clean.push(rec.clean_loss[j]);
-                        curve.masked.push(rec.masked_loss[j]);
-                    }
-                    bar.set_position(rec.step as u64);
-                },
-            )
-            .map_err(|e| HarnessError::run(format!("depth {depth}: {e}")))?;
-            bar.finish_and_clear();
+        for (unit, runs) in outputs {
+            let depth = unit.spec.0;
             let mut depth_rows: Vec<Row> = c
                 .base
                 .kappas
                 .iter()
-                .zip(curves.chunks(c.base.seeds))
+                .zip(runs.curves.chunks(c.base.seeds))
                 .map(|(&kappa, group)| Row {
                     depth,
                     kappa,
@@ -160,15 +192,25 @@ impl Experiment for Depth {
                 depth,
                 clean_floor,
                 fit,
-                train_time_s: ctx.elapsed().as_secs_f64() - started,
+                train_time_s: runs.train_time_s,
             });
             rows.extend(depth_rows);
-            all_curves.push(curves);
+            all_curves.push(runs.curves);
         }
-        write_outputs(&c, &all_curves, &rows, &fits, ctx)?;
+        write_outputs(c, &all_curves, &rows, &fits, ctx)?;
         print_table(&rows, &fits);
         Ok(())
     }
+}
+
+/// One row of `depth.csv`.
+#[derive(Serialize)]
+struct CurveRow {
+    depth: usize,
+    kappa: f64,
+    seed: u64,
+    step: usize,
+    clean_loss: f64,
 }
 
 fn write_outputs(
@@ -178,22 +220,22 @@ fn write_outputs(
     fits: &[DepthFit],
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&["depth", "kappa", "seed", "step", "clean_loss"]);
+    let mut csv = Vec::new();
     let replicas = c.base.replicas();
     for (&depth, depth_curves) in c.depths.iter().zip(curves) {
         for (rep, curve) in replicas.iter().zip(depth_curves) {
-            for (step, loss) in curve.steps.iter().zip(&curve.clean) {
-                csv.row(&[
-                    depth.to_string(),
-                    rep.kappa.to_string(),
-                    rep.seed.to_string(),
-                    step.to_string(),
-                    loss.to_string(),
-                ]);
+            for (&step, &clean_loss) in curve.steps.iter().zip(&curve.clean) {
+                csv.push(CurveRow {
+                    depth,
+                    kappa: rep.kappa,
+                    seed: rep.seed,
+                    step,
+                    clean_loss,
+                });
             }
         }
     }
-    ctx.write("depth.csv", csv.into_bytes())?;
+    ctx.write_csv("depth.csv", &csv)?;
     ctx.write_json(
         "summary.json",
         &serde_json::json!({ "rows": rows, "fits": fits }),

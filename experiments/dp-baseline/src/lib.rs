@@ -4,16 +4,14 @@
 //! at δ) and under the input mask at several κ, on the same four splits; each trained target is
 //! attacked, and every DP-SGD model is set beside the masked model of closest test accuracy.
 
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use gaussmask_images::membership::{Row, SplitsConfig, attack_setting, resolve_epochs, splits};
 use gaussmask_nn::image::ImageModelConfig;
 use gaussmask_privacy::dp_sgd_epsilon;
 use gaussmask_train::classify::{ClassifyConfig, DpSgd};
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// The experiment's config (`configs/dp-baseline.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -41,13 +39,9 @@ pub struct DpBaselineConfig {
 }
 
 impl DpBaselineConfig {
-    fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let mut c: Self = parse(table)?;
-        c.resolve().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
     fn resolve(&mut self) -> Result<(), String> {
+        require_distinct("noise_multipliers", &self.noise_multipliers)?;
+        require_distinct("kappas", &self.kappas)?;
         require(
             self.data.split_size >= 2,
             "data.split_size",
@@ -111,7 +105,20 @@ pub struct DefenceRow {
 /// DP-SGD vs input masking against membership inference.
 pub struct DpBaseline;
 
-impl Experiment for DpBaseline {
+/// One unit of work: a target (and its shadow) under one defence.
+#[derive(Clone, Copy, Debug)]
+pub enum Defence {
+    /// DP-SGD at noise multiplier σ.
+    DpSgd(f64),
+    /// The input mask at κ.
+    Mask(f64),
+}
+
+impl Study for DpBaseline {
+    type Config = DpBaselineConfig;
+    type Unit = Defence;
+    type Output = Vec<DefenceRow>;
+
     fn id(&self) -> &'static str {
         "dp-baseline"
     }
@@ -124,82 +131,110 @@ impl Experiment for DpBaseline {
         include_str!("../../../configs/dp-baseline.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        DpBaselineConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut DpBaselineConfig) -> Result<(), String> {
+        config.resolve()
     }
 
-    fn checkpoints(&self) -> bool {
-        true
+    fn units(&self, c: &DpBaselineConfig) -> Vec<Unit<Defence>> {
+        let dp = c
+            .noise_multipliers
+            .iter()
+            .map(|&sigma| Unit::new(format!("dp-s{sigma}"), Defence::DpSgd(sigma)));
+        let mask = c
+            .kappas
+            .iter()
+            .map(|&kappa| Unit::new(format!("k{kappa}"), Defence::Mask(kappa)));
+        dp.chain(mask).collect()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let c = DpBaselineConfig::from_table(config)?;
+    fn run_unit(
+        &self,
+        c: &DpBaselineConfig,
+        unit: &Unit<Defence>,
+        ctx: &RunContext,
+    ) -> Result<Vec<DefenceRow>, HarnessError> {
         let splits = splits(&c.data)?;
         let per_epoch = c.train.steps_per_epoch(c.data.split_size);
-        let settings = c.noise_multipliers.len() + c.kappas.len();
-        let bar = ctx.progress((per_epoch * c.train.epochs * 2 * settings) as u64, "train");
-        let q = (c.train.batch_size as f64 / c.data.split_size as f64).min(1.0);
-        let mut rows = Vec::new();
-        for &sigma in &c.noise_multipliers {
-            let mut train = c.train.clone();
-            train.dp = Some(DpSgd {
-                clip: c.clip,
-                noise_multiplier: sigma,
-            });
-            let found = attack_setting(
-                ctx,
-                &format!("dp-s{sigma}"),
-                &c.model,
-                &train,
-                0.0,
-                c.seed,
-                &splits,
-                &c.epochs,
-                || bar.inc(1),
-            )?;
-            for row in found {
-                let steps = (row.epochs * per_epoch) as u64;
-                let (epsilon, _) = dp_sgd_epsilon(q, sigma, steps, c.delta);
-                eprintln!(
-                    "DP-SGD σ = {sigma} {} epochs: ε = {epsilon:.2}, AUC {:.3}, test accuracy {:.3}",
-                    row.epochs, row.attack.auc, row.target_test_accuracy
-                );
-                rows.push(DefenceRow {
-                    defence: "dp-sgd".into(),
-                    strength: sigma,
-                    epsilon,
-                    row,
+        let bar = ctx.progress((per_epoch * c.train.epochs * 2) as u64, &unit.key);
+        let mut train = c.train.clone();
+        let kappa = match unit.spec {
+            Defence::DpSgd(sigma) => {
+                train.dp = Some(DpSgd {
+                    clip: c.clip,
+                    noise_multiplier: sigma,
                 });
+                0.0
             }
-        }
-        for &kappa in &c.kappas {
-            let found = attack_setting(
-                ctx,
-                &format!("k{kappa}"),
-                &c.model,
-                &c.train,
-                kappa,
-                c.seed,
-                &splits,
-                &c.epochs,
-                || bar.inc(1),
-            )?;
-            for row in found {
-                eprintln!(
-                    "mask κ = {kappa} {} epochs: AUC {:.3}, test accuracy {:.3}",
-                    row.epochs, row.attack.auc, row.target_test_accuracy
-                );
-                rows.push(DefenceRow {
-                    defence: "mask".into(),
-                    strength: kappa,
-                    epsilon: f64::INFINITY,
-                    row,
-                });
-            }
-        }
+            Defence::Mask(kappa) => kappa,
+        };
+        let found = attack_setting(
+            ctx,
+            &unit.key,
+            &c.model,
+            &train,
+            kappa,
+            c.seed,
+            &splits,
+            &c.epochs,
+            || bar.inc(1),
+        )?;
         bar.finish_and_clear();
-        write_outputs(&c, &rows, ctx)
+        let q = (c.train.batch_size as f64 / c.data.split_size as f64).min(1.0);
+        let rows = found
+            .into_iter()
+            .map(|row| match unit.spec {
+                Defence::DpSgd(sigma) => {
+                    let steps = (row.epochs * per_epoch) as u64;
+                    let (epsilon, _) = dp_sgd_epsilon(q, sigma, steps, c.delta);
+                    eprintln!(
+                        "DP-SGD σ = {sigma} {} epochs: ε = {epsilon:.2}, AUC {:.3}, test accuracy {:.3}",
+                        row.epochs, row.attack.auc, row.target_test_accuracy
+                    );
+                    DefenceRow {
+                        defence: "dp-sgd".into(),
+                        strength: sigma,
+                        epsilon,
+                        row,
+                    }
+                }
+                Defence::Mask(kappa) => {
+                    eprintln!(
+                        "mask κ = {kappa} {} epochs: AUC {:.3}, test accuracy {:.3}",
+                        row.epochs, row.attack.auc, row.target_test_accuracy
+                    );
+                    DefenceRow {
+                        defence: "mask".into(),
+                        strength: kappa,
+                        epsilon: f64::INFINITY,
+                        row,
+                    }
+                }
+            })
+            .collect();
+        Ok(rows)
     }
+
+    fn reduce(
+        &self,
+        c: &DpBaselineConfig,
+        outputs: Vec<(Unit<Defence>, Vec<DefenceRow>)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let rows: Vec<DefenceRow> = outputs.into_iter().flat_map(|(_, r)| r).collect();
+        write_outputs(c, &rows, ctx)
+    }
+}
+
+/// One line of `defences.csv`.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    defence: &'a str,
+    strength: f64,
+    epochs: usize,
+    epsilon: f64,
+    auc: f64,
+    target_train_accuracy: f64,
+    target_test_accuracy: f64,
 }
 
 /// Each DP-SGD target beside the masked target of closest test accuracy.
@@ -257,27 +292,19 @@ fn write_outputs(
     rows: &[DefenceRow],
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&[
-        "defence",
-        "strength",
-        "epochs",
-        "epsilon",
-        "auc",
-        "target_train_accuracy",
-        "target_test_accuracy",
-    ]);
-    for r in rows {
-        csv.row(&[
-            r.defence.clone(),
-            r.strength.to_string(),
-            r.row.epochs.to_string(),
-            r.epsilon.to_string(),
-            r.row.attack.auc.to_string(),
-            r.row.target_train_accuracy.to_string(),
-            r.row.target_test_accuracy.to_string(),
-        ]);
-    }
-    ctx.write("defences.csv", csv.into_bytes())?;
+    let csv: Vec<CsvRow> = rows
+        .iter()
+        .map(|r| CsvRow {
+            defence: &r.defence,
+            strength: r.strength,
+            epochs: r.row.epochs,
+            epsilon: r.epsilon,
+            auc: r.row.attack.auc,
+            target_train_accuracy: r.row.target_train_accuracy,
+            target_test_accuracy: r.row.target_test_accuracy,
+        })
+        .collect();
+    ctx.write_csv("defences.csv", &csv)?;
     let matched = matches(rows);
     ctx.write_json(
         "summary.json",

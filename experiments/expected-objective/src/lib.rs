@@ -3,54 +3,39 @@
 //! objective (B) — to see whether the analytic runs level off near the masked floor without the
 //! jitter.
 
-use std::time::Instant;
-
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Backend, Experiment, HarnessError, RunContext};
+use gaussmask_harness::{Backend, HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_sweep::{Curve, TrajectoriesConfig, seed_mean, summarize, train_curves};
 use gaussmask_train::Objective;
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// Config of the experiment (`configs/expected-objective.toml`): a trajectories config plus the
 /// objectives to compare.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExpectedObjectiveConfig {
     /// Objectives trained side by side.
     pub objectives: Vec<Objective>,
-    /// The training setting (its `train.objective` is replaced by each of `objectives`).
+    /// The training setting (its `train.objective` is replaced by each of `objectives`;
+    /// unknown keys are refused there).
+    #[serde(flatten)]
     pub base: TrajectoriesConfig,
 }
 
 impl ExpectedObjectiveConfig {
-    /// Parses a resolved config table and checks every value.
-    pub fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let mut t = table.clone();
-        let objectives = t
-            .remove("objectives")
-            .ok_or_else(|| HarnessError::input("config: missing field `objectives`"))?;
-        let base = TrajectoriesConfig::from_table(&t)?;
-        let mut only = Table::new();
-        only.insert("objectives".into(), objectives);
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Objectives {
-            objectives: Vec<Objective>,
-        }
-        let o: Objectives = parse(&only)?;
+    /// Checks every value and fills the defaults.
+    pub fn validate(&mut self) -> Result<(), String> {
         require(
-            !o.objectives.is_empty(),
+            !self.objectives.is_empty(),
             "objectives",
             "a non-empty list",
             "[]",
-        )
-        .map_err(HarnessError::input)?;
-        Ok(Self {
-            objectives: o.objectives,
-            base,
-        })
+        )?;
+        require_distinct(
+            "objectives",
+            &self.objectives.iter().map(|&o| name(o)).collect::<Vec<_>>(),
+        )?;
+        self.base.resolve()
     }
 }
 
@@ -76,7 +61,11 @@ pub struct Row {
 /// The experiment.
 pub struct ExpectedObjective;
 
-impl Experiment for ExpectedObjective {
+impl Study for ExpectedObjective {
+    type Config = ExpectedObjectiveConfig;
+    type Unit = Objective;
+    type Output = Timed<Vec<Curve>>;
+
     fn id(&self) -> &'static str {
         "expected-objective"
     }
@@ -89,25 +78,55 @@ impl Experiment for ExpectedObjective {
         include_str!("../../../configs/expected-objective.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        ExpectedObjectiveConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut ExpectedObjectiveConfig) -> Result<(), String> {
+        config.validate()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let config = ExpectedObjectiveConfig::from_table(config)?;
-        let mut runs: Vec<(Objective, Vec<Curve>, f64)> = Vec::new();
-        for &objective in &config.objectives {
-            let mut c = config.base.clone();
-            c.train.objective = objective;
-            let started = Instant::now();
-            let curves = train_curves(&c, ctx)?;
-            runs.push((objective, curves, started.elapsed().as_secs_f64()));
-        }
-        let rows = summarize_runs(&config, &runs, ctx.backend);
-        write_outputs(&config, &runs, &rows, ctx)?;
+    fn units(&self, config: &ExpectedObjectiveConfig) -> Vec<Unit<Objective>> {
+        config
+            .objectives
+            .iter()
+            .map(|&o| Unit::new(format!("objective={}", name(o)), o))
+            .collect()
+    }
+
+    fn run_unit(
+        &self,
+        config: &ExpectedObjectiveConfig,
+        unit: &Unit<Objective>,
+        ctx: &RunContext,
+    ) -> Result<Timed<Vec<Curve>>, HarnessError> {
+        let mut c = config.base.clone();
+        c.train.objective = unit.spec;
+        Timed::run(|| train_curves(&c, ctx))
+    }
+
+    fn reduce(
+        &self,
+        config: &ExpectedObjectiveConfig,
+        outputs: Vec<(Unit<Objective>, Timed<Vec<Curve>>)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let runs: Vec<(Objective, Vec<Curve>, f64)> = outputs
+            .into_iter()
+            .map(|(unit, t)| (unit.spec, t.value, t.seconds))
+            .collect();
+        let rows = summarize_runs(config, &runs, ctx.backend);
+        write_outputs(config, &runs, &rows, ctx)?;
         print_table(&rows);
         Ok(())
     }
+}
+
+/// One line of `expected_objective.csv`.
+#[derive(Serialize)]
+struct CurveRow {
+    objective: Objective,
+    kappa: f64,
+    seed: u64,
+    step: usize,
+    clean_loss: f64,
+    objective_value: f64,
 }
 
 fn summarize_runs(
@@ -158,29 +177,22 @@ fn write_outputs(
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
     let base = &config.base;
-    let mut csv = Csv::new(&[
-        "objective",
-        "kappa",
-        "seed",
-        "step",
-        "clean_loss",
-        "objective_value",
-    ]);
+    let mut csv = Vec::new();
     for (objective, curves, _) in runs {
         for (rep, curve) in base.replicas().iter().zip(curves) {
             for i in 0..curve.steps.len() {
-                csv.row(&[
-                    name(*objective),
-                    rep.kappa.to_string(),
-                    rep.seed.to_string(),
-                    curve.steps[i].to_string(),
-                    curve.clean[i].to_string(),
-                    curve.masked[i].to_string(),
-                ]);
+                csv.push(CurveRow {
+                    objective: *objective,
+                    kappa: rep.kappa,
+                    seed: rep.seed,
+                    step: curve.steps[i],
+                    clean_loss: curve.clean[i],
+                    objective_value: curve.masked[i],
+                });
             }
         }
     }
-    ctx.write("expected_objective.csv", csv.into_bytes())?;
+    ctx.write_csv("expected_objective.csv", &csv)?;
     ctx.write_json("summary.json", &rows)?;
     for (ki, &kappa) in base.kappas.iter().enumerate() {
         let series = runs

@@ -8,10 +8,9 @@
 use burn::tensor::Device;
 use gaussmask_data::images::{ImageDataset, disjoint_splits};
 use gaussmask_data::{Dataset, SyntheticConfig};
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use gaussmask_images::{ImageDataConfig, Images, prepare};
 use gaussmask_nn::image::{ImageModelConfig, ImageNet};
 use gaussmask_nn::{InputMask, MaskConfig, TwoLayerReluConfig};
@@ -20,7 +19,6 @@ use gaussmask_train::classify::{
     parameters, posteriors, train_classifier, with_parameters,
 };
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// The image task.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,14 +77,10 @@ pub struct FederatedConfig {
 }
 
 impl FederatedConfig {
-    fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let mut c: Self = parse(table)?;
-        c.resolve().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
     fn resolve(&mut self) -> Result<(), String> {
         gaussmask_images::check_kappas(&self.kappas)?;
+        require_distinct("kappas", &self.kappas)?;
+        require_distinct("clients", &self.clients)?;
         require(
             !self.clients.is_empty() && !self.clients.contains(&0),
             "clients",
@@ -388,7 +382,22 @@ pub struct CellRow {
 /// FedAvg over fading channels.
 pub struct FederatedFading;
 
-impl Experiment for FederatedFading {
+/// One unit of work: one (task, κ, K) cell.
+#[derive(Clone, Copy, Debug)]
+pub struct Cell {
+    /// The image task (else the regression task).
+    pub image: bool,
+    /// Index of κ in `kappas`, and κ.
+    pub kappa: (usize, f64),
+    /// Clients K.
+    pub clients: usize,
+}
+
+impl Study for FederatedFading {
+    type Config = FederatedConfig;
+    type Unit = Cell;
+    type Output = History;
+
     fn id(&self) -> &'static str {
         "federated-fading"
     }
@@ -401,63 +410,111 @@ impl Experiment for FederatedFading {
         include_str!("../../../configs/federated-fading.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        FederatedConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut FederatedConfig) -> Result<(), String> {
+        config.resolve()
     }
 
-    fn checkpoints(&self) -> bool {
-        true
-    }
-
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let c = FederatedConfig::from_table(config)?;
-        let mut cells: Vec<(String, f64, usize, History)> = Vec::new();
-        if let Some(t) = &c.regression {
-            let mut all = t.data.clone();
-            all.n = t.data.n + t.n_test;
-            let (train, test) = all.generate().split(t.data.n);
+    /// The regression cells, then the image cells, κ-major.
+    fn units(&self, c: &FederatedConfig) -> Vec<Unit<Cell>> {
+        let tasks = [(false, c.regression.is_some()), (true, c.image.is_some())];
+        let mut out = Vec::new();
+        for (image, present) in tasks {
+            if !present {
+                continue;
+            }
             for (ki, &kappa) in c.kappas.iter().enumerate() {
-                for &k in &c.clients {
-                    let key = format!("regression-k{kappa}-c{k}");
-                    let h = ctx.checkpoints.unit(&key, || {
-                        Ok(regression_cell(t, &train, &test, (ki, kappa), k, c.seed))
-                    })?;
-                    eprintln!(
-                        "regression κ = {kappa} K = {k}: train loss {:.4}, test MSE {:.4}",
-                        h.last().map_or(f64::NAN, |r| r.train_loss),
-                        h.last().map_or(f64::NAN, |r| r.test_loss)
-                    );
-                    cells.push(("regression".into(), kappa, k, h));
+                for &clients in &c.clients {
+                    let task = if image { "image" } else { "regression" };
+                    out.push(Unit::new(
+                        format!("{task}-k{kappa}-c{clients}"),
+                        Cell {
+                            image,
+                            kappa: (ki, kappa),
+                            clients,
+                        },
+                    ));
                 }
             }
         }
-        if let Some(t) = &c.image {
-            let (train, test) = prepare(t.dataset, &t.data)?;
-            let steps: usize = c
-                .clients
-                .iter()
-                .map(|&k| t.local.steps_per_epoch(train.labels.len() / k) * t.local.epochs * k)
-                .sum::<usize>()
-                * t.rounds
-                * c.kappas.len();
-            let bar = ctx.progress(steps as u64, "fedavg");
-            for (ki, &kappa) in c.kappas.iter().enumerate() {
-                for &k in &c.clients {
-                    let key = format!("image-k{kappa}-c{k}");
-                    let h = ctx.checkpoints.unit(&key, || {
-                        image_cell(ctx, t, &train, &test, (ki, kappa), k, c.seed, &bar)
-                    })?;
-                    eprintln!(
-                        "image κ = {kappa} K = {k}: test accuracy {:.4}",
-                        h.last().map_or(f64::NAN, |r| r.test_accuracy)
-                    );
-                    cells.push(("image".into(), kappa, k, h));
-                }
-            }
-            bar.finish_and_clear();
-        }
-        write_outputs(&c, &cells, ctx)
+        out
     }
+
+    fn run_unit(
+        &self,
+        c: &FederatedConfig,
+        unit: &Unit<Cell>,
+        ctx: &RunContext,
+    ) -> Result<History, HarnessError> {
+        let Cell {
+            image,
+            kappa,
+            clients: k,
+        } = unit.spec;
+        match (&c.image, &c.regression) {
+            (Some(t), _) if image => {
+                let (train, test) = prepare(t.dataset, &t.data)?;
+                let steps = t.local.steps_per_epoch(train.labels.len() / k) * t.local.epochs * k;
+                let bar = ctx.progress((steps * t.rounds) as u64, &unit.key);
+                let h = image_cell(ctx, t, &train, &test, kappa, k, c.seed, &bar)?;
+                bar.finish_and_clear();
+                eprintln!(
+                    "image κ = {} K = {k}: test accuracy {:.4}",
+                    kappa.1,
+                    h.last().map_or(f64::NAN, |r| r.test_accuracy)
+                );
+                Ok(h)
+            }
+            (_, Some(t)) => {
+                let mut all = t.data.clone();
+                all.n = t.data.n + t.n_test;
+                let (train, test) = all.generate().split(t.data.n);
+                let h = regression_cell(t, &train, &test, kappa, k, c.seed);
+                eprintln!(
+                    "regression κ = {} K = {k}: train loss {:.4}, test MSE {:.4}",
+                    kappa.1,
+                    h.last().map_or(f64::NAN, |r| r.train_loss),
+                    h.last().map_or(f64::NAN, |r| r.test_loss)
+                );
+                Ok(h)
+            }
+            _ => Err(HarnessError::run(format!(
+                "internal error: unit {} of a task the config does not have",
+                unit.key
+            ))),
+        }
+    }
+
+    fn reduce(
+        &self,
+        c: &FederatedConfig,
+        outputs: Vec<(Unit<Cell>, History)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let cells: Vec<(String, f64, usize, History)> = outputs
+            .into_iter()
+            .map(|(unit, h)| {
+                let task = if unit.spec.image {
+                    "image"
+                } else {
+                    "regression"
+                };
+                (task.to_string(), unit.spec.kappa.1, unit.spec.clients, h)
+            })
+            .collect();
+        write_outputs(c, &cells, ctx)
+    }
+}
+
+/// One line of `rounds.csv`.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    task: &'a str,
+    kappa: f64,
+    clients: usize,
+    round: usize,
+    test_accuracy: f64,
+    test_loss: f64,
+    train_loss: f64,
 }
 
 fn write_outputs(
@@ -465,27 +522,19 @@ fn write_outputs(
     cells: &[(String, f64, usize, History)],
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&[
-        "task",
-        "kappa",
-        "clients",
-        "round",
-        "test_accuracy",
-        "test_loss",
-        "train_loss",
-    ]);
+    let mut csv = Vec::new();
     let mut summary = Vec::new();
     for (task, kappa, k, h) in cells {
         for r in h {
-            csv.row(&[
-                task.clone(),
-                kappa.to_string(),
-                k.to_string(),
-                r.round.to_string(),
-                r.test_accuracy.to_string(),
-                r.test_loss.to_string(),
-                r.train_loss.to_string(),
-            ]);
+            csv.push(CsvRow {
+                task,
+                kappa: *kappa,
+                clients: *k,
+                round: r.round,
+                test_accuracy: r.test_accuracy,
+                test_loss: r.test_loss,
+                train_loss: r.train_loss,
+            });
         }
         if let Some(last) = h.last() {
             summary.push(CellRow {
@@ -496,7 +545,7 @@ fn write_outputs(
             });
         }
     }
-    ctx.write("rounds.csv", csv.into_bytes())?;
+    ctx.write_csv("rounds.csv", &csv)?;
     ctx.write_json(
         "summary.json",
         &serde_json::json!({ "cells": summary, "wall_time_s": ctx.elapsed().as_secs_f64() }),

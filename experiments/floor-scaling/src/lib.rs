@@ -7,18 +7,16 @@
 //! least squares: the slope is the κ-exponent, with a 95% confidence interval from the residuals.
 
 use gaussmask_data::SyntheticConfig;
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
-use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_sweep::{
-    TrajectoriesConfig, check_tail_fraction, floor_over_runs, lambda0, train_curves,
+    TrajectoriesConfig, check_tail_fraction, floor_over_runs, lambda0, train_kappa,
 };
 use gaussmask_train::TrainConfig;
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// The experiment's config (`configs/floor-scaling.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,14 +50,12 @@ pub struct FloorScalingConfig {
 }
 
 impl FloorScalingConfig {
-    fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let c: Self = parse(table)?;
-        c.validate().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
     fn validate(&self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
+        require_distinct("kappas", &self.kappas)?;
+        require_distinct("widths", &self.widths)?;
+        require_distinct("samples", &self.samples)?;
+        require_distinct("taus", &self.taus)?;
         require(
             self.kappas.contains(&0.0),
             "kappas",
@@ -187,10 +183,34 @@ pub struct Summary {
     pub train_time_s: f64,
 }
 
+/// One unit of work: the seeds of one κ in one cell (m, n, τ).
+#[derive(Clone, Debug)]
+pub struct CellKappa {
+    /// (m, n, τ).
+    pub cell: (usize, usize, f64),
+    /// κ.
+    pub kappa: f64,
+}
+
+/// What one unit keeps: its floor over the seeds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UnitFloor {
+    /// Mean floor over the seeds.
+    pub floor: f64,
+    /// Standard deviation of the floor over the seeds.
+    pub floor_std: f64,
+    /// Wall time of the training, s.
+    pub train_time_s: f64,
+}
+
 /// The κ-exponent of the floor over m, n and τ.
 pub struct FloorScaling;
 
-impl Experiment for FloorScaling {
+impl Study for FloorScaling {
+    type Config = FloorScalingConfig;
+    type Unit = CellKappa;
+    type Output = UnitFloor;
+
     fn id(&self) -> &'static str {
         "floor-scaling"
     }
@@ -203,35 +223,64 @@ impl Experiment for FloorScaling {
         include_str!("../../../configs/floor-scaling.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        FloorScalingConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut FloorScalingConfig) -> Result<(), String> {
+        config.validate()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let c = FloorScalingConfig::from_table(config)?;
-        let mut rows = Vec::new();
-        let mut fits = Vec::new();
+    fn units(&self, c: &FloorScalingConfig) -> Vec<Unit<CellKappa>> {
+        let mut out = Vec::new();
         for cell in c.cells() {
             let (m, n, tau) = cell;
-            let cfg = c.cell_config(cell).map_err(HarnessError::input)?;
-            eprintln!("cell m = {m}, n = {n}, τ = {tau}");
-            let curves = train_curves(&cfg, ctx)?;
-            let mut cell_rows: Vec<FloorRow> = cfg
-                .kappas
+            for &kappa in &c.kappas {
+                out.push(Unit::new(
+                    format!("m={m}_n={n}_tau={tau}_kappa={kappa}"),
+                    CellKappa { cell, kappa },
+                ));
+            }
+        }
+        out
+    }
+
+    fn run_unit(
+        &self,
+        c: &FloorScalingConfig,
+        unit: &Unit<CellKappa>,
+        ctx: &RunContext,
+    ) -> Result<UnitFloor, HarnessError> {
+        let cfg = c.cell_config(unit.spec.cell).map_err(HarnessError::input)?;
+        let runs = train_kappa(&cfg, unit.spec.kappa, &cfg.data.generate(), ctx)?;
+        let (floor, floor_std) = floor_over_runs(
+            runs.curves.iter().map(|c| c.clean.as_slice()),
+            c.tail_fraction,
+        );
+        Ok(UnitFloor {
+            floor,
+            floor_std,
+            train_time_s: runs.train_time_s,
+        })
+    }
+
+    fn reduce(
+        &self,
+        c: &FloorScalingConfig,
+        outputs: Vec<(Unit<CellKappa>, UnitFloor)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let train_time_s = outputs.iter().map(|(_, u)| u.train_time_s).sum();
+        let mut rows = Vec::new();
+        let mut fits = Vec::new();
+        for cell in outputs.chunks(c.kappas.len()) {
+            let (m, n, tau) = cell[0].0.spec.cell;
+            let mut cell_rows: Vec<FloorRow> = cell
                 .iter()
-                .zip(curves.chunks(cfg.seeds))
-                .map(|(&kappa, group)| {
-                    let (floor, floor_std) =
-                        floor_over_runs(group.iter().map(|c| c.clean.as_slice()), c.tail_fraction);
-                    FloorRow {
-                        m,
-                        n,
-                        tau,
-                        kappa,
-                        floor,
-                        floor_std,
-                        excess: f64::NAN,
-                    }
+                .map(|(unit, u)| FloorRow {
+                    m,
+                    n,
+                    tau,
+                    kappa: unit.spec.kappa,
+                    floor: u.floor,
+                    floor_std: u.floor_std,
+                    excess: f64::NAN,
                 })
                 .collect();
             let points: Vec<(f64, f64)> = cell_rows.iter().map(|r| (r.kappa, r.floor)).collect();
@@ -256,7 +305,6 @@ impl Experiment for FloorScaling {
             });
             rows.extend(cell_rows);
         }
-        let train_time_s = ctx.elapsed().as_secs_f64();
         let mut lambda0s = Vec::new();
         let mut method = String::new();
         for &n in &c.samples {
@@ -272,7 +320,7 @@ impl Experiment for FloorScaling {
             lambda0_method: method,
             train_time_s,
         };
-        write_outputs(&c, &rows, &summary, ctx)?;
+        write_outputs(c, &rows, &summary, ctx)?;
         print_table(&summary);
         Ok(())
     }
@@ -284,19 +332,7 @@ fn write_outputs(
     summary: &Summary,
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&["m", "n", "tau", "kappa", "floor", "floor_std", "excess"]);
-    for r in rows {
-        csv.row(&[
-            r.m.to_string(),
-            r.n.to_string(),
-            r.tau.to_string(),
-            r.kappa.to_string(),
-            r.floor.to_string(),
-            r.floor_std.to_string(),
-            r.excess.to_string(),
-        ]);
-    }
-    ctx.write("floors.csv", csv.into_bytes())?;
+    ctx.write_csv("floors.csv", rows)?;
     ctx.write_json("summary.json", summary)?;
     // One figure per (n, τ): excess floor against κ, log-log, one line per width.
     for &n in &c.samples {

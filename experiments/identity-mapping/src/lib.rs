@@ -7,16 +7,14 @@
 
 pub mod model;
 
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit, mean_std};
 use gaussmask_nn::MaskConfig;
 use gaussmask_nn::rng::{Stream, tag};
 use model::{Kind, effective, forward, loss_and_gradient, potential, spectral_norm};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// The experiment's config (`configs/identity-mapping.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -46,14 +44,9 @@ pub struct IdentityMappingConfig {
 }
 
 impl IdentityMappingConfig {
-    fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let c: Self = parse(table)?;
-        c.validate().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
     fn validate(&self) -> Result<(), String> {
         require(self.runs >= 1, "runs", "≥ 1", self.runs)?;
+        require_distinct("kappas", &self.kappas)?;
         require(self.d >= 1, "d", "≥ 1", self.d)?;
         require(self.batch >= 1, "batch", "≥ 1", self.batch)?;
         require(
@@ -79,7 +72,7 @@ impl IdentityMappingConfig {
 }
 
 /// One logged point of one run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Point {
     /// Step.
     pub step: usize,
@@ -92,7 +85,7 @@ pub struct Point {
 }
 
 /// One run's curve.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunCurve {
     /// Network.
     pub kind: Kind,
@@ -212,7 +205,12 @@ pub struct Final {
 /// Residual vs vanilla two-layer networks of Li & Yuan.
 pub struct IdentityMapping;
 
-impl Experiment for IdentityMapping {
+impl Study for IdentityMapping {
+    type Config = IdentityMappingConfig;
+    type Unit = Kind;
+    /// The network's runs, κ-major.
+    type Output = Timed<Vec<RunCurve>>;
+
     fn id(&self) -> &'static str {
         "identity-mapping"
     }
@@ -225,45 +223,79 @@ impl Experiment for IdentityMapping {
         include_str!("../../../configs/identity-mapping.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        IdentityMappingConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut IdentityMappingConfig) -> Result<(), String> {
+        config.validate()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let c = IdentityMappingConfig::from_table(config)?;
-        let jobs: Vec<(Kind, f64, usize)> = [Kind::Residual, Kind::Vanilla]
+    /// One unit per network: its κ and runs in parallel.
+    fn units(&self, _: &IdentityMappingConfig) -> Vec<Unit<Kind>> {
+        [Kind::Residual, Kind::Vanilla]
             .into_iter()
-            .flat_map(|kind| {
-                c.kappas
-                    .iter()
-                    .flat_map(move |&k| (0..c.runs).map(move |r| (kind, k, r)))
-            })
-            .collect();
-        let bar = ctx.progress(jobs.len() as u64, "runs");
-        let curves: Vec<RunCurve> = jobs
-            .par_iter()
-            .map(|&(kind, kappa, run)| {
-                let curve = train_one(&c, kind, kappa, run);
-                bar.inc(1);
-                curve
-            })
-            .collect();
-        bar.finish_and_clear();
-        if let Some(bad) = curves
-            .iter()
-            .find(|r| r.points.iter().any(|p| !p.test_loss.is_finite()))
-        {
-            return Err(HarnessError::run(format!(
-                "the {:?} network diverged (κ = {}, run {}): lower lr",
-                bad.kind, bad.kappa, bad.run
-            )));
-        }
+            .map(|kind| Unit::new(format!("network={}", name(kind)), kind))
+            .collect()
+    }
+
+    fn run_unit(
+        &self,
+        c: &IdentityMappingConfig,
+        unit: &Unit<Kind>,
+        ctx: &RunContext,
+    ) -> Result<Timed<Vec<RunCurve>>, HarnessError> {
+        let kind = unit.spec;
+        Timed::run(|| {
+            let jobs: Vec<(f64, usize)> = c
+                .kappas
+                .iter()
+                .flat_map(|&k| (0..c.runs).map(move |r| (k, r)))
+                .collect();
+            let bar = ctx.progress(jobs.len() as u64, &format!("{} runs", name(kind)));
+            let curves: Vec<RunCurve> = jobs
+                .par_iter()
+                .map(|&(kappa, run)| {
+                    let curve = train_one(c, kind, kappa, run);
+                    bar.inc(1);
+                    curve
+                })
+                .collect();
+            bar.finish_and_clear();
+            if let Some(bad) = curves
+                .iter()
+                .find(|r| r.points.iter().any(|p| !p.test_loss.is_finite()))
+            {
+                return Err(HarnessError::run(format!(
+                    "the {:?} network diverged (κ = {}, run {}): lower lr",
+                    bad.kind, bad.kappa, bad.run
+                )));
+            }
+            Ok(curves)
+        })
+    }
+
+    fn reduce(
+        &self,
+        c: &IdentityMappingConfig,
+        outputs: Vec<(Unit<Kind>, Timed<Vec<RunCurve>>)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let train_time_s = Timed::total(&outputs);
+        let curves: Vec<RunCurve> = outputs.into_iter().flat_map(|(_, o)| o.value).collect();
         let finals: Vec<Final> = curves.chunks(c.runs).map(summarize).collect();
-        let train_time_s = ctx.elapsed().as_secs_f64();
         write_outputs(&curves, &finals, train_time_s, ctx)?;
         print_table(&finals, train_time_s);
         Ok(())
     }
+}
+
+/// One line of `identity_mapping.csv`.
+#[derive(Serialize)]
+struct CurveRow {
+    network: &'static str,
+    kappa: f64,
+    run: usize,
+    step: usize,
+    test_loss: f64,
+    distance: f64,
+    potential: f64,
 }
 
 fn summarize(group: &[RunCurve]) -> Final {
@@ -308,29 +340,21 @@ fn write_outputs(
     train_time_s: f64,
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&[
-        "network",
-        "kappa",
-        "run",
-        "step",
-        "test_loss",
-        "distance",
-        "potential",
-    ]);
+    let mut csv = Vec::new();
     for r in curves {
         for p in &r.points {
-            csv.row(&[
-                name(r.kind).to_string(),
-                r.kappa.to_string(),
-                r.run.to_string(),
-                p.step.to_string(),
-                p.test_loss.to_string(),
-                p.distance.to_string(),
-                p.potential.to_string(),
-            ]);
+            csv.push(CurveRow {
+                network: name(r.kind),
+                kappa: r.kappa,
+                run: r.run,
+                step: p.step,
+                test_loss: p.test_loss,
+                distance: p.distance,
+                potential: p.potential,
+            });
         }
     }
-    ctx.write("identity_mapping.csv", csv.into_bytes())?;
+    ctx.write_csv("identity_mapping.csv", &csv)?;
     ctx.write_json(
         "summary.json",
         &serde_json::json!({ "finals": finals, "train_time_s": train_time_s }),

@@ -2,17 +2,19 @@
 //! Gaussian input mask, over κ, for an MLP and a CNN on Fashion-MNIST and MNIST. The mask acts
 //! in training only; accuracy is measured on clean test images.
 
+use std::sync::Mutex;
+
 use gaussmask_data::images::ImageDataset;
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{HarnessError, RunContext, Study, Unit, mean_std};
 use gaussmask_nn::image::ImageModelConfig;
 use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig};
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
-use gaussmask_images::{ImageDataConfig, model_label, prepare, test_accuracy, train_checkpointed};
+use gaussmask_images::{
+    ImageDataConfig, Images, model_label, prepare, test_accuracy, train_checkpointed,
+};
 
 /// The experiment's config (`configs/image-accuracy.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,25 +38,29 @@ pub struct ImageAccuracyConfig {
 }
 
 impl ImageAccuracyConfig {
-    fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let c: Self = parse(table)?;
-        let check = || -> Result<(), String> {
-            require(c.seeds >= 1, "seeds", "≥ 1", c.seeds)?;
-            gaussmask_images::check_kappas(&c.kappas)?;
-            require(!c.datasets.is_empty(), "datasets", "a non-empty list", "[]")?;
-            require(!c.models.is_empty(), "models", "a non-empty list", "[]")?;
-            c.data.validate()?;
-            for &d in &c.datasets {
-                gaussmask_images::check_dataset(d, c.data.path.as_deref())?;
-            }
-            for m in &c.models {
-                // Shapes are checked against the smallest image the datasets have (28×28).
-                m.validate([1, 28, 28])?;
-            }
-            c.train.validate("train")
-        };
-        check().map_err(HarnessError::input)?;
-        Ok(c)
+    fn validate(&self) -> Result<(), String> {
+        require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
+        gaussmask_images::check_kappas(&self.kappas)?;
+        require_distinct("kappas", &self.kappas)?;
+        require(
+            !self.datasets.is_empty(),
+            "datasets",
+            "a non-empty list",
+            "[]",
+        )?;
+        require_distinct("datasets", &self.datasets)?;
+        require(!self.models.is_empty(), "models", "a non-empty list", "[]")?;
+        let labels: Vec<String> = self.models.iter().map(model_label).collect();
+        require_distinct("models (their labels)", &labels)?;
+        self.data.validate()?;
+        for &d in &self.datasets {
+            gaussmask_images::check_dataset(d, self.data.path.as_deref())?;
+        }
+        for m in &self.models {
+            // Shapes are checked against the smallest image the datasets have (28×28).
+            m.validate([1, 28, 28])?;
+        }
+        self.train.validate("train")
     }
 }
 
@@ -73,10 +79,48 @@ pub struct Cell {
     pub test_accuracy: f64,
 }
 
+/// One unit of work: one classifier trained.
+#[derive(Clone, Debug)]
+pub struct Training {
+    /// Dataset.
+    pub dataset: ImageDataset,
+    /// Index into the config's models.
+    pub model: usize,
+    /// κ.
+    pub kappa: f64,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// The dataset last prepared (with the data config that made it): units come dataset by
+/// dataset, so a process reads each once.
+type PreparedSlot = Option<(ImageDataset, String, Images, Images)>;
+static PREPARED: Mutex<PreparedSlot> = Mutex::new(None);
+
+fn prepared(
+    dataset: ImageDataset,
+    data: &ImageDataConfig,
+) -> Result<(Images, Images), HarnessError> {
+    let mut slot = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
+    let how = format!("{data:?}");
+    if let Some((d, h, train, test)) = slot.as_ref()
+        && (*d, h) == (dataset, &how)
+    {
+        return Ok((train.clone(), test.clone()));
+    }
+    let (train, test) = prepare(dataset, data)?;
+    *slot = Some((dataset, how, train.clone(), test.clone()));
+    Ok((train, test))
+}
+
 /// Accuracy versus κ for image classifiers.
 pub struct ImageAccuracy;
 
-impl Experiment for ImageAccuracy {
+impl Study for ImageAccuracy {
+    type Config = ImageAccuracyConfig;
+    type Unit = Training;
+    type Output = Cell;
+
     fn id(&self) -> &'static str {
         "image-accuracy"
     }
@@ -89,68 +133,88 @@ impl Experiment for ImageAccuracy {
         include_str!("../../../configs/image-accuracy.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        ImageAccuracyConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut ImageAccuracyConfig) -> Result<(), String> {
+        config.validate()
     }
 
-    fn checkpoints(&self) -> bool {
-        true
-    }
-
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let c = ImageAccuracyConfig::from_table(config)?;
-        let device = ctx.device.clone().autodiff();
-        let mut cells = Vec::new();
+    fn units(&self, c: &ImageAccuracyConfig) -> Vec<Unit<Training>> {
+        let mut out = Vec::new();
         for &dataset in &c.datasets {
-            let (train, test) = prepare(dataset, &c.data)?;
-            let per_run = c.train.steps_per_epoch(train.labels.len()) * c.train.epochs;
-            let runs = c.models.len() * c.kappas.len() * c.seeds;
-            let bar = ctx.progress((per_run * runs) as u64, &dataset.to_string());
-            let mut done = 0u64;
-            for model in &c.models {
-                let label = model_label(model);
+            for (model, m) in c.models.iter().enumerate() {
+                let label = model_label(m);
                 for &kappa in &c.kappas {
                     for s in 0..c.seeds as u64 {
                         let seed = c.seed + s;
-                        let key = format!("{dataset}-{label}-k{kappa}-s{seed}");
-                        let cell = ctx.checkpoints.unit(&key, || {
-                            let spec = ClassifierSpec {
-                                model,
-                                train: &c.train,
-                                kappa,
-                                seed,
-                            };
-                            let (model, ()) = train_checkpointed(
-                                ctx,
-                                &key,
-                                spec,
-                                train.view(),
-                                &device,
-                                || bar.inc(1),
-                                |_, _, _: &mut ()| Ok(()),
-                            )?;
-                            let net = burn::module::Module::valid(&model);
-                            Ok(Cell {
+                        out.push(Unit::new(
+                            format!("{dataset}-{label}-k{kappa}-s{seed}"),
+                            Training {
                                 dataset,
-                                model: label.clone(),
+                                model,
                                 kappa,
                                 seed,
-                                test_accuracy: test_accuracy(&net, &test, &ctx.device),
-                            })
-                        })?;
-                        done += 1;
-                        bar.set_position(done * per_run as u64);
-                        eprintln!(
-                            "{dataset} {label} κ = {kappa} seed {seed}: test accuracy {:.4}",
-                            cell.test_accuracy
-                        );
-                        cells.push(cell);
+                            },
+                        ));
                     }
                 }
             }
-            bar.finish_and_clear();
         }
-        write_outputs(&c, &cells, ctx)
+        out
+    }
+
+    fn run_unit(
+        &self,
+        c: &ImageAccuracyConfig,
+        unit: &Unit<Training>,
+        ctx: &RunContext,
+    ) -> Result<Cell, HarnessError> {
+        let Training {
+            dataset,
+            model,
+            kappa,
+            seed,
+        } = unit.spec;
+        let (train, test) = prepared(dataset, &c.data)?;
+        let model = &c.models[model];
+        let label = model_label(model);
+        let per_run = c.train.steps_per_epoch(train.labels.len()) * c.train.epochs;
+        let bar = ctx.progress(per_run as u64, &unit.key);
+        let spec = ClassifierSpec {
+            model,
+            train: &c.train,
+            kappa,
+            seed,
+        };
+        let device = ctx.device.clone().autodiff();
+        let (net, ()) = train_checkpointed(
+            ctx,
+            &unit.key,
+            spec,
+            train.view(),
+            &device,
+            || bar.inc(1),
+            |_, _, _: &mut ()| Ok(()),
+        )?;
+        bar.finish_and_clear();
+        let net = burn::module::Module::valid(&net);
+        let test_accuracy = test_accuracy(&net, &test, &ctx.device);
+        eprintln!("{dataset} {label} κ = {kappa} seed {seed}: test accuracy {test_accuracy:.4}");
+        Ok(Cell {
+            dataset,
+            model: label,
+            kappa,
+            seed,
+            test_accuracy,
+        })
+    }
+
+    fn reduce(
+        &self,
+        c: &ImageAccuracyConfig,
+        outputs: Vec<(Unit<Training>, Cell)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let cells: Vec<Cell> = outputs.into_iter().map(|(_, cell)| cell).collect();
+        write_outputs(c, &cells, ctx)
     }
 }
 
@@ -203,17 +267,7 @@ fn write_outputs(
     cells: &[Cell],
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&["dataset", "model", "kappa", "seed", "test_accuracy"]);
-    for cell in cells {
-        csv.row(&[
-            cell.dataset.to_string(),
-            cell.model.clone(),
-            cell.kappa.to_string(),
-            cell.seed.to_string(),
-            cell.test_accuracy.to_string(),
-        ]);
-    }
-    ctx.write("accuracy.csv", csv.into_bytes())?;
+    ctx.write_csv("accuracy.csv", cells)?;
     let rows = summarize(cells);
     ctx.write_json(
         "summary.json",

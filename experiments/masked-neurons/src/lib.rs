@@ -9,15 +9,13 @@
 pub mod train;
 
 use gaussmask_data::SyntheticConfig;
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_sweep::check_tail_fraction;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use toml::Table;
 use train::{Net, Scheme, Setting};
 
 /// The experiment's config (`configs/masked-neurons.toml`).
@@ -52,17 +50,13 @@ pub struct MaskedNeuronsConfig {
 }
 
 impl MaskedNeuronsConfig {
-    fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let mut c: Self = parse(table)?;
-        if c.model.input_dim == 0 {
-            c.model.input_dim = c.data.d;
+    fn validate(&mut self) -> Result<(), String> {
+        if self.model.input_dim == 0 {
+            self.model.input_dim = self.data.d;
         }
-        c.validate().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
-    fn validate(&self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
+        let schemes: Vec<String> = self.schemes.iter().map(Scheme::to_string).collect();
+        require_distinct("schemes", &schemes)?;
         require(
             !self.schemes.is_empty(),
             "schemes",
@@ -110,22 +104,21 @@ impl MaskedNeuronsConfig {
         self.model.validate()
     }
 
-    fn settings(&self) -> Vec<Setting> {
+    /// The settings of `scheme`, in output order.
+    fn settings(&self, scheme: Scheme) -> Vec<Setting> {
         let mut out = Vec::new();
-        for &scheme in &self.schemes {
-            for &p in &self.ps {
-                for &tau_local in &self.tau_locals {
-                    for &kappa in &self.kappas {
-                        out.push(Setting {
-                            scheme,
-                            p,
-                            tau_local,
-                            xi: self.xi,
-                            kappa,
-                            rounds: self.rounds,
-                            lr: self.lr,
-                        });
-                    }
+        for &p in &self.ps {
+            for &tau_local in &self.tau_locals {
+                for &kappa in &self.kappas {
+                    out.push(Setting {
+                        scheme,
+                        p,
+                        tau_local,
+                        xi: self.xi,
+                        kappa,
+                        rounds: self.rounds,
+                        lr: self.lr,
+                    });
                 }
             }
         }
@@ -155,7 +148,12 @@ pub struct Row {
 /// Training with randomly masked neurons.
 pub struct MaskedNeurons;
 
-impl Experiment for MaskedNeurons {
+impl Study for MaskedNeurons {
+    type Config = MaskedNeuronsConfig;
+    type Unit = Scheme;
+    /// Loss curves of the scheme's settings × seeds, setting-major.
+    type Output = Timed<Vec<Vec<f64>>>;
+
     fn id(&self) -> &'static str {
         "masked-neurons"
     }
@@ -168,34 +166,61 @@ impl Experiment for MaskedNeurons {
         include_str!("../../../configs/masked-neurons.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        MaskedNeuronsConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut MaskedNeuronsConfig) -> Result<(), String> {
+        config.validate()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let c = MaskedNeuronsConfig::from_table(config)?;
-        let data = c.data.generate();
-        let settings = c.settings();
-        let jobs: Vec<(usize, u64)> = (0..settings.len())
-            .flat_map(|i| (0..c.seeds as u64).map(move |s| (i, c.seed + s)))
-            .collect();
-        let bar = ctx.progress(jobs.len() as u64, "runs");
-        let curves: Vec<Vec<f64>> = jobs
-            .par_iter()
-            .map(|&(i, seed)| {
-                let (w, a) = c.model.initial_weights(seed);
-                let mut net = Net { w, a };
-                let losses = train::train(&mut net, &data, &settings[i], seed);
-                bar.inc(1);
-                losses
-            })
-            .collect();
-        bar.finish_and_clear();
-        if curves.iter().flatten().any(|l| !l.is_finite()) {
-            return Err(HarnessError::run(
-                "a run diverged (non-finite loss): lower lr",
-            ));
-        }
+    /// One unit per scheme: its settings and seeds run in parallel.
+    fn units(&self, c: &MaskedNeuronsConfig) -> Vec<Unit<Scheme>> {
+        c.schemes
+            .iter()
+            .map(|&scheme| Unit::new(format!("scheme={scheme}"), scheme))
+            .collect()
+    }
+
+    fn run_unit(
+        &self,
+        c: &MaskedNeuronsConfig,
+        unit: &Unit<Scheme>,
+        ctx: &RunContext,
+    ) -> Result<Timed<Vec<Vec<f64>>>, HarnessError> {
+        Timed::run(|| {
+            let data = c.data.generate();
+            let settings = c.settings(unit.spec);
+            let jobs: Vec<(usize, u64)> = (0..settings.len())
+                .flat_map(|i| (0..c.seeds as u64).map(move |s| (i, c.seed + s)))
+                .collect();
+            let bar = ctx.progress(jobs.len() as u64, &format!("{} runs", unit.spec));
+            let curves: Vec<Vec<f64>> = jobs
+                .par_iter()
+                .map(|&(i, seed)| {
+                    let (w, a) = c.model.initial_weights(seed);
+                    let mut net = Net { w, a };
+                    let losses = train::train(&mut net, &data, &settings[i], seed);
+                    bar.inc(1);
+                    losses
+                })
+                .collect();
+            bar.finish_and_clear();
+            if curves.iter().flatten().any(|l| !l.is_finite()) {
+                return Err(HarnessError::run(format!(
+                    "a run of scheme {} diverged (non-finite loss): lower lr",
+                    unit.spec
+                )));
+            }
+            Ok(curves)
+        })
+    }
+
+    fn reduce(
+        &self,
+        c: &MaskedNeuronsConfig,
+        outputs: Vec<(Unit<Scheme>, Timed<Vec<Vec<f64>>>)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let train_time_s = Timed::total(&outputs);
+        let settings: Vec<Setting> = c.schemes.iter().flat_map(|&s| c.settings(s)).collect();
+        let curves: Vec<Vec<f64>> = outputs.into_iter().flat_map(|(_, o)| o.value).collect();
         let rows: Vec<Row> = settings
             .iter()
             .zip(curves.chunks(c.seeds))
@@ -225,11 +250,22 @@ impl Experiment for MaskedNeurons {
                 }
             })
             .collect();
-        let train_time_s = ctx.elapsed().as_secs_f64();
-        write_outputs(&c, &settings, &curves, &rows, train_time_s, ctx)?;
+        write_outputs(c, &settings, &curves, &rows, train_time_s, ctx)?;
         print_table(&rows, train_time_s);
         Ok(())
     }
+}
+
+/// One line of `masked_neurons.csv`.
+#[derive(Serialize)]
+struct CurveRow {
+    scheme: String,
+    p: usize,
+    tau_local: usize,
+    kappa: f64,
+    seed: u64,
+    round: usize,
+    clean_loss: f64,
 }
 
 fn write_outputs(
@@ -240,31 +276,23 @@ fn write_outputs(
     train_time_s: f64,
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&[
-        "scheme",
-        "p",
-        "tau_local",
-        "kappa",
-        "seed",
-        "round",
-        "clean_loss",
-    ]);
+    let mut csv = Vec::new();
     for (s, group) in settings.iter().zip(curves.chunks(c.seeds)) {
         for (k, losses) in group.iter().enumerate() {
-            for (round, l) in losses.iter().enumerate() {
-                csv.row(&[
-                    s.scheme.to_string(),
-                    s.p.to_string(),
-                    s.tau_local.to_string(),
-                    s.kappa.to_string(),
-                    (c.seed + k as u64).to_string(),
-                    round.to_string(),
-                    l.to_string(),
-                ]);
+            for (round, &clean_loss) in losses.iter().enumerate() {
+                csv.push(CurveRow {
+                    scheme: s.scheme.to_string(),
+                    p: s.p,
+                    tau_local: s.tau_local,
+                    kappa: s.kappa,
+                    seed: c.seed + k as u64,
+                    round,
+                    clean_loss,
+                });
             }
         }
     }
-    ctx.write("masked_neurons.csv", csv.into_bytes())?;
+    ctx.write_csv("masked_neurons.csv", &csv)?;
     ctx.write_json(
         "summary.json",
         &serde_json::json!({ "rows": rows, "train_time_s": train_time_s }),

@@ -7,16 +7,14 @@
 //! training length, beside the target's test accuracy, so the privacy–utility trade-off shows
 //! in one table.
 
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use gaussmask_images::membership::{Row, SplitsConfig, attack_setting, resolve_epochs, splits};
 use gaussmask_images::model_label;
 use gaussmask_nn::image::ImageModelConfig;
 use gaussmask_train::classify::ClassifyConfig;
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// The experiment's config (`configs/membership-inference.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,16 +38,10 @@ pub struct MembershipConfig {
 }
 
 impl MembershipConfig {
-    /// Parses and checks a config table; the error names the field.
-    pub fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let mut c: Self = parse(table)?;
-        c.resolve().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
     /// Checks the fields and sets `train.epochs` to the longest of `epochs`.
     pub fn resolve(&mut self) -> Result<(), String> {
         gaussmask_images::check_kappas(&self.kappas)?;
+        require_distinct("kappas", &self.kappas)?;
         require(
             self.data.split_size >= 2,
             "data.split_size",
@@ -67,6 +59,8 @@ impl MembershipConfig {
         for m in &self.models {
             m.validate([1, 28, 28])?;
         }
+        let labels: Vec<String> = self.models.iter().map(model_label).collect();
+        require_distinct("models (their labels)", &labels)?;
         resolve_epochs(&mut self.epochs, &mut self.train)
     }
 }
@@ -74,7 +68,12 @@ impl MembershipConfig {
 /// Membership inference against masked training.
 pub struct MembershipInference;
 
-impl Experiment for MembershipInference {
+impl Study for MembershipInference {
+    type Config = MembershipConfig;
+    /// (index into `models`, κ): a target and its shadow.
+    type Unit = (usize, f64);
+    type Output = Vec<Row>;
+
     fn id(&self) -> &'static str {
         "membership-inference"
     }
@@ -87,76 +86,96 @@ impl Experiment for MembershipInference {
         include_str!("../../../configs/membership-inference.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        MembershipConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut MembershipConfig) -> Result<(), String> {
+        config.resolve()
     }
 
-    fn checkpoints(&self) -> bool {
-        true
-    }
-
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let c = MembershipConfig::from_table(config)?;
-        let splits = splits(&c.data)?;
-        let per_model = c.train.steps_per_epoch(c.data.split_size) * c.train.epochs;
-        let total = per_model * 2 * c.kappas.len() * c.models.len();
-        let bar = ctx.progress(total as u64, "train");
-        let mut rows = Vec::new();
-        for model in &c.models {
+    fn units(&self, c: &MembershipConfig) -> Vec<Unit<(usize, f64)>> {
+        let mut out = Vec::new();
+        for (m, model) in c.models.iter().enumerate() {
             for &kappa in &c.kappas {
-                let tag = format!("k{kappa}");
-                let found = attack_setting(
-                    ctx,
-                    &tag,
-                    model,
-                    &c.train,
-                    kappa,
-                    c.seed,
-                    &splits,
-                    &c.epochs,
-                    || bar.inc(1),
-                )?;
-                for r in &found {
-                    eprintln!(
-                        "{} κ = {} {} epochs: AUC {:.3}, test accuracy {:.3}",
-                        r.model, r.kappa, r.epochs, r.attack.auc, r.target_test_accuracy
-                    );
-                }
-                rows.extend(found);
+                out.push(Unit::new(
+                    format!("{}-k{kappa}", model_label(model)),
+                    (m, kappa),
+                ));
             }
         }
-        bar.finish_and_clear();
-        write_outputs(&c, &rows, ctx)
+        out
     }
+
+    fn run_unit(
+        &self,
+        c: &MembershipConfig,
+        unit: &Unit<(usize, f64)>,
+        ctx: &RunContext,
+    ) -> Result<Vec<Row>, HarnessError> {
+        let (m, kappa) = unit.spec;
+        let splits = splits(&c.data)?;
+        let per_model = c.train.steps_per_epoch(c.data.split_size) * c.train.epochs;
+        let bar = ctx.progress(2 * per_model as u64, &unit.key);
+        let found = attack_setting(
+            ctx,
+            &format!("k{kappa}"),
+            &c.models[m],
+            &c.train,
+            kappa,
+            c.seed,
+            &splits,
+            &c.epochs,
+            || bar.inc(1),
+        )?;
+        bar.finish_and_clear();
+        for r in &found {
+            eprintln!(
+                "{} κ = {} {} epochs: AUC {:.3}, test accuracy {:.3}",
+                r.model, r.kappa, r.epochs, r.attack.auc, r.target_test_accuracy
+            );
+        }
+        Ok(found)
+    }
+
+    fn reduce(
+        &self,
+        c: &MembershipConfig,
+        outputs: Vec<(Unit<(usize, f64)>, Vec<Row>)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let rows: Vec<Row> = outputs.into_iter().flat_map(|(_, r)| r).collect();
+        write_outputs(c, &rows, ctx)
+    }
+}
+
+/// One line of `attack.csv`.
+#[derive(Serialize)]
+struct AttackRow<'a> {
+    model: &'a str,
+    kappa: f64,
+    epochs: usize,
+    auc: f64,
+    attack_accuracy: f64,
+    precision: f64,
+    recall: f64,
+    target_train_accuracy: f64,
+    target_test_accuracy: f64,
 }
 
 /// Writes `rows` as CSV and JSON, with one AUC-vs-epochs figure per model (a series per κ).
 pub fn write_rows(rows: &[Row], ctx: &RunContext) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&[
-        "model",
-        "kappa",
-        "epochs",
-        "auc",
-        "attack_accuracy",
-        "precision",
-        "recall",
-        "target_train_accuracy",
-        "target_test_accuracy",
-    ]);
-    for r in rows {
-        csv.row(&[
-            r.model.clone(),
-            r.kappa.to_string(),
-            r.epochs.to_string(),
-            r.attack.auc.to_string(),
-            r.attack.accuracy.to_string(),
-            r.attack.precision.to_string(),
-            r.attack.recall.to_string(),
-            r.target_train_accuracy.to_string(),
-            r.target_test_accuracy.to_string(),
-        ]);
-    }
-    ctx.write("attack.csv", csv.into_bytes())?;
+    let csv: Vec<AttackRow> = rows
+        .iter()
+        .map(|r| AttackRow {
+            model: &r.model,
+            kappa: r.kappa,
+            epochs: r.epochs,
+            auc: r.attack.auc,
+            attack_accuracy: r.attack.accuracy,
+            precision: r.attack.precision,
+            recall: r.attack.recall,
+            target_train_accuracy: r.target_train_accuracy,
+            target_test_accuracy: r.target_test_accuracy,
+        })
+        .collect();
+    ctx.write_csv("attack.csv", &csv)?;
     ctx.write_json(
         "summary.json",
         &serde_json::json!({ "rows": rows, "wall_time_s": ctx.elapsed().as_secs_f64() }),

@@ -1,14 +1,14 @@
 //! Experiment `smoothed-relu` (paper Fig. 1): the exact smoothed ReLU σ̃ and the proxy σ̂ against
 //! a Monte-Carlo estimate of E[ReLU(u)], u = z + s·ξ.
 
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use std::ops::Range;
+
+use gaussmask_harness::config::require;
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_smooth::{proxy_relu, smoothed_relu};
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// Config of the experiment (`configs/smoothed-relu.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,14 +39,8 @@ fn default_curve_kappas() -> Vec<f64> {
 }
 
 impl SmoothedReluConfig {
-    /// Parses a resolved config table and checks every value.
-    pub fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let c: Self = parse(table)?;
-        c.validate().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
-    fn validate(&self) -> Result<(), String> {
+    /// Checks every value.
+    pub fn validate(&self) -> Result<(), String> {
         require(
             self.kappa.is_finite() && self.kappa >= 0.0,
             "kappa",
@@ -80,7 +74,7 @@ impl SmoothedReluConfig {
 }
 
 /// One grid point.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Pre-activation mean z.
     pub z: f64,
@@ -99,9 +93,14 @@ pub struct Point {
 /// Evaluates the grid; point i uses its own sub-stream, so results do not depend on the grid size
 /// elsewhere.
 pub fn evaluate(config: &SmoothedReluConfig) -> Vec<Point> {
+    evaluate_points(config, 0..config.points)
+}
+
+/// The grid points `range` (see [`evaluate`]).
+pub fn evaluate_points(config: &SmoothedReluConfig, range: Range<usize>) -> Vec<Point> {
     let s = config.kappa * config.norm;
     let root = Stream::new(config.seed, tag::MASK);
-    (0..config.points)
+    range
         .map(|i| {
             let z = config.z_min
                 + (config.z_max - config.z_min) * i as f64 / (config.points - 1) as f64;
@@ -179,7 +178,15 @@ pub const MIN_POSITIVE: usize = 100;
 /// The experiment.
 pub struct SmoothedRelu;
 
-impl Experiment for SmoothedRelu {
+/// Grid points per unit of work.
+const POINTS_PER_UNIT: usize = 50;
+
+impl Study for SmoothedRelu {
+    type Config = SmoothedReluConfig;
+    /// A block of grid points.
+    type Unit = Range<usize>;
+    type Output = Vec<Point>;
+
     fn id(&self) -> &'static str {
         "smoothed-relu"
     }
@@ -192,26 +199,49 @@ impl Experiment for SmoothedRelu {
         include_str!("../../../configs/smoothed-relu.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        SmoothedReluConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut SmoothedReluConfig) -> Result<(), String> {
+        config.validate()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let config = SmoothedReluConfig::from_table(config)?;
-        let points = evaluate(&config);
-        let mut csv = Csv::new(&["z", "mc", "mc_se", "mc_positive", "exact", "proxy", "relu"]);
-        for p in &points {
-            csv.row(&[
-                p.z.to_string(),
-                p.mc.to_string(),
-                p.mc_se.to_string(),
-                p.positive.to_string(),
-                p.exact.to_string(),
-                p.proxy.to_string(),
-                p.z.max(0.0).to_string(),
-            ]);
-        }
-        ctx.write("smoothed_relu.csv", csv.into_bytes())?;
+    fn units(&self, config: &SmoothedReluConfig) -> Vec<Unit<Range<usize>>> {
+        (0..config.points)
+            .step_by(POINTS_PER_UNIT)
+            .map(|start| {
+                let end = (start + POINTS_PER_UNIT).min(config.points);
+                Unit::new(format!("points={start}-{}", end - 1), start..end)
+            })
+            .collect()
+    }
+
+    fn run_unit(
+        &self,
+        config: &SmoothedReluConfig,
+        unit: &Unit<Range<usize>>,
+        _: &RunContext,
+    ) -> Result<Vec<Point>, HarnessError> {
+        Ok(evaluate_points(config, unit.spec.clone()))
+    }
+
+    fn reduce(
+        &self,
+        config: &SmoothedReluConfig,
+        outputs: Vec<(Unit<Range<usize>>, Vec<Point>)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let points: Vec<Point> = outputs.into_iter().flat_map(|(_, p)| p).collect();
+        let csv: Vec<CsvRow> = points
+            .iter()
+            .map(|p| CsvRow {
+                z: p.z,
+                mc: p.mc,
+                mc_se: p.mc_se,
+                mc_positive: p.positive,
+                exact: p.exact,
+                proxy: p.proxy,
+                relu: p.z.max(0.0),
+            })
+            .collect();
+        ctx.write_csv("smoothed_relu.csv", &csv)?;
 
         let max_err = |f: fn(&Point) -> f64| {
             points
@@ -266,7 +296,7 @@ impl Experiment for SmoothedRelu {
             ..Default::default()
         };
         ctx.plot(&plot, "smoothed_relu")?;
-        ctx.plot(&kappa_curves(&config), "smoothed_relu_kappas")?;
+        ctx.plot(&kappa_curves(config), "smoothed_relu_kappas")?;
         println!(
             "max |exact − MC| = {:.3e} ({:.2} standard errors); max |proxy − MC| = {:.3e} ({:.1} standard errors)",
             summary["max_abs_error_exact"].as_f64().unwrap_or(f64::NAN),
@@ -280,4 +310,16 @@ impl Experiment for SmoothedRelu {
         );
         Ok(())
     }
+}
+
+/// One line of `smoothed_relu.csv`.
+#[derive(Serialize)]
+struct CsvRow {
+    z: f64,
+    mc: f64,
+    mc_se: f64,
+    mc_positive: usize,
+    exact: f64,
+    proxy: f64,
+    relu: f64,
 }

@@ -1,18 +1,22 @@
 //! Experiment `trajectories` (paper Fig. 3): clean training loss of masked full-batch GD for a
-//! grid of κ, several seeds each, all replicas trained side by side.
+//! grid of κ, several seeds each. One unit of work per κ: its seeds are trained side by side.
 
-use gaussmask_harness::output::Csv;
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext};
+use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use gaussmask_sweep::{
-    Curve, Summary, TrajectoriesConfig, lambda0, seed_mean, summarize, train_curves,
+    Curve, KappaRuns, Summary, TrajectoriesConfig, lambda0, save_weights, seed_mean, summarize,
+    train_kappa,
 };
-use toml::Table;
+use serde::Serialize;
 
-/// The experiment.
+/// The experiment: one unit of work per κ (its seeds trained side by side).
 pub struct Trajectories;
 
-impl Experiment for Trajectories {
+impl Study for Trajectories {
+    type Config = TrajectoriesConfig;
+    type Unit = f64;
+    type Output = KappaRuns;
+
     fn id(&self) -> &'static str {
         "trajectories"
     }
@@ -25,24 +29,77 @@ impl Experiment for Trajectories {
         include_str!("../../../configs/trajectories.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        TrajectoriesConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut TrajectoriesConfig) -> Result<(), String> {
+        config.resolve()?;
+        config.distinct_kappas()
     }
 
     fn has_diagnostics(&self) -> bool {
         true
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let config = TrajectoriesConfig::from_table(config)?;
-        let curves = train_curves(&config, ctx)?;
-        let chunk = config.chunk_size(ctx.backend);
+    fn units(&self, config: &TrajectoriesConfig) -> Vec<Unit<f64>> {
+        config
+            .kappas
+            .iter()
+            .map(|&kappa| Unit::new(format!("kappa={kappa}"), kappa))
+            .collect()
+    }
+
+    fn run_unit(
+        &self,
+        config: &TrajectoriesConfig,
+        unit: &Unit<f64>,
+        ctx: &RunContext,
+    ) -> Result<KappaRuns, HarnessError> {
+        train_kappa(config, unit.spec, &config.data.generate(), ctx)
+    }
+
+    fn reduce(
+        &self,
+        config: &TrajectoriesConfig,
+        outputs: Vec<(Unit<f64>, KappaRuns)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let train_time_s = outputs.iter().map(|(_, r)| r.train_time_s).sum();
+        let mut curves = Vec::new();
+        let mut weights = Vec::new();
+        for (_, runs) in outputs {
+            curves.extend(runs.curves);
+            weights.extend(runs.weights);
+        }
+        if ctx.save_weights {
+            save_weights(&config.replicas(), &weights, config, ctx)?;
+        }
+        let chunk = config.chunk_size(ctx.backend).min(config.seeds);
         let engine = config.train.resolved_engine(ctx.backend.is_gpu());
-        let summary = summarize(&config, &curves, chunk, engine, ctx.elapsed().as_secs_f64());
-        write_outputs(&config, &curves, &summary, ctx)?;
+        let summary = summarize(config, &curves, chunk, engine, train_time_s);
+        write_outputs(config, &curves, &summary, ctx)?;
         print_table(&summary);
         Ok(())
     }
+}
+
+/// One row of `trajectories.csv`.
+#[derive(Serialize)]
+struct TrajectoryRow {
+    kappa: f64,
+    seed: u64,
+    step: usize,
+    clean_loss: f64,
+    masked_loss: f64,
+    clean_mse: f64,
+}
+
+/// One row of `diagnostics.csv`.
+#[derive(Serialize)]
+struct DiagnosticsRow {
+    kappa: f64,
+    seed: u64,
+    step: usize,
+    relative_movement: f64,
+    flipped_fraction: f64,
+    lambda_min_gram: Option<f64>,
 }
 
 fn write_outputs(
@@ -52,27 +109,20 @@ fn write_outputs(
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
     let n = config.data.n as f64;
-    let mut csv = Csv::new(&[
-        "kappa",
-        "seed",
-        "step",
-        "clean_loss",
-        "masked_loss",
-        "clean_mse",
-    ]);
+    let mut rows = Vec::new();
     for (rep, curve) in config.replicas().iter().zip(curves) {
         for i in 0..curve.steps.len() {
-            csv.row(&[
-                rep.kappa.to_string(),
-                rep.seed.to_string(),
-                curve.steps[i].to_string(),
-                curve.clean[i].to_string(),
-                curve.masked[i].to_string(),
-                (2.0 * curve.clean[i] / n).to_string(),
-            ]);
+            rows.push(TrajectoryRow {
+                kappa: rep.kappa,
+                seed: rep.seed,
+                step: curve.steps[i],
+                clean_loss: curve.clean[i],
+                masked_loss: curve.masked[i],
+                clean_mse: 2.0 * curve.clean[i] / n,
+            });
         }
     }
-    ctx.write("trajectories.csv", csv.into_bytes())?;
+    ctx.write_csv("trajectories.csv", &rows)?;
     ctx.write_json("summary.json", summary)?;
     if curves.iter().any(|c| !c.diagnostics.is_empty()) {
         write_diagnostics(config, curves, ctx)?;
@@ -125,29 +175,20 @@ fn write_diagnostics(
     curves: &[Curve],
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&[
-        "kappa",
-        "seed",
-        "step",
-        "relative_movement",
-        "flipped_fraction",
-        "lambda_min_gram",
-    ]);
+    let mut rows = Vec::new();
     for (rep, curve) in config.replicas().iter().zip(curves) {
         for row in &curve.diagnostics {
-            csv.row(&[
-                rep.kappa.to_string(),
-                rep.seed.to_string(),
-                row.step.to_string(),
-                row.relative_movement.to_string(),
-                row.flipped_fraction.to_string(),
-                row.lambda_min_gram
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-            ]);
+            rows.push(DiagnosticsRow {
+                kappa: rep.kappa,
+                seed: rep.seed,
+                step: row.step,
+                relative_movement: row.relative_movement,
+                flipped_fraction: row.flipped_fraction,
+                lambda_min_gram: row.lambda_min_gram,
+            });
         }
     }
-    ctx.write("diagnostics.csv", csv.into_bytes())?;
+    ctx.write_csv("diagnostics.csv", &rows)?;
     let (lambda0, method) = lambda0(&config.data.generate(), 2000);
     ctx.write_json(
         "ntk.json",

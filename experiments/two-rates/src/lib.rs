@@ -4,13 +4,11 @@
 //! whole range, including when the weights move far from their initialization? With and without
 //! input masking (κ = 0 and κ > 0 replicas of the same run).
 
-use gaussmask_harness::config::{parse, require};
-use gaussmask_harness::output::Csv;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{HarnessError, RunContext, Study, Unit, mean_std};
 use gaussmask_sweep::{TrajectoriesConfig, train_runs};
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// The experiment's config (`configs/two-rates.toml`): a trajectories config (its `model.width`
 /// and `train.lr_output` are set per cell) plus the grid.
@@ -26,14 +24,10 @@ pub struct TwoRatesConfig {
 }
 
 impl TwoRatesConfig {
-    fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let c: Self = parse(table)?;
-        c.validate().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
     fn validate(&self) -> Result<(), String> {
         require(!self.rhos.is_empty(), "rhos", "a non-empty list", "[]")?;
+        require_distinct("rhos", &self.rhos)?;
+        require_distinct("widths", &self.widths)?;
         for r in &self.rhos {
             require(r.is_finite() && *r >= 0.0, "rhos", "finite and ≥ 0", r)?;
         }
@@ -91,7 +85,20 @@ fn relative(now: &[f64], start: &[f64]) -> f64 {
     (moved / norm).sqrt()
 }
 
-impl Experiment for TwoRates {
+/// What one (width, ρ) cell keeps: a row per κ.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CellRows {
+    /// One row per κ, in config order.
+    pub rows: Vec<Row>,
+    /// Training time, s.
+    pub train_time_s: f64,
+}
+
+impl Study for TwoRates {
+    type Config = TwoRatesConfig;
+    type Unit = (usize, f64);
+    type Output = CellRows;
+
     fn id(&self) -> &'static str {
         "two-rates"
     }
@@ -104,37 +111,48 @@ impl Experiment for TwoRates {
         include_str!("../../../configs/two-rates.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        TwoRatesConfig::from_table(config).map(|_| ())
+    fn validate(&self, config: &mut TwoRatesConfig) -> Result<(), String> {
+        config.validate()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let c = TwoRatesConfig::from_table(config)?;
-        let data = c.base.data.generate();
-        let mut rows = Vec::new();
+    fn units(&self, c: &TwoRatesConfig) -> Vec<Unit<(usize, f64)>> {
+        let mut out = Vec::new();
         for &m in &c.widths {
             for &rho in &c.rhos {
-                let cfg = c.cell(m, rho).map_err(HarnessError::input)?;
-                eprintln!("m = {m}, ρ = {rho}");
-                let runs = match train_runs(&cfg, &data, ctx) {
-                    Ok(runs) => runs,
-                    // A rate too large for this width is a result, not a failure of the run.
-                    Err(e) if e.code() == 1 => {
-                        let why = e.message().to_string();
-                        rows.extend(cfg.kappas.iter().map(|&kappa| Row {
-                            m,
-                            rho,
-                            kappa,
-                            final_loss: (f64::NAN, f64::NAN),
-                            loss_ratio: f64::NAN,
-                            movement_w: f64::NAN,
-                            movement_a: f64::NAN,
-                            diverged: Some(why.clone()),
-                        }));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
+                out.push(Unit::new(format!("m={m}_rho={rho}"), (m, rho)));
+            }
+        }
+        out
+    }
+
+    fn run_unit(
+        &self,
+        c: &TwoRatesConfig,
+        unit: &Unit<(usize, f64)>,
+        ctx: &RunContext,
+    ) -> Result<CellRows, HarnessError> {
+        let (m, rho) = unit.spec;
+        let started = std::time::Instant::now();
+        let data = c.base.data.generate();
+        let cfg = c.cell(m, rho).map_err(HarnessError::input)?;
+        let mut rows = Vec::new();
+        match train_runs(&cfg, &data, ctx) {
+            // A rate too large for this width is a result, not a failure of the run.
+            Err(e) if e.code() == 1 => {
+                let why = e.message().to_string();
+                rows.extend(cfg.kappas.iter().map(|&kappa| Row {
+                    m,
+                    rho,
+                    kappa,
+                    final_loss: (f64::NAN, f64::NAN),
+                    loss_ratio: f64::NAN,
+                    movement_w: f64::NAN,
+                    movement_a: f64::NAN,
+                    diverged: Some(why.clone()),
+                }));
+            }
+            Err(e) => return Err(e),
+            Ok(runs) => {
                 let replicas = cfg.replicas();
                 for (k, &kappa) in cfg.kappas.iter().enumerate() {
                     let range = k * cfg.seeds..(k + 1) * cfg.seeds;
@@ -163,11 +181,38 @@ impl Experiment for TwoRates {
                 }
             }
         }
-        let train_time_s = ctx.elapsed().as_secs_f64();
-        write_outputs(&c, &rows, train_time_s, ctx)?;
+        Ok(CellRows {
+            rows,
+            train_time_s: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn reduce(
+        &self,
+        c: &TwoRatesConfig,
+        outputs: Vec<(Unit<(usize, f64)>, CellRows)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let train_time_s = outputs.iter().map(|(_, o)| o.train_time_s).sum();
+        let rows: Vec<Row> = outputs.into_iter().flat_map(|(_, o)| o.rows).collect();
+        write_outputs(c, &rows, train_time_s, ctx)?;
         print_table(&rows, train_time_s);
         Ok(())
     }
+}
+
+/// One line of `two_rates.csv`.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    m: usize,
+    rho: f64,
+    kappa: f64,
+    final_loss: f64,
+    final_loss_std: f64,
+    loss_ratio: f64,
+    movement_w: f64,
+    movement_a: f64,
+    diverged: &'a str,
 }
 
 fn write_outputs(
@@ -176,31 +221,21 @@ fn write_outputs(
     train_time_s: f64,
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let mut csv = Csv::new(&[
-        "m",
-        "rho",
-        "kappa",
-        "final_loss",
-        "final_loss_std",
-        "loss_ratio",
-        "movement_w",
-        "movement_a",
-        "diverged",
-    ]);
-    for r in rows {
-        csv.row(&[
-            r.m.to_string(),
-            r.rho.to_string(),
-            r.kappa.to_string(),
-            r.final_loss.0.to_string(),
-            r.final_loss.1.to_string(),
-            r.loss_ratio.to_string(),
-            r.movement_w.to_string(),
-            r.movement_a.to_string(),
-            r.diverged.clone().unwrap_or_default(),
-        ]);
-    }
-    ctx.write("two_rates.csv", csv.into_bytes())?;
+    let csv: Vec<CsvRow> = rows
+        .iter()
+        .map(|r| CsvRow {
+            m: r.m,
+            rho: r.rho,
+            kappa: r.kappa,
+            final_loss: r.final_loss.0,
+            final_loss_std: r.final_loss.1,
+            loss_ratio: r.loss_ratio,
+            movement_w: r.movement_w,
+            movement_a: r.movement_a,
+            diverged: r.diverged.as_deref().unwrap_or_default(),
+        })
+        .collect();
+    ctx.write_csv("two_rates.csv", &csv)?;
     ctx.write_json(
         "summary.json",
         &serde_json::json!({ "rows": rows, "train_time_s": train_time_s }),
