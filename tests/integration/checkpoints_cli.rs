@@ -97,6 +97,13 @@ pub(crate) fn count(folder: &Path, suffix: &str) -> usize {
 /// Starts `args` and kills it with SIGKILL once its checkpoint folder holds a finished unit
 /// and a training state (so both kinds of saved work are taken up on resume).
 pub(crate) fn kill_after_first_checkpoints(id: &str, args: &[&str], folder: &Path) -> u32 {
+    kill_when(id, args, || {
+        count(folder, ".done.ron") > 0 && count(folder, ".state") > 0
+    })
+}
+
+/// Starts `args` and kills it with SIGKILL once `ready` holds; returns its pid.
+pub(crate) fn kill_when(id: &str, args: &[&str], ready: impl Fn() -> bool) -> u32 {
     let mut child: Child = Command::new(BIN)
         .args(args)
         .env_remove("RUST_BACKTRACE")
@@ -105,7 +112,7 @@ pub(crate) fn kill_after_first_checkpoints(id: &str, args: &[&str], folder: &Pat
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while count(folder, ".done.ron") == 0 || count(folder, ".state") == 0 {
+    while !ready() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("{id} ended ({status}) before it could be killed after a checkpoint");
         }
@@ -113,7 +120,7 @@ pub(crate) fn kill_after_first_checkpoints(id: &str, args: &[&str], folder: &Pat
             start.elapsed() < Duration::from_secs(300),
             "{id}: no checkpoint appeared"
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap();
     let status = child.wait().unwrap();

@@ -274,6 +274,16 @@ fn decomposition_smoke_run_writes_every_file_and_exact_is_inside_the_mc_interval
     std::fs::remove_dir_all(root).unwrap();
 }
 
+/// Column `column` (as numbers) of the CSV rows whose first field is `first` and second `kappa`.
+fn column_where(csv: &str, first: &str, kappa: f64, column: usize) -> Vec<f64> {
+    csv.lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|c| c[0] == first && c[1].parse::<f64>() == Ok(kappa))
+        .map(|c| c[column].parse().unwrap())
+        .collect()
+}
+
 #[test]
 fn expected_objective_smoke_run_trains_every_objective() {
     let files = [
@@ -300,11 +310,7 @@ fn expected_objective_smoke_run_trains_every_objective() {
     let csv = std::fs::read_to_string(out.join("expected_objective.csv")).unwrap();
     // Every objective lowers the clean loss from its start (same initial weights for all).
     for objective in ["masked", "expected-exact", "proxy"] {
-        let losses: Vec<f64> = csv
-            .lines()
-            .filter(|l| l.starts_with(&format!("{objective},1,")))
-            .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
-            .collect();
+        let losses = column_where(&csv, objective, 1.0, 4);
         assert!(
             losses.last().unwrap() < &(0.8 * losses[0]),
             "{objective}: {losses:?}"
@@ -447,11 +453,7 @@ fn depth_smoke_run_trains_every_depth() {
     // Every depth lowers the clean loss of every replica.
     let csv = std::fs::read_to_string(out.join("depth.csv")).unwrap();
     for depth in ["2", "3", "4"] {
-        let losses: Vec<f64> = csv
-            .lines()
-            .filter(|l| l.starts_with(&format!("{depth},0,")))
-            .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
-            .collect();
+        let losses = column_where(&csv, depth, 0.0, 4);
         assert!(
             losses.last().unwrap() < &losses[0],
             "depth {depth}: {losses:?}"

@@ -3,11 +3,11 @@
 //! bytes, and the Slurm job array on a real (single-node) Slurm cluster.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::checkpoints_cli::{assert_same_csvs, count};
-use crate::cli::{BIN, assert_ok, gaussmask, scratch, stderr};
+use crate::checkpoints_cli::{assert_same_csvs, count, kill_when};
+use crate::cli::{assert_ok, gaussmask, scratch, stderr};
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -154,30 +154,6 @@ fn merge_refuses_a_missing_shard_another_config_or_seed_and_a_shard_twice() {
     std::fs::remove_dir_all(root).unwrap();
 }
 
-/// Starts `args` and kills it with SIGKILL once its checkpoint folder holds a finished unit.
-fn kill_after_first_unit(args: &[&str], folder: &Path) {
-    let mut child: Child = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while count(folder, ".done.ron") == 0 {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("{args:?} ended ({status}) before it could be killed after a unit");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no unit finished"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
 #[test]
 fn a_killed_synthetic_run_resumes_to_the_uninterrupted_result() {
     // floor-scaling's smoke grid, each unit long enough to be killed after the first.
@@ -188,7 +164,7 @@ fn a_killed_synthetic_run_resumes_to_the_uninterrupted_result() {
     let mut args = vec!["run", "floor-scaling", "--smoke"];
     args.extend(sets);
     args.extend(["--out", path(&out)]);
-    kill_after_first_unit(&args, &folder);
+    kill_when("floor-scaling", &args, || count(&folder, ".done.ron") > 0);
     let kept = count(&folder, ".done.ron");
     assert!(kept >= 1 && !out.exists());
     let o = gaussmask(&["run", "floor-scaling", "--resume", path(&out)], &root);

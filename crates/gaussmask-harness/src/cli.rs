@@ -478,11 +478,7 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
         )));
     }
     let dir = RunDir::create(target)?;
-    let seed = table
-        .get("seed")
-        .and_then(Value::as_integer)
-        .unwrap_or(0)
-        .max(0) as u64;
+    let seed = config::seed_of(&table);
     let mut ctx = RunContext::new(
         device,
         options.backend,

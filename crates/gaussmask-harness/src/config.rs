@@ -136,6 +136,15 @@ pub fn require(
     }
 }
 
+/// The base seed of a resolved config (`seed`, 0 when absent).
+pub fn seed_of(table: &Table) -> u64 {
+    table
+        .get("seed")
+        .and_then(Value::as_integer)
+        .unwrap_or(0)
+        .max(0) as u64
+}
+
 /// Checks that the list `field` names each value once (its values key units of work).
 pub fn require_distinct<T: PartialEq + std::fmt::Display>(
     field: &str,

@@ -286,11 +286,7 @@ pub(crate) fn merge(
     let device = make_device(host, dtype)?;
     let target = out.unwrap_or_else(|| crate::cli::default_target(experiment.id()));
     let dir = RunDir::create(target)?;
-    let seed = table
-        .get("seed")
-        .and_then(Value::as_integer)
-        .unwrap_or(0)
-        .max(0) as u64;
+    let seed = crate::config::seed_of(&table);
     let mut ctx = RunContext::new(
         device,
         backend,

@@ -24,7 +24,6 @@ use std::process::Command;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, Dtype};
 use crate::cli::RunOptions;
 use crate::error::HarnessError;
 use crate::run::Experiment;
@@ -47,32 +46,19 @@ pub struct SlurmOptions {
     /// Memory per task (`#SBATCH --mem`, e.g. `4G`).
     #[arg(long, value_name = "M")]
     pub mem: Option<String>,
-    /// Config file (TOML); defaults to the experiment's own `configs/<id>.toml`.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Run the tiny version from the config's `[smoke]` section.
-    #[arg(long)]
-    pub smoke: bool,
-    /// Override a config value, e.g. `--set train.steps=100` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// Base seed (overrides the config's `seed`).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Compute backend of the tasks.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
-    /// Float type.
-    #[arg(long, value_enum, default_value_t = Dtype::F32)]
-    pub dtype: Dtype,
-    /// Sweep directory to create (must not exist); default `results/<id>/<UTC time>`.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
+    /// The run's options, as `gaussmask run` takes them (`--out` names the sweep directory;
+    /// `--resume` and `--shard` are for the tasks, not here).
+    #[command(flatten)]
+    pub run: RunOptions,
     /// Submit the job array and the merge job with sbatch.
     #[arg(long)]
     pub submit: bool,
     /// Re-submit the shards of the sweep directory DIR that did not finish, and a merge job.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["shards", "config", "smoke", "set", "seed", "out"])]
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["shards", "config", "smoke", "set", "seed", "out", "backend", "dtype"]
+    )]
     pub retry: Option<PathBuf>,
 }
 
@@ -91,6 +77,8 @@ pub struct Plan {
     pub backend: String,
     /// Float type.
     pub dtype: String,
+    /// `--checkpoint-every` of the tasks.
+    pub checkpoint_every: usize,
     /// Job ids, in the order they were submitted (`array` or `merge`, and the id).
     #[serde(default)]
     pub jobs: Vec<(String, String)>,
@@ -129,23 +117,25 @@ fn prepare(experiment: &dyn Experiment, options: &SlurmOptions) -> Result<(), Ha
     if shards == 0 {
         return Err(HarnessError::input("--shards must be ≥ 1, got 0"));
     }
+    if options.run.resume.is_some() || options.run.shard.is_some() {
+        return Err(HarnessError::input(
+            "gaussmask slurm takes neither --resume nor --shard: each task gets its shard, and \
+             a task that was killed resumes by itself (re-submit with --retry SWEEP_DIR)",
+        ));
+    }
+    // Validated as a shard is: the options a shard refuses are refused here.
     let run = RunOptions {
-        config: options.config.clone(),
-        smoke: options.smoke,
-        set: options.set.clone(),
-        backend: options.backend,
-        dtype: options.dtype,
-        seed: options.seed,
         shard: Some(crate::cli::Shard {
             index: 0,
             count: shards,
         }),
-        ..RunOptions::default()
+        ..options.run.clone()
     };
     let table = crate::cli::resolve_config(experiment, &run)?;
     let units = experiment.unit_keys(&table)?.unwrap_or_default();
     let dir = absolute(
         &options
+            .run
             .out
             .clone()
             .unwrap_or_else(|| crate::cli::default_target(experiment.id())),
@@ -163,8 +153,9 @@ fn prepare(experiment: &dyn Experiment, options: &SlurmOptions) -> Result<(), Ha
         shards,
         units,
         executable: exe.display().to_string(),
-        backend: options.backend.to_string(),
-        dtype: options.dtype.to_string(),
+        backend: options.run.backend.to_string(),
+        dtype: options.run.dtype.to_string(),
+        checkpoint_every: options.run.checkpoint_every,
         jobs: Vec::new(),
     };
     // Written beside the target and renamed into place: a failure leaves no half sweep.
@@ -269,11 +260,12 @@ if [ -f "$out/shard.json" ]; then
 fi
 if [ -d "$sweep/shards/.shard-$i.checkpoint" ]; then
   # A task that was killed (time limit, preemption) continues where it stopped.
-  exec {exe} run {id} --resume "$out"
+  exec {exe} run {id} --resume "$out" --checkpoint-every {every}
 fi
 exec {exe} run {id} --config "$sweep/config.toml" --backend {backend} --dtype {dtype} \
-  --shard "$i/$shards" --out "$out"
+  --checkpoint-every {every} --shard "$i/$shards" --out "$out"
 "#,
+        every = plan.checkpoint_every,
         shards = plan.shards,
         sweep = quote(&d),
         exe = quote(&plan.executable),
@@ -320,8 +312,8 @@ fn sbatch(args: &[String]) -> Result<String, HarnessError> {
         .output()
         .map_err(|e| {
             HarnessError::input(format!(
-                "cannot run sbatch ({e}): --submit needs a Slurm client on PATH (submit the \
-                 written scripts by hand otherwise)"
+                "cannot run sbatch ({e}): submitting needs a Slurm client on PATH (or submit \
+                 the written scripts by hand)"
             ))
         })?;
     if !output.status.success() {
