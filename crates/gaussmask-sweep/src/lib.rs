@@ -5,14 +5,13 @@
 
 use gaussmask_data::npy::Array;
 use gaussmask_data::{Dataset, SyntheticConfig};
-use gaussmask_harness::config::{parse, require};
+use gaussmask_harness::config::require;
 use gaussmask_harness::{Backend, HarnessError, RunContext, mean_std};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{Replica, TwoLayerReluConfig};
 use gaussmask_ntk::{Diagnostics, Tracker};
 use gaussmask_train::{Engine, LogRecord, TrainConfig, train_two_layer};
 use serde::{Deserialize, Serialize};
-use toml::Table;
 
 /// A sweep: the data, the network, the training and the κ × seed grid (the body of
 /// `configs/trajectories.toml`).
@@ -40,13 +39,6 @@ pub struct TrajectoriesConfig {
 }
 
 impl TrajectoriesConfig {
-    /// Parses a resolved config table and checks every value.
-    pub fn from_table(table: &Table) -> Result<Self, HarnessError> {
-        let mut c: Self = parse(table)?;
-        c.resolve().map_err(HarnessError::input)?;
-        Ok(c)
-    }
-
     /// Fills the defaults that depend on other fields and validates everything.
     pub fn resolve(&mut self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
