@@ -331,3 +331,130 @@ fn a_failed_slurm_task_cancels_the_merge_and_a_retry_completes_the_sweep() {
     assert_same_csvs("trajectories after a retry", &whole, &sweep.join("result"));
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// `args` fails with exit 2 and one line on stderr containing `needle`.
+fn assert_one_line(args: &[&str], path_env: Option<&str>, needle: &str) {
+    let mut cmd = Command::new(crate::cli::BIN);
+    cmd.args(args).env_remove("RUST_BACKTRACE");
+    if let Some(p) = path_env {
+        cmd.env("PATH", p);
+    }
+    let o = cmd.output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: one line expected:\n{err}"
+    );
+    assert!(
+        err.starts_with("error: ") && err.contains(needle),
+        "{args:?}: `{needle}` in {err}"
+    );
+}
+
+#[test]
+fn bad_shard_merge_and_slurm_input_is_one_line_with_exit_2() {
+    let root = scratch("shard-errors");
+    let p = |name: &str| root.join(name).to_str().unwrap().to_string();
+    let out = p("out");
+    let run = |extra: &[&str], needle: &str| {
+        let mut args = vec!["run", "trajectories", "--smoke", "--out", &out];
+        args.extend_from_slice(extra);
+        assert_one_line(&args, None, needle);
+    };
+    run(&["--shard", "2/2"], "0 ≤ I < N");
+    run(
+        &["--shard", "0/2", "--save-weights"],
+        "--shard runs without",
+    );
+    run(
+        &["--set", "kappas=[0.2, 0.2]"],
+        "kappas must be distinct values",
+    );
+    assert_one_line(
+        &["run", "trajectories", "--resume", &out, "--shard", "0/2"],
+        None,
+        "--shard",
+    );
+    // merge: not a shard, another experiment, another backend, another version.
+    let shard = shards("trajectories", &[], 2, &root);
+    let merge = |dirs: &[&str], id: &str, needle: &str| {
+        let mut args = vec!["merge", id, "--out", &out];
+        args.extend_from_slice(dirs);
+        assert_one_line(&args, None, needle);
+        assert!(!root.join("out").exists());
+    };
+    let s0 = path(&shard[0]).to_string();
+    merge(&[&p("nope")], "trajectories", "no such directory");
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    merge(&[&p("empty")], "trajectories", "no shard.json");
+    merge(&[&s0], "floor-scaling", "a shard of 'trajectories'");
+    let nd = root.join("ndarray");
+    assert_ok(&smoke(
+        "trajectories",
+        &["--backend", "ndarray", "--shard", "1/2"],
+        &nd,
+    ));
+    merge(
+        &[&s0, path(&nd)],
+        "trajectories",
+        "backend flex (f32) and ndarray (f32)",
+    );
+    let old = root.join("old");
+    std::fs::create_dir_all(old.join("units")).unwrap();
+    for f in ["config.toml", "units/kappa=0.6.ron"] {
+        std::fs::copy(shard[1].join(f), old.join(f)).unwrap();
+    }
+    let record = std::fs::read_to_string(shard[1].join("shard.json")).unwrap();
+    let version = format!("\"version\": \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(record.contains(&version), "{record}");
+    std::fs::write(
+        old.join("shard.json"),
+        record.replace(&version, "\"version\": \"0.0.1\""),
+    )
+    .unwrap();
+    merge(&[&s0, path(&old)], "trajectories", "gaussmask version");
+    // slurm.
+    let slurm = |args: &[&str], env: Option<&str>, needle: &str| {
+        let mut full = vec!["slurm", "trajectories"];
+        full.extend_from_slice(args);
+        assert_one_line(&full, env, needle);
+    };
+    let sweep = p("sweep");
+    slurm(
+        &["--shards", "0", "--out", &sweep],
+        None,
+        "--shards must be ≥ 1",
+    );
+    slurm(
+        &["--shards", "2", "--resume", &sweep],
+        None,
+        "takes neither --resume nor --shard",
+    );
+    slurm(&["--retry", &p("nope")], None, "no plan.json");
+    slurm(&["--shards", "2", "--out", &s0], None, "already exists");
+    assert_ok(&gaussmask(
+        &[
+            "slurm",
+            "trajectories",
+            "--shards",
+            "2",
+            "--smoke",
+            "--out",
+            &sweep,
+        ],
+        &root,
+    ));
+    assert_one_line(
+        &["slurm", "floor-scaling", "--retry", &sweep],
+        None,
+        "a sweep of 'trajectories'",
+    );
+    slurm(
+        &["--retry", &sweep],
+        Some("/nonexistent"),
+        "cannot run sbatch",
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}

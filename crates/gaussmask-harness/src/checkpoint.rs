@@ -73,7 +73,7 @@ pub struct SavedOptions {
     pub save_weights: bool,
     /// `--shard I/N`.
     #[serde(default)]
-    pub shard: Option<crate::cli::Shard>,
+    pub shard: Option<crate::shards::Shard>,
 }
 
 /// A run's checkpoint folder.

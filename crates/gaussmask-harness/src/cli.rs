@@ -56,46 +56,8 @@ pub struct RunOptions {
     pub checkpoint_every: usize,
     /// Run only shard I of N (the units k with k mod N = I) into a shard directory, for
     /// `gaussmask merge`.
-    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
-    pub shard: Option<Shard>,
-}
-
-/// Which part of a run's units a process runs (`--shard I/N`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Shard {
-    /// This shard's index, `0 ≤ index < count`.
-    pub index: usize,
-    /// Number of shards.
-    pub count: usize,
-}
-
-impl Shard {
-    /// The indices (into the run's units) that this shard runs.
-    pub fn select(self, units: usize) -> Vec<usize> {
-        (0..units)
-            .filter(|k| k % self.count == self.index)
-            .collect()
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-fn parse_shard(text: &str) -> Result<Shard, String> {
-    let (i, n) = text
-        .split_once('/')
-        .ok_or_else(|| format!("expected I/N (e.g. 0/4), got '{text}'"))?;
-    let (index, count) = match (i.trim().parse::<usize>(), n.trim().parse::<usize>()) {
-        (Ok(i), Ok(n)) => (i, n),
-        _ => return Err(format!("expected two integers I/N, got '{text}'")),
-    };
-    if count == 0 || index >= count {
-        return Err(format!("need 0 ≤ I < N, got {index}/{count}"));
-    }
-    Ok(Shard { index, count })
+    #[arg(long, value_name = "I/N", value_parser = crate::shards::parse_shard)]
+    pub shard: Option<crate::shards::Shard>,
 }
 
 /// What `--diagnostics` asks for.
@@ -366,10 +328,7 @@ pub fn resolve_config(
     experiment.check(&table)?;
     if options.shard.is_some() {
         if experiment.unit_keys(&table)?.is_none() {
-            return Err(HarnessError::input(format!(
-                "--shard: experiment '{}' is not made of units of work",
-                experiment.id()
-            )));
+            return Err(crate::run::not_units(experiment.id()));
         }
         if options.save_weights || options.diagnostics.is_some() {
             return Err(HarnessError::input(

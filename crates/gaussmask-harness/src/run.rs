@@ -63,7 +63,8 @@ pub trait Experiment: Sync {
     }
 }
 
-fn not_units(id: &str) -> HarnessError {
+/// The error for sharding or merging an experiment that is not made of units.
+pub(crate) fn not_units(id: &str) -> HarnessError {
     HarnessError::input(format!(
         "experiment '{id}' is not made of units of work: it cannot be sharded or merged"
     ))

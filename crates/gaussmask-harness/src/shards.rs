@@ -17,10 +17,47 @@ use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
 use crate::backend::{Backend, Dtype, make_device};
-use crate::cli::Shard;
 use crate::error::HarnessError;
 use crate::output::RunDir;
-use crate::run::{Experiment, RunContext};
+use crate::run::{Experiment, RunContext, not_units};
+
+/// Which part of a run's units a process runs (`--shard I/N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// This shard's index, `0 ≤ index < count`.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The indices (into the run's units) that this shard runs.
+    pub fn select(self, units: usize) -> Vec<usize> {
+        (0..units)
+            .filter(|k| k % self.count == self.index)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+pub(crate) fn parse_shard(text: &str) -> Result<Shard, String> {
+    let (i, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("expected I/N (e.g. 0/4), got '{text}'"))?;
+    let (index, count) = match (i.trim().parse::<usize>(), n.trim().parse::<usize>()) {
+        (Ok(i), Ok(n)) => (i, n),
+        _ => return Err(format!("expected two integers I/N, got '{text}'")),
+    };
+    if count == 0 || index >= count {
+        return Err(format!("need 0 ≤ I < N, got {index}/{count}"));
+    }
+    Ok(Shard { index, count })
+}
 
 /// `format` of `shard.json`.
 pub const SHARD_FORMAT: &str = "gaussmask-shard";
@@ -61,12 +98,9 @@ pub(crate) fn run_shard(
     shard: Shard,
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let keys = experiment.unit_keys(table)?.ok_or_else(|| {
-        HarnessError::input(format!(
-            "--shard: experiment '{}' is not made of units of work",
-            experiment.id()
-        ))
-    })?;
+    let keys = experiment
+        .unit_keys(table)?
+        .ok_or_else(|| not_units(experiment.id()))?;
     let select = shard.select(keys.len());
     eprintln!(
         "shard {shard}: {} of the run's {} units",
@@ -221,12 +255,9 @@ pub(crate) fn merge(
         &first.path.join("config.toml").display().to_string(),
     )?;
     experiment.check(&table)?;
-    let keys = experiment.unit_keys(&table)?.ok_or_else(|| {
-        HarnessError::input(format!(
-            "experiment '{}' is not made of units of work",
-            experiment.id()
-        ))
-    })?;
+    let keys = experiment
+        .unit_keys(&table)?
+        .ok_or_else(|| not_units(experiment.id()))?;
     let missing: Vec<usize> = (0..count).filter(|i| !by_index.contains_key(i)).collect();
     if !missing.is_empty() {
         let units: Vec<&str> = missing

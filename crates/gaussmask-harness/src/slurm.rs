@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::RunOptions;
 use crate::error::HarnessError;
+use crate::output::{RunDir, write_atomic};
 use crate::run::Experiment;
 
 /// Options of `gaussmask slurm`.
@@ -125,7 +126,7 @@ fn prepare(experiment: &dyn Experiment, options: &SlurmOptions) -> Result<(), Ha
     }
     // Validated as a shard is: the options a shard refuses are refused here.
     let run = RunOptions {
-        shard: Some(crate::cli::Shard {
+        shard: Some(crate::shards::Shard {
             index: 0,
             count: shards,
         }),
@@ -140,12 +141,8 @@ fn prepare(experiment: &dyn Experiment, options: &SlurmOptions) -> Result<(), Ha
             .clone()
             .unwrap_or_else(|| crate::cli::default_target(experiment.id())),
     )?;
-    if dir.exists() {
-        return Err(HarnessError::input(format!(
-            "{} exists: a sweep directory is never overwritten",
-            dir.display()
-        )));
-    }
+    // Staged and moved into place like a run directory: a failure leaves no half sweep.
+    let sweep = RunDir::create(dir.clone())?;
     let exe = std::env::current_exe()
         .map_err(|e| HarnessError::run(format!("cannot find the gaussmask executable: {e}")))?;
     let plan = Plan {
@@ -158,31 +155,22 @@ fn prepare(experiment: &dyn Experiment, options: &SlurmOptions) -> Result<(), Ha
         checkpoint_every: options.run.checkpoint_every,
         jobs: Vec::new(),
     };
-    // Written beside the target and renamed into place: a failure leaves no half sweep.
-    let parent = dir.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent).map_err(|e| HarnessError::io("create", parent, &e))?;
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-    let staging = parent.join(format!(".{}.partial", name.unwrap_or_default()));
-    let _ = std::fs::remove_dir_all(&staging);
-    let write = |file: &str, text: &str| {
-        let path = staging.join(file);
-        std::fs::write(&path, text).map_err(|e| HarnessError::io("write", &path, &e))
-    };
-    for sub in ["", "logs", "shards"] {
-        let path = staging.join(sub);
-        std::fs::create_dir_all(&path).map_err(|e| HarnessError::io("create", &path, &e))?;
-    }
+    let write = |file: &str, text: &str| sweep.write(file, text.as_bytes()).map(|_| ());
     write(
         "config.toml",
         &toml::to_string(&table).map_err(|e| HarnessError::run(e.to_string()))?,
     )?;
     write("array.sh", &array_script(&plan, options, &dir))?;
     write("merge.sh", &merge_script(&plan, options, &dir))?;
-    write_plan(&staging, &plan)?;
+    write_plan(&sweep.staged_path(""), &plan)?;
     for script in ["array.sh", "merge.sh"] {
-        make_executable(&staging.join(script))?;
+        make_executable(&sweep.staged_path(script))?;
     }
-    std::fs::rename(&staging, &dir).map_err(|e| HarnessError::io("create", &dir, &e))?;
+    for sub in ["logs", "shards"] {
+        let path = sweep.staged_path(sub);
+        std::fs::create_dir(&path).map_err(|e| HarnessError::io("create", &path, &e))?;
+    }
+    sweep.commit()?;
     println!(
         "sweep: {} ({} units in {} shards)",
         dir.display(),
@@ -215,7 +203,7 @@ fn make_executable(path: &Path) -> Result<(), HarnessError> {
 fn write_plan(dir: &Path, plan: &Plan) -> Result<(), HarnessError> {
     let path = dir.join("plan.json");
     let text = serde_json::to_string_pretty(plan).map_err(|e| HarnessError::run(e.to_string()))?;
-    std::fs::write(&path, text + "\n").map_err(|e| HarnessError::io("write", &path, &e))
+    write_atomic(&path, (text + "\n").as_bytes()).map(|_| ())
 }
 
 fn sbatch_header(options: &SlurmOptions, name: &str, log: &str) -> String {

@@ -163,6 +163,70 @@ fn checked_units<S: Study + ?Sized>(
     Ok(units)
 }
 
+/// Runs the units at `select` of `units`, keeping each in the checkpoint folder, and returns
+/// each one's key and encoded output.
+fn run_selected<S: Study + ?Sized>(
+    study: &S,
+    config: &S::Config,
+    units: &[Unit<S::Unit>],
+    select: &[usize],
+    ctx: &RunContext,
+) -> Result<Vec<(String, Vec<u8>)>, HarnessError> {
+    let mut out = Vec::with_capacity(select.len());
+    for (done, &k) in select.iter().enumerate() {
+        let unit = &units[k];
+        let kept = ctx
+            .checkpoints
+            .dir()
+            .join(format!("{}.done.ron", unit.key))
+            .is_file();
+        if !kept && checkpoint::interrupted() {
+            return Err(ctx.interrupted_error(&format!("after {done} of {} units", select.len())));
+        }
+        let started = std::time::Instant::now();
+        let value = ctx
+            .checkpoints
+            .unit(&unit.key, || study.run_unit(config, unit, ctx))?;
+        eprintln!(
+            "unit {}/{} {}: {}",
+            done + 1,
+            select.len(),
+            unit.key,
+            if kept {
+                "kept from the checkpoint".to_string()
+            } else {
+                format!("done in {:.1} s", started.elapsed().as_secs_f64())
+            }
+        );
+        out.push((unit.key.clone(), encode(&value)?));
+    }
+    Ok(out)
+}
+
+/// Decodes every unit's output (in unit order) and runs the reduce step.
+fn reduce_encoded<S: Study + ?Sized>(
+    study: &S,
+    config: &S::Config,
+    units: Vec<Unit<S::Unit>>,
+    outputs: &[Vec<u8>],
+    ctx: &mut RunContext,
+) -> Result<(), HarnessError> {
+    if units.len() != outputs.len() {
+        return Err(HarnessError::run(format!(
+            "internal error: {} units but {} outputs",
+            units.len(),
+            outputs.len()
+        )));
+    }
+    let mut pairs = Vec::with_capacity(units.len());
+    for (unit, bytes) in units.into_iter().zip(outputs) {
+        let value: S::Output = decode(bytes)
+            .map_err(|e| HarnessError::input(format!("the output of unit {}: {e}", unit.key)))?;
+        pairs.push((unit, value));
+    }
+    study.reduce(config, pairs, ctx)
+}
+
 impl<S: Study> Experiment for S {
     fn id(&self) -> &'static str {
         Study::id(self)
@@ -182,11 +246,14 @@ impl<S: Study> Experiment for S {
     }
 
     fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let keys = self.unit_keys(config)?.unwrap_or_default();
-        let all: Vec<usize> = (0..keys.len()).collect();
-        let outputs = self.run_units(config, &all, ctx)?;
-        let outputs: Vec<Vec<u8>> = outputs.into_iter().map(|(_, bytes)| bytes).collect();
-        self.reduce_units(config, &outputs, ctx)
+        let config = parse_config(self, config)?;
+        let units = checked_units(self, &config)?;
+        let all: Vec<usize> = (0..units.len()).collect();
+        let outputs: Vec<Vec<u8>> = run_selected(self, &config, &units, &all, ctx)?
+            .into_iter()
+            .map(|(_, bytes)| bytes)
+            .collect();
+        reduce_encoded(self, &config, units, &outputs, ctx)
     }
 
     fn has_diagnostics(&self) -> bool {
@@ -211,34 +278,7 @@ impl<S: Study> Experiment for S {
     ) -> Result<Vec<(String, Vec<u8>)>, HarnessError> {
         let config = parse_config(self, config)?;
         let units = checked_units(self, &config)?;
-        let mut out = Vec::with_capacity(select.len());
-        for (done, &k) in select.iter().enumerate() {
-            let unit = &units[k];
-            let name = format!("{}.done.ron", unit.key);
-            let kept = ctx.checkpoints.load(&name).is_some();
-            if !kept && checkpoint::interrupted() {
-                return Err(
-                    ctx.interrupted_error(&format!("after {done} of {} units", select.len()))
-                );
-            }
-            let started = std::time::Instant::now();
-            let value = ctx
-                .checkpoints
-                .unit(&unit.key, || self.run_unit(&config, unit, ctx))?;
-            eprintln!(
-                "unit {}/{} {}: {}",
-                done + 1,
-                select.len(),
-                unit.key,
-                if kept {
-                    "kept from the checkpoint".to_string()
-                } else {
-                    format!("done in {:.1} s", started.elapsed().as_secs_f64())
-                }
-            );
-            out.push((unit.key.clone(), encode(&value)?));
-        }
-        Ok(out)
+        run_selected(self, &config, &units, select, ctx)
     }
 
     fn reduce_units(
@@ -249,20 +289,6 @@ impl<S: Study> Experiment for S {
     ) -> Result<(), HarnessError> {
         let config = parse_config(self, config)?;
         let units = checked_units(self, &config)?;
-        if units.len() != outputs.len() {
-            return Err(HarnessError::run(format!(
-                "internal error: {} units but {} outputs",
-                units.len(),
-                outputs.len()
-            )));
-        }
-        let mut pairs = Vec::with_capacity(units.len());
-        for (unit, bytes) in units.into_iter().zip(outputs) {
-            let value: S::Output = decode(bytes).map_err(|e| {
-                HarnessError::input(format!("the output of unit {}: {e}", unit.key))
-            })?;
-            pairs.push((unit, value));
-        }
-        self.reduce(&config, pairs, ctx)
+        reduce_encoded(self, &config, units, outputs, ctx)
     }
 }

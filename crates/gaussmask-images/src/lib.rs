@@ -118,15 +118,34 @@ impl Images {
     }
 }
 
+/// The dataset last loaded, with where it was asked for: an experiment's units come dataset by
+/// dataset, so a process reads each one once.
+type LoadedSlot = Option<(ImageDataset, Option<PathBuf>, ImageSet, ImageSet)>;
+static LOADED: std::sync::Mutex<LoadedSlot> = std::sync::Mutex::new(None);
+
 /// Loads `dataset` from `path` or its install locations; a reader error becomes an input error
 /// (it names the file or the install command).
 pub fn load(
     dataset: ImageDataset,
     path: Option<&std::path::Path>,
 ) -> Result<(ImageSet, ImageSet), HarnessError> {
-    dataset
+    let mut slot = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((d, p, train, test)) = slot.as_ref()
+        && *d == dataset
+        && p.as_deref() == path
+    {
+        return Ok((train.clone(), test.clone()));
+    }
+    let (train, test) = dataset
         .load(path)
-        .map_err(|e| HarnessError::input(e.to_string()))
+        .map_err(|e| HarnessError::input(e.to_string()))?;
+    *slot = Some((
+        dataset,
+        path.map(PathBuf::from),
+        train.clone(),
+        test.clone(),
+    ));
+    Ok((train, test))
 }
 
 /// A seeded subset of `n` images of `set` (all of it when `n` is 0).

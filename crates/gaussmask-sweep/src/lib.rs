@@ -6,7 +6,7 @@
 use gaussmask_data::npy::Array;
 use gaussmask_data::{Dataset, SyntheticConfig};
 use gaussmask_harness::config::require;
-use gaussmask_harness::{Backend, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{Backend, HarnessError, RunContext, Timed, mean_std};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{Replica, TwoLayerReluConfig};
 use gaussmask_ntk::{Diagnostics, Tracker};
@@ -176,28 +176,26 @@ pub struct KappaRuns {
     pub curves: Vec<Curve>,
     /// Final (W, a) per seed, with `--save-weights` (else empty).
     pub weights: Vec<(Vec<f64>, Vec<f64>)>,
-    /// Wall time of the training in seconds.
-    pub train_time_s: f64,
 }
 
 /// Trains the seeds of κ = `kappa` of `config` on `data` (keeping the final weights when the
-/// run saves them).
+/// run saves them), timed.
 pub fn train_kappa(
     config: &TrajectoriesConfig,
     kappa: f64,
     data: &Dataset,
     ctx: &RunContext,
-) -> Result<KappaRuns, HarnessError> {
-    let started = std::time::Instant::now();
-    let runs = train_runs(&config.with_kappa(kappa), data, ctx)?;
-    Ok(KappaRuns {
-        curves: runs.curves,
-        weights: if ctx.save_weights {
-            runs.weights
-        } else {
-            Vec::new()
-        },
-        train_time_s: started.elapsed().as_secs_f64(),
+) -> Result<Timed<KappaRuns>, HarnessError> {
+    Timed::run(|| {
+        let runs = train_runs(&config.with_kappa(kappa), data, ctx)?;
+        Ok(KappaRuns {
+            curves: runs.curves,
+            weights: if ctx.save_weights {
+                runs.weights
+            } else {
+                Vec::new()
+            },
+        })
     })
 }
 

@@ -5,7 +5,7 @@
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
-use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
+use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_sweep::{Curve, TrajectoriesConfig, check_tail_fraction, floor_over_runs, seed_mean};
 use gaussmask_train::{LogRecord, check_deep, train_deep};
 use serde::{Deserialize, Serialize};
@@ -79,22 +79,14 @@ pub struct DepthFit {
     pub train_time_s: f64,
 }
 
-/// What one depth (its unit of work) keeps: a curve per replica, κ-major.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DepthRuns {
-    /// Curves in `base.replicas()` order.
-    pub curves: Vec<Curve>,
-    /// Training time, s.
-    pub train_time_s: f64,
-}
-
 /// Input masking on deeper MLPs: one unit of work per depth (every κ and seed side by side).
 pub struct Depth;
 
 impl Study for Depth {
     type Config = DepthConfig;
     type Unit = (usize, f64);
-    type Output = DepthRuns;
+    /// A curve per replica, in `base.replicas()` order.
+    type Output = Timed<Vec<Curve>>;
 
     fn id(&self) -> &'static str {
         "depth"
@@ -125,7 +117,7 @@ impl Study for Depth {
         c: &DepthConfig,
         unit: &Unit<(usize, f64)>,
         ctx: &RunContext,
-    ) -> Result<DepthRuns, HarnessError> {
+    ) -> Result<Timed<Vec<Curve>>, HarnessError> {
         let (depth, lr) = unit.spec;
         let data = c.base.data.generate();
         let replicas = c.base.replicas();
@@ -152,16 +144,16 @@ impl Study for Depth {
         )
         .map_err(|e| HarnessError::run(format!("depth {depth}: {e}")))?;
         bar.finish_and_clear();
-        Ok(DepthRuns {
-            curves,
-            train_time_s: started.elapsed().as_secs_f64(),
+        Ok(Timed {
+            value: curves,
+            seconds: started.elapsed().as_secs_f64(),
         })
     }
 
     fn reduce(
         &self,
         c: &DepthConfig,
-        outputs: Vec<(Unit<(usize, f64)>, DepthRuns)>,
+        outputs: Vec<(Unit<(usize, f64)>, Timed<Vec<Curve>>)>,
         ctx: &mut RunContext,
     ) -> Result<(), HarnessError> {
         let (mut rows, mut fits, mut all_curves) = (Vec::new(), Vec::new(), Vec::new());
@@ -171,7 +163,7 @@ impl Study for Depth {
                 .base
                 .kappas
                 .iter()
-                .zip(runs.curves.chunks(c.base.seeds))
+                .zip(runs.value.chunks(c.base.seeds))
                 .map(|(&kappa, group)| Row {
                     depth,
                     kappa,
@@ -192,10 +184,10 @@ impl Study for Depth {
                 depth,
                 clean_floor,
                 fit,
-                train_time_s: runs.train_time_s,
+                train_time_s: runs.seconds,
             });
             rows.extend(depth_rows);
-            all_curves.push(runs.curves);
+            all_curves.push(runs.value);
         }
         write_outputs(c, &all_curves, &rows, &fits, ctx)?;
         print_table(&rows, &fits);

@@ -10,7 +10,7 @@ use gaussmask_data::SyntheticConfig;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
-use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
+use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_sweep::{
     TrajectoriesConfig, check_tail_fraction, floor_over_runs, lambda0, train_kappa,
@@ -192,24 +192,14 @@ pub struct CellKappa {
     pub kappa: f64,
 }
 
-/// What one unit keeps: its floor over the seeds.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct UnitFloor {
-    /// Mean floor over the seeds.
-    pub floor: f64,
-    /// Standard deviation of the floor over the seeds.
-    pub floor_std: f64,
-    /// Wall time of the training, s.
-    pub train_time_s: f64,
-}
-
 /// The κ-exponent of the floor over m, n and τ.
 pub struct FloorScaling;
 
 impl Study for FloorScaling {
     type Config = FloorScalingConfig;
     type Unit = CellKappa;
-    type Output = UnitFloor;
+    /// The floor over the seeds: (mean, standard deviation).
+    type Output = Timed<(f64, f64)>;
 
     fn id(&self) -> &'static str {
         "floor-scaling"
@@ -246,27 +236,26 @@ impl Study for FloorScaling {
         c: &FloorScalingConfig,
         unit: &Unit<CellKappa>,
         ctx: &RunContext,
-    ) -> Result<UnitFloor, HarnessError> {
+    ) -> Result<Timed<(f64, f64)>, HarnessError> {
         let cfg = c.cell_config(unit.spec.cell).map_err(HarnessError::input)?;
         let runs = train_kappa(&cfg, unit.spec.kappa, &cfg.data.generate(), ctx)?;
-        let (floor, floor_std) = floor_over_runs(
-            runs.curves.iter().map(|c| c.clean.as_slice()),
+        let floor = floor_over_runs(
+            runs.value.curves.iter().map(|c| c.clean.as_slice()),
             c.tail_fraction,
         );
-        Ok(UnitFloor {
-            floor,
-            floor_std,
-            train_time_s: runs.train_time_s,
+        Ok(Timed {
+            value: floor,
+            seconds: runs.seconds,
         })
     }
 
     fn reduce(
         &self,
         c: &FloorScalingConfig,
-        outputs: Vec<(Unit<CellKappa>, UnitFloor)>,
+        outputs: Vec<(Unit<CellKappa>, Timed<(f64, f64)>)>,
         ctx: &mut RunContext,
     ) -> Result<(), HarnessError> {
-        let train_time_s = outputs.iter().map(|(_, u)| u.train_time_s).sum();
+        let train_time_s = Timed::total(&outputs);
         let mut rows = Vec::new();
         let mut fits = Vec::new();
         for cell in outputs.chunks(c.kappas.len()) {
@@ -278,8 +267,8 @@ impl Study for FloorScaling {
                     n,
                     tau,
                     kappa: unit.spec.kappa,
-                    floor: u.floor,
-                    floor_std: u.floor_std,
+                    floor: u.value.0,
+                    floor_std: u.value.1,
                     excess: f64::NAN,
                 })
                 .collect();

@@ -2,8 +2,6 @@
 //! Gaussian input mask, over κ, for an MLP and a CNN on Fashion-MNIST and MNIST. The mask acts
 //! in training only; accuracy is measured on clean test images.
 
-use std::sync::Mutex;
-
 use gaussmask_data::images::ImageDataset;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
@@ -12,9 +10,7 @@ use gaussmask_nn::image::ImageModelConfig;
 use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig};
 use serde::{Deserialize, Serialize};
 
-use gaussmask_images::{
-    ImageDataConfig, Images, model_label, prepare, test_accuracy, train_checkpointed,
-};
+use gaussmask_images::{ImageDataConfig, model_label, prepare, test_accuracy, train_checkpointed};
 
 /// The experiment's config (`configs/image-accuracy.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -92,27 +88,6 @@ pub struct Training {
     pub seed: u64,
 }
 
-/// The dataset last prepared (with the data config that made it): units come dataset by
-/// dataset, so a process reads each once.
-type PreparedSlot = Option<(ImageDataset, String, Images, Images)>;
-static PREPARED: Mutex<PreparedSlot> = Mutex::new(None);
-
-fn prepared(
-    dataset: ImageDataset,
-    data: &ImageDataConfig,
-) -> Result<(Images, Images), HarnessError> {
-    let mut slot = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
-    let how = format!("{data:?}");
-    if let Some((d, h, train, test)) = slot.as_ref()
-        && (*d, h) == (dataset, &how)
-    {
-        return Ok((train.clone(), test.clone()));
-    }
-    let (train, test) = prepare(dataset, data)?;
-    *slot = Some((dataset, how, train.clone(), test.clone()));
-    Ok((train, test))
-}
-
 /// Accuracy versus κ for image classifiers.
 pub struct ImageAccuracy;
 
@@ -173,7 +148,7 @@ impl Study for ImageAccuracy {
             kappa,
             seed,
         } = unit.spec;
-        let (train, test) = prepared(dataset, &c.data)?;
+        let (train, test) = prepare(dataset, &c.data)?;
         let model = &c.models[model];
         let label = model_label(model);
         let per_run = c.train.steps_per_epoch(train.labels.len()) * c.train.epochs;

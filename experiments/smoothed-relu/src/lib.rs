@@ -90,13 +90,8 @@ pub struct Point {
     pub proxy: f64,
 }
 
-/// Evaluates the grid; point i uses its own sub-stream, so results do not depend on the grid size
-/// elsewhere.
-pub fn evaluate(config: &SmoothedReluConfig) -> Vec<Point> {
-    evaluate_points(config, 0..config.points)
-}
-
-/// The grid points `range` (see [`evaluate`]).
+/// Evaluates the grid points `range`; point i uses its own sub-stream, so its result does not
+/// depend on which other points are evaluated.
 pub fn evaluate_points(config: &SmoothedReluConfig, range: Range<usize>) -> Vec<Point> {
     let s = config.kappa * config.norm;
     let root = Stream::new(config.seed, tag::MASK);

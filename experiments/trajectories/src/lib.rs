@@ -2,7 +2,7 @@
 //! grid of κ, several seeds each. One unit of work per κ: its seeds are trained side by side.
 
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
+use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_sweep::{
     Curve, KappaRuns, Summary, TrajectoriesConfig, lambda0, save_weights, seed_mean, summarize,
     train_kappa,
@@ -15,7 +15,7 @@ pub struct Trajectories;
 impl Study for Trajectories {
     type Config = TrajectoriesConfig;
     type Unit = f64;
-    type Output = KappaRuns;
+    type Output = Timed<KappaRuns>;
 
     fn id(&self) -> &'static str {
         "trajectories"
@@ -51,22 +51,22 @@ impl Study for Trajectories {
         config: &TrajectoriesConfig,
         unit: &Unit<f64>,
         ctx: &RunContext,
-    ) -> Result<KappaRuns, HarnessError> {
+    ) -> Result<Timed<KappaRuns>, HarnessError> {
         train_kappa(config, unit.spec, &config.data.generate(), ctx)
     }
 
     fn reduce(
         &self,
         config: &TrajectoriesConfig,
-        outputs: Vec<(Unit<f64>, KappaRuns)>,
+        outputs: Vec<(Unit<f64>, Timed<KappaRuns>)>,
         ctx: &mut RunContext,
     ) -> Result<(), HarnessError> {
-        let train_time_s = outputs.iter().map(|(_, r)| r.train_time_s).sum();
+        let train_time_s = Timed::total(&outputs);
         let mut curves = Vec::new();
         let mut weights = Vec::new();
         for (_, runs) in outputs {
-            curves.extend(runs.curves);
-            weights.extend(runs.weights);
+            curves.extend(runs.value.curves);
+            weights.extend(runs.value.weights);
         }
         if ctx.save_weights {
             save_weights(&config.replicas(), &weights, config, ctx)?;

@@ -6,7 +6,7 @@
 
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{HarnessError, RunContext, Study, Unit, mean_std};
+use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit, mean_std};
 use gaussmask_sweep::{TrajectoriesConfig, train_runs};
 use serde::{Deserialize, Serialize};
 
@@ -85,19 +85,11 @@ fn relative(now: &[f64], start: &[f64]) -> f64 {
     (moved / norm).sqrt()
 }
 
-/// What one (width, ρ) cell keeps: a row per κ.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CellRows {
-    /// One row per κ, in config order.
-    pub rows: Vec<Row>,
-    /// Training time, s.
-    pub train_time_s: f64,
-}
-
 impl Study for TwoRates {
     type Config = TwoRatesConfig;
     type Unit = (usize, f64);
-    type Output = CellRows;
+    /// A row per κ, in config order.
+    type Output = Timed<Vec<Row>>;
 
     fn id(&self) -> &'static str {
         "two-rates"
@@ -130,7 +122,7 @@ impl Study for TwoRates {
         c: &TwoRatesConfig,
         unit: &Unit<(usize, f64)>,
         ctx: &RunContext,
-    ) -> Result<CellRows, HarnessError> {
+    ) -> Result<Timed<Vec<Row>>, HarnessError> {
         let (m, rho) = unit.spec;
         let started = std::time::Instant::now();
         let data = c.base.data.generate();
@@ -181,20 +173,20 @@ impl Study for TwoRates {
                 }
             }
         }
-        Ok(CellRows {
-            rows,
-            train_time_s: started.elapsed().as_secs_f64(),
+        Ok(Timed {
+            value: rows,
+            seconds: started.elapsed().as_secs_f64(),
         })
     }
 
     fn reduce(
         &self,
         c: &TwoRatesConfig,
-        outputs: Vec<(Unit<(usize, f64)>, CellRows)>,
+        outputs: Vec<(Unit<(usize, f64)>, Timed<Vec<Row>>)>,
         ctx: &mut RunContext,
     ) -> Result<(), HarnessError> {
-        let train_time_s = outputs.iter().map(|(_, o)| o.train_time_s).sum();
-        let rows: Vec<Row> = outputs.into_iter().flat_map(|(_, o)| o.rows).collect();
+        let train_time_s = Timed::total(&outputs);
+        let rows: Vec<Row> = outputs.into_iter().flat_map(|(_, o)| o.value).collect();
         write_outputs(c, &rows, train_time_s, ctx)?;
         print_table(&rows, train_time_s);
         Ok(())
