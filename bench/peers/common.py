@@ -24,6 +24,8 @@ def parse_args(name):
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cuda", dest="device_cuda", action="store_true", help="run on the GPU")
+    p.add_argument("--depth", type=int, default=2, help="weight layers (deep peers only)")
+    p.add_argument("--log-every", type=int, default=1, help="steps between clean-loss logs")
     args = p.parse_args()
     args.kappa_list = [float(k) for k in args.kappas.split(",")]
     return args

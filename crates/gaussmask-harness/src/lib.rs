@@ -19,6 +19,12 @@ pub use error::HarnessError;
 pub use run::{Experiment, RunContext};
 pub use study::{Study, Timed, Unit};
 
+// Burn's autodiff frees and reallocates multi-MB tensors every step; glibc's malloc hands
+// them back to the kernel and page-faults them in again, mimalloc keeps them.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Mean and (sample) standard deviation.
 pub fn mean_std(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
