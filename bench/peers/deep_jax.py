@@ -78,7 +78,7 @@ def main():
         seconds,
         len(replicas),
         args,
-        list(losses[:, -1]),
+        [float(v) for v in losses[:, -1]],
         {"version": jax.__version__, "first_run_seconds": compile_seconds, "depth": depth},
     )
 

@@ -204,3 +204,81 @@ fn a_depth_two_mlp_trains_exactly_like_the_two_layer_network() {
         "depth 3 logged the depth-2 losses (worst {apart:e})"
     );
 }
+
+/// Logged (clean, masked) losses of every replica at every step.
+type Losses = Vec<(usize, Vec<f64>, Vec<f64>)>;
+
+#[test]
+fn deep_replica_groups_on_threads_log_what_one_batch_logs_bit_for_bit() {
+    let (n, d, m) = (30, 5, 10);
+    let data = SyntheticConfig::new(n, d).generate();
+    let model = TwoLayerReluConfig::new(d, m);
+    let replicas: Vec<Replica> = [0.0, 0.3, 0.6, 1.0, 0.3]
+        .iter()
+        .zip(1..)
+        .map(|(&kappa, seed)| Replica { kappa, seed })
+        .collect();
+    let mut config = gd(20, 0.01, Engine::Autodiff);
+    config.batch_size = Some(16);
+    for device in [device64(), burn::tensor::Device::flex()] {
+        let run = |groups: Option<usize>| -> Losses {
+            let mut log = Vec::new();
+            let keep = |r: &gaussmask_train::LogRecord| {
+                log.push((r.step, r.clean_loss.clone(), r.masked_loss.clone()))
+            };
+            match groups {
+                None => {
+                    gaussmask_train::train_deep(&model, 3, &replicas, &data, &config, &device, keep)
+                        .map(|_| ())
+                }
+                Some(g) => gaussmask_train::train_deep_grouped(
+                    &model, 3, &replicas, &data, &config, &device, g, keep,
+                ),
+            }
+            .unwrap();
+            log
+        };
+        let one_batch = run(None);
+        assert_eq!(one_batch.len(), 21);
+        assert!(one_batch[20].1 != one_batch[0].1, "training moved nothing");
+        for groups in [1, 2, 3, 5, 9] {
+            assert_eq!(run(Some(groups)), one_batch, "{groups} groups");
+        }
+    }
+}
+
+#[test]
+fn a_diverged_replica_in_a_group_is_named_by_its_index_in_the_sweep() {
+    let (n, d, m) = (30, 5, 10);
+    let data = SyntheticConfig::new(n, d).generate();
+    let model = TwoLayerReluConfig::new(d, m);
+    let replicas: Vec<Replica> = (1..=4).map(|seed| Replica { kappa: 0.5, seed }).collect();
+    // Rates past the stable one: each seed diverges at its own step.
+    // f32, where the exploding losses overflow.
+    let device = burn::tensor::Device::flex();
+    let mut in_second_group = 0;
+    for lr in [1.0, 10.0, 100.0, 1e3] {
+        let config = gd(30, lr, Engine::Autodiff);
+        let batch =
+            gaussmask_train::train_deep(&model, 3, &replicas, &data, &config, &device, |_| {})
+                .map(|_| ());
+        let grouped = gaussmask_train::train_deep_grouped(
+            &model,
+            3,
+            &replicas,
+            &data,
+            &config,
+            &device,
+            2,
+            |_| {},
+        );
+        assert_eq!(grouped, batch, "lr {lr}");
+        if let Err(gaussmask_train::TrainError::Diverged { replica, .. }) = batch {
+            in_second_group += usize::from(replica >= 2);
+        }
+    }
+    assert!(
+        in_second_group > 0,
+        "no rate made a replica of the second group diverge first"
+    );
+}

@@ -20,7 +20,7 @@ pub mod fit;
 mod fused;
 mod host;
 
-pub use deep::{check_deep, train_deep};
+pub use deep::{check_deep, train_deep, train_deep_grouped};
 
 /// How the gradient step is computed. Every engine draws the same masks and produces the
 /// same trajectory up to floating-point rounding (tested to 1e-5 relative in f64).

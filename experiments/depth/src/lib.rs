@@ -7,7 +7,7 @@ use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_sweep::{Curve, TrajectoriesConfig, check_tail_fraction, floor_over_runs, seed_mean};
-use gaussmask_train::{LogRecord, check_deep, train_deep};
+use gaussmask_train::{LogRecord, check_deep, train_deep_grouped};
 use serde::{Deserialize, Serialize};
 
 /// The experiment's config (`configs/depth.toml`): a trajectories config plus the depths and a
@@ -126,13 +126,20 @@ impl Study for Depth {
         let started = std::time::Instant::now();
         let bar = ctx.progress(train.steps as u64, &format!("depth {depth}"));
         let mut curves = vec![Curve::default(); replicas.len()];
-        train_deep(
+        // One group of replicas per worker thread on CPU backends; the GPU takes one batch.
+        let groups = if ctx.backend.is_gpu() {
+            1
+        } else {
+            rayon::current_num_threads()
+        };
+        train_deep_grouped(
             &c.base.model,
             depth,
             &replicas,
             &data,
             &train,
             &ctx.device,
+            groups,
             |rec: &LogRecord| {
                 for (j, curve) in curves.iter_mut().enumerate() {
                     curve.steps.push(rec.step);
