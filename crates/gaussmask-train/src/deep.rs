@@ -105,6 +105,7 @@ pub fn train_deep(
 ///
 /// # Errors
 /// As [`train_deep`]; a diverged replica is named by its index in `replicas`.
+#[allow(clippy::too_many_arguments)] // train_deep's arguments and the group count
 pub fn train_deep_grouped(
     model_config: &TwoLayerReluConfig,
     depth: usize,
