@@ -10,8 +10,8 @@ use gaussmask_nn::image::{Architecture, ImageModelConfig};
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_train::classify::{
-    ClassifierSpec, ClassifyConfig, ClassifyOptimizer, DpSgd, ImageData, Schedule, accuracy,
-    parameters, posteriors, train_classifier,
+    ClassifierSpec, ClassifyConfig, ClassifyOptimizer, DpSgd, ImageData, Parameters, Schedule,
+    accuracy, parameters, posteriors, train_classifier,
 };
 
 use crate::device64;
@@ -129,6 +129,65 @@ fn a_resumed_run_ends_identical_to_an_uninterrupted_one() {
         );
         assert_eq!(a.mask.noise_state(), b.mask.noise_state());
     }
+}
+
+#[test]
+fn the_cnn_trains_the_same_through_gaussmask_cpu_ops_as_through_burns_layers() {
+    // f64 flex autodiff: the conv, batch-norm and relu + max-pool layers through
+    // gaussmask-cpu-ops, against the same model through burn::nn's forward, same masks, 54 Adam
+    // steps (no dropout: its draws come from the device, not the model).
+    let device = device64().autodiff();
+    let (x, labels) = toy_images(100, 4);
+    let data = toy_data(&x, &labels).dataset();
+    let model = ImageModelConfig {
+        channels: vec![4, 3],
+        dropout: 0.0,
+        ..configs(Architecture::Cnn).0
+    };
+    let train = ClassifyConfig {
+        epochs: 9,
+        optimizer: ClassifyOptimizer::Adam,
+        ..configs(Architecture::Cnn).1
+    };
+    let spec = ClassifierSpec {
+        model: &model,
+        train: &train,
+        kappa: 0.5,
+        seed: 3,
+    };
+    let run = |cpu_ops: bool| {
+        let net = spec.init([1, 6, 6], 3, &device).with_cpu_ops(cpu_ops);
+        let mut fit = spec.fit(net, &data, &device).unwrap();
+        let mut losses = Vec::new();
+        while fit.step() < fit.steps() {
+            losses.push(fit.advance().unwrap().loss[0]);
+        }
+        (losses, parameters(fit.model()))
+    };
+    let ((fast_losses, fast), (plain_losses, plain)) = (run(true), run(false));
+    assert!(fast_losses.len() >= 50, "{} steps", fast_losses.len());
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-12);
+    for (i, (a, b)) in fast_losses.iter().zip(&plain_losses).enumerate() {
+        assert!(rel(*a, *b) < 1e-5, "loss at step {i}: {a} vs {b}");
+    }
+    // Every weight, bias and batch-norm statistic after the last step.
+    let flat = |p: Parameters| -> Vec<f64> { p.into_iter().flat_map(|(_, v)| v).collect() };
+    let (fast, plain) = (flat(fast), flat(plain));
+    assert_eq!(fast.len(), plain.len());
+    let worst = fast
+        .iter()
+        .zip(&plain)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    let scale = plain.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    assert!(
+        worst < 1e-5 * scale,
+        "parameters differ by {worst} (largest {scale})"
+    );
+    // Different code ran (its sums go in another order, so f64 results differ in the last
+    // bits), and the model trained.
+    assert!(fast != plain, "the two paths gave bit-identical weights");
+    assert!(rel(fast_losses[0], *fast_losses.last().unwrap()) > 1e-3);
 }
 
 #[test]

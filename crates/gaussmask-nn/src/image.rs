@@ -232,6 +232,7 @@ impl ImageModelConfig {
             activation: self.activation,
             shape,
             label_smoothing: 0.0,
+            cpu_ops: true,
         }
     }
 }
@@ -276,6 +277,11 @@ pub struct ImageNet {
     /// Label smoothing ε of the training loss (cross-entropy against (1 − ε)·one-hot + ε/K).
     #[module(skip)]
     pub label_smoothing: f64,
+    /// Run the conv blocks' convolutions and batch norms through `gaussmask-cpu-ops` where it
+    /// covers them (flex devices), instead of the layers' own forward. Same values; on by
+    /// default.
+    #[module(skip)]
+    pub cpu_ops: bool,
 }
 
 impl ImageNet {
@@ -283,6 +289,14 @@ impl ImageNet {
     pub fn with_label_smoothing(self, epsilon: f64) -> Self {
         Self {
             label_smoothing: epsilon,
+            ..self
+        }
+    }
+
+    /// The same model with the `gaussmask-cpu-ops` path on or off (see [`ImageNet::cpu_ops`]).
+    pub fn with_cpu_ops(self, on: bool) -> Self {
+        Self {
+            cpu_ops: on,
             ..self
         }
     }
@@ -311,11 +325,20 @@ impl ImageNet {
             let [c, height, width] = self.shape;
             let mut z: Tensor<4> = x.reshape([b, c, height, width]);
             for (i, conv) in self.convs.iter().enumerate() {
-                z = conv.forward(z);
+                z = match self.cpu_ops {
+                    true => gaussmask_cpu_ops::conv2d_layer(conv, z),
+                    false => conv.forward(z),
+                };
                 if let Some(norm) = self.norms.get(i) {
-                    z = norm.forward(z);
+                    z = match self.cpu_ops {
+                        true => gaussmask_cpu_ops::batch_norm_layer(norm, z),
+                        false => norm.forward(z),
+                    };
                 }
-                z = self.pool.forward(relu(z));
+                z = match self.cpu_ops {
+                    true => gaussmask_cpu_ops::relu_max_pool_layer(&self.pool, z),
+                    false => self.pool.forward(relu(z)),
+                };
             }
             z.flatten(1, 3)
         };

@@ -45,39 +45,50 @@ fn main() {
         out.insert(name.to_string(), seconds.into());
     };
 
+    // Each image op through the burn::nn layer, then through gaussmask-cpu-ops (" cpu-ops").
     for (c, o, hw) in [(1, 16, 28), (16, 32, 14)] {
         let conv = Conv2dConfig::new([c, o], [5, 5])
             .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))
             .init(&device);
-        let x = normal([b, c, hw, hw], &device).require_grad();
-        record(
-            &format!("conv2d {c}->{o} 5x5 {hw}x{hw} fwd"),
-            time(reps, || sync(conv.forward(x.clone()))),
-        );
-        record(
-            &format!("conv2d {c}->{o} 5x5 {hw}x{hw} fwd+bwd"),
-            time(reps, || {
-                let g = conv.forward(x.clone()).sum().backward();
-                sync(conv.weight.val().grad(&g).expect("weight gradient"));
-            }),
-        );
         let norm = BatchNormConfig::new(o).init(&device);
+        let x = normal([b, c, hw, hw], &device).require_grad();
         let z = normal([b, o, hw, hw], &device).require_grad();
-        record(
-            &format!("batchnorm+relu+maxpool {o}x{hw}x{hw} fwd+bwd"),
-            time(reps, || {
-                let pool = MaxPool2dConfig::new([2, 2]).init();
-                let g = pool.forward(relu(norm.forward(z.clone()))).sum().backward();
-                sync(z.grad(&g).expect("input gradient"));
-            }),
-        );
-        record(
-            &format!("batchnorm {o}x{hw}x{hw} fwd+bwd"),
-            time(reps, || {
-                let g = norm.forward(z.clone()).sum().backward();
-                sync(z.grad(&g).expect("input gradient"));
-            }),
-        );
+        for (path, fast) in [("", false), (" cpu-ops", true)] {
+            let conv_fwd = |x: Tensor<4>| match fast {
+                true => gaussmask_cpu_ops::conv2d_layer(&conv, x),
+                false => conv.forward(x),
+            };
+            let norm_fwd = |z: Tensor<4>| match fast {
+                true => gaussmask_cpu_ops::batch_norm_layer(&norm, z),
+                false => norm.forward(z),
+            };
+            record(
+                &format!("conv2d {c}->{o} 5x5 {hw}x{hw} fwd{path}"),
+                time(reps, || sync(conv_fwd(x.clone()))),
+            );
+            record(
+                &format!("conv2d {c}->{o} 5x5 {hw}x{hw} fwd+bwd{path}"),
+                time(reps, || {
+                    let g = conv_fwd(x.clone()).sum().backward();
+                    sync(conv.weight.val().grad(&g).expect("weight gradient"));
+                }),
+            );
+            record(
+                &format!("batchnorm+relu+maxpool {o}x{hw}x{hw} fwd+bwd{path}"),
+                time(reps, || {
+                    let pool = MaxPool2dConfig::new([2, 2]).init();
+                    let g = pool.forward(relu(norm_fwd(z.clone()))).sum().backward();
+                    sync(z.grad(&g).expect("input gradient"));
+                }),
+            );
+            record(
+                &format!("batchnorm {o}x{hw}x{hw} fwd+bwd{path}"),
+                time(reps, || {
+                    let g = norm_fwd(z.clone()).sum().backward();
+                    sync(z.grad(&g).expect("input gradient"));
+                }),
+            );
+        }
         record(
             &format!("maxpool 2x2 {o}x{hw}x{hw} fwd+bwd"),
             time(reps, || {

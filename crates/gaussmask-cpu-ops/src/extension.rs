@@ -1,0 +1,454 @@
+//! The Burn backend extension: the ops on flex, and on autodiff over flex with a hand-written
+//! backward (one graph node per op instead of the chain Burn's defaults record).
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, ExtensionType, Flex, backend_extension};
+use burn::tensor::{DType, Shape, TensorData};
+
+use crate::kernels::{self, ConvGeometry, Real};
+
+/// Three float tensors: (∂x, ∂weight, ∂bias), (y, mean, variance) or (∂x, ∂γ, ∂β).
+#[derive(ExtensionType)]
+pub struct Three<B: Backend> {
+    /// ∂x, or y.
+    pub first: FloatTensor<B>,
+    /// ∂weight, the mean, or ∂γ.
+    pub second: FloatTensor<B>,
+    /// ∂bias, the variance, or ∂β.
+    pub third: FloatTensor<B>,
+}
+
+impl<B: Backend> Three<B> {
+    fn new((first, second, third): (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>)) -> Self {
+        Self {
+            first,
+            second,
+            third,
+        }
+    }
+    fn into_parts(self) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+        (self.first, self.second, self.third)
+    }
+}
+
+fn shape_of(t: &FlexTensor) -> Shape {
+    t.layout().shape().clone()
+}
+
+/// The CPU ops. Defined for flex and for autodiff over flex; the tensor-level functions in the
+/// crate root call them only there.
+#[backend_extension(Flex, Autodiff)]
+pub trait CpuOps: Backend {
+    /// Stride-1 convolution with `padding` zeros on every side, plus a bias per output channel.
+    ///
+    /// # Shapes
+    /// - `x`: `[b, c, h, w]`, `weight`: `[o, c, k, k]`, `bias`: `[o]`; returns
+    ///   `[b, o, h + 2p − k + 1, w + 2p − k + 1]`
+    fn cpu_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        padding: usize,
+    ) -> FloatTensor<Self>;
+
+    /// Gradients of [`CpuOps::cpu_conv2d`]: (∂x, ∂weight, ∂bias) given ∂y.
+    fn cpu_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        padding: usize,
+    ) -> Three<Self>;
+
+    /// Training-mode batch norm over every dimension but the channels (dim 1): (y, batch mean,
+    /// biased batch variance).
+    ///
+    /// # Shapes
+    /// - `x`: `[b, channels, ...]`, `gamma`, `beta`: `[channels]`
+    fn cpu_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> Three<Self>;
+
+    /// relu, then a 2×2 max-pool with stride 2.
+    ///
+    /// # Shapes
+    /// - `x`: `[b, c, h, w]`; returns `[b, c, h/2, w/2]`
+    fn cpu_relu_max_pool2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Gradient of [`CpuOps::cpu_relu_max_pool2`] given ∂y.
+    fn cpu_relu_max_pool2_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// Gradients of [`CpuOps::cpu_batch_norm_train`]: (∂x, ∂γ, ∂β) given ∂y and its statistics.
+    fn cpu_batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        output_grad: FloatTensor<Self>,
+    ) -> Three<Self>;
+}
+
+/// A contiguous view of `t`'s values (a copy only when `t` is a strided view).
+fn values<E: Real + burn::tensor::Element + bytemuck::Pod>(
+    t: &FlexTensor,
+) -> std::borrow::Cow<'_, [E]> {
+    match t.as_slice::<E>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<E>().unwrap().to_vec()),
+    }
+}
+
+fn tensor<E: burn::tensor::Element>(values: Vec<E>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.into()))
+}
+
+/// Runs `f` on the f32 or f64 values of the tensors (the kernels' two float types).
+macro_rules! by_dtype {
+    ($dtype:expr, $op:literal, |$e:ident| $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $e = f32;
+                $body
+            }
+            DType::F64 => {
+                type $e = f64;
+                $body
+            }
+            other => panic!("{}: gaussmask-cpu-ops runs f32 and f64, got {other:?}", $op),
+        }
+    };
+}
+
+fn geometry(x: &Shape, weight: &Shape, padding: usize) -> ConvGeometry {
+    ConvGeometry {
+        c: x[1],
+        h: x[2],
+        w: x[3],
+        o: weight[0],
+        k: weight[2],
+        pad: padding,
+    }
+}
+
+impl CpuOps for Flex {
+    fn cpu_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        padding: usize,
+    ) -> FlexTensor {
+        let g = geometry(&shape_of(&x), &shape_of(&weight), padding);
+        let b = shape_of(&x)[0];
+        by_dtype!(x.dtype(), "conv2d", |E| {
+            let y = kernels::conv2d::<E>(&g, &values(&x), &values(&weight), &values(&bias));
+            tensor(y, [b, g.o, g.out_h(), g.out_w()])
+        })
+    }
+
+    fn cpu_conv2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        padding: usize,
+    ) -> Three<Self> {
+        let g = geometry(&shape_of(&x), &shape_of(&weight), padding);
+        let (xs, ws) = (shape_of(&x), shape_of(&weight));
+        by_dtype!(x.dtype(), "conv2d backward", |E| {
+            let (dx, dw, db) = kernels::conv2d_backward::<E>(
+                &g,
+                &values(&x),
+                &values(&weight),
+                &values(&output_grad),
+            );
+            Three::new((tensor(dx, xs), tensor(dw, ws), tensor(db, [g.o])))
+        })
+    }
+
+    fn cpu_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> Three<Self> {
+        let shape = shape_of(&x);
+        let channels = shape[1];
+        let s = shape.num_elements() / (shape[0] * channels).max(1);
+        by_dtype!(x.dtype(), "batch norm", |E| {
+            let (y, mean, var) = kernels::batch_norm_train::<E>(
+                &values(&x),
+                &values(&gamma),
+                &values(&beta),
+                s,
+                epsilon,
+            );
+            Three::new((
+                tensor(y, shape),
+                tensor(mean, [channels]),
+                tensor(var, [channels]),
+            ))
+        })
+    }
+
+    fn cpu_relu_max_pool2(x: FlexTensor) -> FlexTensor {
+        let s = shape_of(&x);
+        by_dtype!(x.dtype(), "max-pool", |E| {
+            tensor(
+                kernels::relu_max_pool2::<E>(&values(&x), s[2], s[3]),
+                [s[0], s[1], s[2] / 2, s[3] / 2],
+            )
+        })
+    }
+
+    fn cpu_relu_max_pool2_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+        let s = shape_of(&x);
+        by_dtype!(x.dtype(), "max-pool backward", |E| {
+            let dx = kernels::relu_max_pool2_backward::<E>(
+                &values(&x),
+                &values(&output_grad),
+                s[2],
+                s[3],
+            );
+            tensor(dx, s)
+        })
+    }
+
+    fn cpu_batch_norm_train_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        output_grad: FlexTensor,
+    ) -> Three<Self> {
+        let shape = shape_of(&x);
+        let channels = shape[1];
+        let s = shape.num_elements() / (shape[0] * channels).max(1);
+        by_dtype!(x.dtype(), "batch norm backward", |E| {
+            let (dx, dgamma, dbeta) = kernels::batch_norm_train_backward::<E>(
+                &values(&x),
+                &values(&gamma),
+                &values(&mean),
+                &values(&variance),
+                epsilon,
+                &values(&output_grad),
+                s,
+            );
+            Three::new((
+                tensor(dx, shape),
+                tensor(dgamma, [channels]),
+                tensor(dbeta, [channels]),
+            ))
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Conv2dBackward;
+
+impl<B: CpuOps> Backward<B, 3> for Conv2dBackward {
+    type State = (NodeId, NodeId, usize);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state, padding) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+        let (dx, dweight, dbias) = B::cpu_conv2d_backward(x, weight, grad, padding).into_parts();
+        for (node, g) in [(node_x, dx), (node_weight, dweight), (node_bias, dbias)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl<B: CpuOps> Backward<B, 3> for BatchNormBackward {
+    // x and γ are checkpointed; the batch statistics come along as the forward computed them.
+    type State = (
+        NodeId,
+        NodeId,
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+        f64,
+    );
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, gamma_state, mean, variance, epsilon) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
+        let (dx, dgamma, dbeta) =
+            B::cpu_batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad).into_parts();
+        for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ReluMaxPoolBackward;
+
+impl<B: CpuOps> Backward<B, 1> for ReluMaxPoolBackward {
+    type State = NodeId;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(ops.state);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::cpu_relu_max_pool2_backward(x, grad));
+        }
+    }
+}
+
+impl<B: CpuOps, C: CheckpointStrategy> CpuOps for Autodiff<B, C> {
+    fn cpu_relu_max_pool2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match ReluMaxPoolBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = prep.checkpoint(&x);
+                prep.finish(state, B::cpu_relu_max_pool2(x.into_primitive()))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::cpu_relu_max_pool2(x.into_primitive())),
+        }
+    }
+
+    fn cpu_relu_max_pool2_backward(
+        _x: FloatTensor<Self>,
+        _output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        panic!("gaussmask-cpu-ops: the max-pool backward is not differentiable")
+    }
+
+    fn cpu_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        padding: usize,
+    ) -> FloatTensor<Self> {
+        match Conv2dBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&weight), padding);
+                let y = B::cpu_conv2d(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    padding,
+                );
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::cpu_conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                padding,
+            )),
+        }
+    }
+
+    fn cpu_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> Three<Self> {
+        match BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let (x_state, gamma_state) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
+                let (y, mean, var) = B::cpu_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                )
+                .into_parts();
+                let state = (x_state, gamma_state, mean.clone(), var.clone(), epsilon);
+                let y = prep.finish(state, y);
+                Three::new((
+                    y,
+                    FloatTensor::<Self>::new(mean),
+                    FloatTensor::<Self>::new(var),
+                ))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, var) = B::cpu_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                )
+                .into_parts();
+                Three::new((
+                    prep.finish(y),
+                    FloatTensor::<Self>::new(mean),
+                    FloatTensor::<Self>::new(var),
+                ))
+            }
+        }
+    }
+
+    fn cpu_conv2d_backward(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _output_grad: FloatTensor<Self>,
+        _padding: usize,
+    ) -> Three<Self> {
+        panic!("gaussmask-cpu-ops: the conv2d backward is not differentiable")
+    }
+
+    fn cpu_batch_norm_train_backward(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _mean: FloatTensor<Self>,
+        _variance: FloatTensor<Self>,
+        _epsilon: f64,
+        _output_grad: FloatTensor<Self>,
+    ) -> Three<Self> {
+        panic!("gaussmask-cpu-ops: the batch-norm backward is not differentiable")
+    }
+}

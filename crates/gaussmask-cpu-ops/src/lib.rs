@@ -1,0 +1,178 @@
+//! Fast CPU paths for the image CNN's layers, as a Burn backend extension on flex (and
+//! autodiff over flex).
+//!
+//! Burn's flex runs a 2-D convolution as a 3-D one and its input gradient through a transposed
+//! 3-D convolution, its batch norm as a chain of element-wise passes, and its max-pool backward
+//! as a scatter; at the image CNN's shapes that made an epoch 2.4× PyTorch's. Here a stride-1
+//! convolution is im2col + gemm per sample (input gradient by col2im, samples in parallel),
+//! batch norm is two passes forward and two backward, and relu + 2×2 max-pool is one pass each
+//! way; each op is one autodiff node with a hand-written backward.
+//!
+//! [`conv2d_layer`], [`batch_norm_layer`] and [`relu_max_pool_layer`] take `burn::nn` layers,
+//! so a model keeps its modules and records: on a flex device, for the shapes these kernels
+//! cover, they run here; everywhere else they call the layers' own `forward`. Both paths are
+//! tested equal (f64, 50 training steps) in the workspace's integration tests.
+//!
+//! ```
+//! use burn::nn::conv::Conv2dConfig;
+//! use burn::nn::PaddingConfig2d;
+//! use burn::tensor::{Device, Distribution, Tensor};
+//!
+//! let device = Device::flex().autodiff();
+//! let conv = Conv2dConfig::new([1, 4], [5, 5])
+//!     .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))
+//!     .init(&device);
+//! let x = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
+//! let fast = gaussmask_cpu_ops::conv2d_layer(&conv, x.clone());
+//! let plain = conv.forward(x);
+//! fast.into_data().assert_approx_eq::<f32>(&plain.into_data(), Default::default());
+//! ```
+
+mod extension;
+mod kernels;
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::tensor::{DType, Device, Tensor};
+
+pub use extension::CpuOps;
+
+/// Whether the ops run on `device`: flex, with or without autodiff.
+pub fn supports(device: &Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    )
+}
+
+fn runs_here<const D: usize>(x: &Tensor<D>) -> bool {
+    supports(&x.device()) && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// Stride-1 convolution with `padding` zeros on every side, plus a bias per output channel
+/// (flex devices only; see [`supports`]).
+///
+/// # Shapes
+/// - `x`: `[b, c, h, w]`, `weight`: `[o, c, k, k]`, `bias`: `[o]`; returns
+///   `[b, o, h + 2·padding − k + 1, w + 2·padding − k + 1]`
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: usize) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuOps>::cpu_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        padding,
+    ))
+}
+
+/// Training-mode batch norm over every dimension but the channels (dim 1): (output, batch
+/// mean, biased batch variance), like `burn::tensor::module::batch_norm_train` (flex devices
+/// only; see [`supports`]).
+///
+/// # Shapes
+/// - `x`: `[b, channels, ...]`, `gamma`, `beta`: `[channels]`
+pub fn batch_norm_train<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+    let out = <Dispatch as CpuOps>::cpu_batch_norm_train(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    (
+        Tensor::from_dispatch(out.first),
+        Tensor::from_dispatch(out.second),
+        Tensor::from_dispatch(out.third),
+    )
+}
+
+/// relu, then a 2×2 max-pool with stride 2, in one pass (flex devices only; see [`supports`]).
+///
+/// # Shapes
+/// - `x`: `[b, c, h, w]`; returns `[b, c, h/2, w/2]`
+pub fn relu_max_pool2(x: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuOps>::cpu_relu_max_pool2(x.into_dispatch()))
+}
+
+/// `pool.forward(relu(x))`, through [`relu_max_pool2`] when it covers the layer (a flex
+/// device, a 2×2 window with stride 2, no padding, dilation or ceil mode).
+///
+/// # Shapes
+/// - `x`: `[b, c, h, w]`; returns `[b, c, h', w']` as `pool.forward` does
+pub fn relu_max_pool_layer(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let covered = pool.kernel_size == [2, 2]
+        && pool.stride == [2, 2]
+        && pool.dilation == [1, 1]
+        && !pool.ceil_mode
+        && matches!(
+            pool.padding,
+            PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+        );
+    match covered && runs_here(&x) {
+        true => relu_max_pool2(x),
+        false => pool.forward(burn::tensor::activation::relu(x)),
+    }
+}
+
+/// The padding `conv` applies on every side, if it is the same on all four.
+fn symmetric_padding(conv: &Conv2d) -> Option<usize> {
+    let [kh, kw] = conv.kernel_size;
+    match conv.padding {
+        PaddingConfig2d::Valid => Some(0),
+        PaddingConfig2d::Same if kh == kw && kh % 2 == 1 => Some(kh / 2),
+        PaddingConfig2d::Explicit(t, l, b, r) if t == l && l == b && b == r => Some(t),
+        _ => None,
+    }
+}
+
+/// `conv.forward(x)`, through [`conv2d`] when it covers the layer (a flex device, stride 1, no
+/// dilation or groups, a square kernel, a bias, the same padding on every side).
+///
+/// # Shapes
+/// - `x`: `[b, c, h, w]`; returns `[b, o, h', w']` as `conv.forward` does
+pub fn conv2d_layer(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [kh, kw] = conv.kernel_size;
+    let plain_layout = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
+    match (&conv.bias, symmetric_padding(conv)) {
+        (Some(bias), Some(padding)) if plain_layout && kh == kw && runs_here(&x) => {
+            conv2d(x, conv.weight.val(), bias.val(), padding)
+        }
+        _ => conv.forward(x),
+    }
+}
+
+/// `norm.forward(x)`, through [`batch_norm_train`] when training on a flex device: batch
+/// statistics, and the running ones updated with the layer's momentum exactly as
+/// `burn::nn::BatchNorm` does. In evaluation (no autodiff, or the layer frozen) it is the
+/// layer's own forward.
+///
+/// # Shapes
+/// - `x`: `[b, channels, ...]`; returns the same shape
+pub fn batch_norm_layer<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if !(device.is_autodiff() && norm.training.is_enabled() && runs_here(&x)) {
+        return norm.forward(x);
+    }
+    let (y, mean, var) = batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
+    let m = norm.momentum;
+    let blend = |running: Tensor<1>, batch: Tensor<1>| {
+        running
+            .to_device(&device)
+            .mul_scalar(1.0 - m)
+            .add(batch.detach().mul_scalar(m))
+            .detach()
+    };
+    norm.running_mean
+        .update(blend(norm.running_mean.value_sync(), mean));
+    norm.running_var
+        .update(blend(norm.running_var.value_sync(), var));
+    y
+}
+
+#[cfg(test)]
+mod tests;

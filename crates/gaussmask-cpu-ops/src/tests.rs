@@ -1,0 +1,179 @@
+//! The ops against Burn's own conv2d and batch_norm_train on flex in f64: values and every
+//! gradient, at shapes that cover padding 0 < p < k/2 and p = k/2, several channels, and a batch
+//! that is not a multiple of the backward's chunk.
+
+use std::sync::OnceLock;
+
+use burn::tensor::module::conv2d as burn_conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Distribution, FloatDType, Tensor};
+
+use super::*;
+
+fn device64() -> Device {
+    static DEVICE: OnceLock<Device> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let mut d = Device::flex();
+            d.configure(FloatDType::F64)
+                .expect("flex is configured once, before any tensor");
+            d
+        })
+        .clone()
+        .autodiff()
+}
+
+fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device).require_grad()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()
+}
+
+/// Largest |a − b| / (1 + |b|) over the entries.
+fn worst(a: Vec<f64>, b: Vec<f64>) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn conv2d_and_its_gradients_equal_burns() {
+    let device = device64();
+    // (batch, channels in, out, side, kernel, padding)
+    for (b, c, o, side, k, p) in [
+        (11, 3, 4, 7, 3, 1),
+        (9, 2, 5, 6, 5, 2),
+        (3, 4, 2, 8, 5, 1),
+        (2, 1, 3, 5, 3, 0),
+    ] {
+        let (x, w, bias) = (
+            random([b, c, side, side], &device),
+            random([o, c, k, k], &device),
+            random([o], &device),
+        );
+        let out = side + 2 * p + 1 - k;
+        // A fixed random ∂L/∂y, so the backward sees more than ones.
+        let dy = random([b, o, out, out], &device).detach();
+        let ours = conv2d(x.clone(), w.clone(), bias.clone(), p);
+        let opts = ConvOptions::new([1, 1], [p, p], [1, 1], 1);
+        let theirs = burn_conv2d(x.clone(), w.clone(), Some(bias.clone()), opts);
+        assert_eq!(ours.dims(), theirs.dims());
+        let g1 = (ours.clone() * dy.clone()).sum().backward();
+        let g2 = (theirs.clone() * dy).sum().backward();
+        let shape = format!("b={b} c={c} o={o} side={side} k={k} p={p}");
+        assert!(worst(values(ours), values(theirs)) < 1e-12, "y at {shape}");
+        for (name, a, t) in [
+            ("x", x.grad(&g1).unwrap(), x.grad(&g2).unwrap()),
+            ("w", w.grad(&g1).unwrap(), w.grad(&g2).unwrap()),
+        ] {
+            assert!(worst(values(a), values(t)) < 1e-12, "∂{name} at {shape}");
+        }
+        let (a, t) = (bias.grad(&g1).unwrap(), bias.grad(&g2).unwrap());
+        assert!(worst(values(a), values(t)) < 1e-12, "∂bias at {shape}");
+    }
+}
+
+#[test]
+fn batch_norm_and_its_gradients_equal_burns() {
+    let device = device64();
+    let (x, gamma, beta) = (
+        random([5, 3, 4, 6], &device)
+            .mul_scalar(2.0)
+            .add_scalar(3.0)
+            .detach()
+            .require_grad(),
+        random([3], &device),
+        random([3], &device),
+    );
+    let dy = random([5, 3, 4, 6], &device).detach();
+    // Separate leaves for the two graphs (each backward consumes its tape).
+    let leaf = |t: &Tensor<1>| t.clone().detach().require_grad();
+    let (x2, gamma2, beta2) = (x.clone().detach().require_grad(), leaf(&gamma), leaf(&beta));
+    let (y, mean, var) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+    let burn =
+        burn::tensor::module::batch_norm_train(x2.clone(), gamma2.clone(), beta2.clone(), 1e-5);
+    let g1 = (y.clone() * dy.clone()).sum().backward();
+    let g2 = (burn.output.clone() * dy).sum().backward();
+    assert!(worst(values(y), values(burn.output)) < 1e-12, "y");
+    assert!(worst(values(mean), values(burn.mean)) < 1e-12, "mean");
+    assert!(
+        worst(values(var), values(burn.variance)) < 1e-12,
+        "variance"
+    );
+    let (a, b) = (x.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
+    assert!(worst(values(a), values(b)) < 1e-12, "∂x");
+    for (name, t, t2) in [("gamma", &gamma, &gamma2), ("beta", &beta, &beta2)] {
+        let (a, b) = (values(t.grad(&g1).unwrap()), values(t2.grad(&g2).unwrap()));
+        assert!(worst(a, b) < 1e-12, "∂{name}");
+    }
+}
+
+#[test]
+fn layers_outside_the_kernels_fall_back_to_their_own_forward() {
+    use burn::nn::conv::Conv2dConfig;
+    let device = device64();
+    let x = random([2, 2, 7, 7], &device);
+    // Stride 2 is not covered: the layer's forward runs, and gives its shape.
+    let strided = Conv2dConfig::new([2, 3], [3, 3])
+        .with_stride([2, 2])
+        .init(&device);
+    assert_eq!(conv2d_layer(&strided, x.clone()).dims(), [2, 3, 3, 3]);
+    // Same padding with an odd kernel is; it agrees with the layer.
+    let same = Conv2dConfig::new([2, 3], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .init(&device);
+    let (a, b) = (conv2d_layer(&same, x.clone()), same.forward(x.clone()));
+    assert!(worst(values(a), values(b)) < 1e-12);
+    assert!(supports(&device) && supports(&Device::flex()));
+}
+
+#[test]
+fn the_batch_norm_layer_updates_running_statistics_as_burns_does() {
+    use burn::module::Module;
+    use burn::nn::BatchNormConfig;
+    let device = device64();
+    let (ours, theirs) = (
+        BatchNormConfig::new(3).init(&device),
+        BatchNormConfig::new(3).init(&device),
+    );
+    for _ in 0..3 {
+        let x = random([4, 3, 5, 5], &device).add_scalar(1.5);
+        let (a, b) = (batch_norm_layer(&ours, x.clone()), theirs.forward(x));
+        assert!(worst(values(a), values(b)) < 1e-12);
+    }
+    let (ours, theirs) = (ours.valid(), theirs.valid());
+    for (a, b) in [
+        (ours.running_mean.value(), theirs.running_mean.value()),
+        (ours.running_var.value(), theirs.running_var.value()),
+    ] {
+        assert!(worst(values(a), values(b)) < 1e-12);
+    }
+}
+
+#[test]
+fn relu_and_max_pool_and_its_gradient_equal_burns() {
+    use burn::nn::pool::MaxPool2dConfig;
+    let device = device64();
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    // Odd sides: the trailing row and column are dropped, as Burn's pool does.
+    for side in [6, 7] {
+        let x = random([3, 2, side, side], &device);
+        let x2 = x.clone().detach().require_grad();
+        let half = side / 2;
+        let dy = random([3, 2, half, half], &device).detach();
+        let ours = relu_max_pool_layer(&pool, x.clone());
+        let theirs = pool.forward(burn::tensor::activation::relu(x2.clone()));
+        let g1 = (ours.clone() * dy.clone()).sum().backward();
+        let g2 = (theirs.clone() * dy).sum().backward();
+        assert!(
+            worst(values(ours), values(theirs)) < 1e-15,
+            "y at side {side}"
+        );
+        let (a, b) = (x.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
+        assert!(worst(values(a), values(b)) < 1e-15, "∂x at side {side}");
+    }
+}
