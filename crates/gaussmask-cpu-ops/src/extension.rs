@@ -57,12 +57,14 @@ pub trait CpuOps: Backend {
         padding: usize,
     ) -> FloatTensor<Self>;
 
-    /// Gradients of [`CpuOps::cpu_conv2d`]: (∂x, ∂weight, ∂bias) given ∂y.
+    /// Gradients of [`CpuOps::cpu_conv2d`]: (∂x, ∂weight, ∂bias) given ∂y; ∂x is zeros unless
+    /// `input_grad`.
     fn cpu_conv2d_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
         padding: usize,
+        input_grad: bool,
     ) -> Three<Self>;
 
     /// Training-mode batch norm over every dimension but the channels (dim 1): (y, batch mean,
@@ -162,6 +164,7 @@ impl CpuOps for Flex {
         weight: FlexTensor,
         output_grad: FlexTensor,
         padding: usize,
+        input_grad: bool,
     ) -> Three<Self> {
         let g = geometry(&shape_of(&x), &shape_of(&weight), padding);
         let (xs, ws) = (shape_of(&x), shape_of(&weight));
@@ -171,6 +174,7 @@ impl CpuOps for Flex {
                 &values(&x),
                 &values(&weight),
                 &values(&output_grad),
+                input_grad,
             );
             Three::new((tensor(dx, xs), tensor(dw, ws), tensor(db, [g.o])))
         })
@@ -271,7 +275,9 @@ impl<B: CpuOps> Backward<B, 3> for Conv2dBackward {
         let (x_state, weight_state, padding) = ops.state;
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
-        let (dx, dweight, dbias) = B::cpu_conv2d_backward(x, weight, grad, padding).into_parts();
+        let input_grad = node_x.is_some();
+        let (dx, dweight, dbias) =
+            B::cpu_conv2d_backward(x, weight, grad, padding, input_grad).into_parts();
         for (node, g) in [(node_x, dx), (node_weight, dweight), (node_bias, dbias)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -437,6 +443,7 @@ impl<B: CpuOps, C: CheckpointStrategy> CpuOps for Autodiff<B, C> {
         _weight: FloatTensor<Self>,
         _output_grad: FloatTensor<Self>,
         _padding: usize,
+        _input_grad: bool,
     ) -> Three<Self> {
         panic!("gaussmask-cpu-ops: the conv2d backward is not differentiable")
     }

@@ -221,7 +221,8 @@ pub(crate) fn conv2d<T: Real>(g: &ConvGeometry, x: &[T], weight: &[T], bias: &[T
     y
 }
 
-/// Gradients of [`conv2d`] with respect to x, the weight and the bias, given ∂L/∂y.
+/// Gradients of [`conv2d`] with respect to x (zeros unless `input_grad`: a first layer's input
+/// needs none), the weight and the bias, given ∂L/∂y.
 ///
 /// # Shapes
 /// - `x`: `[b, c, h, w]`, `weight`: `[o, c, k, k]`, `dy`: `[b, o, ho, wo]`; returns
@@ -231,6 +232,7 @@ pub(crate) fn conv2d_backward<T: Real>(
     x: &[T],
     weight: &[T],
     dy: &[T],
+    input_grad: bool,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let (taps, l, o) = (g.taps(), g.positions(), g.o);
     let mut dx = vec![T::ZERO; x.len()];
@@ -250,17 +252,12 @@ pub(crate) fn conv2d_backward<T: Real>(
                 im2col(g, xb, &mut cols);
                 // ∂W += dy_b · cols_bᵀ (colsᵀ read through swapped strides).
                 gemm(o, taps, l, &mut dw, true, (dyb, 1, l), (&cols, l, 1));
-                // ∂cols_b = Wᵀ · dy_b, then back onto the input.
-                gemm(
-                    taps,
-                    l,
-                    o,
-                    &mut dcols,
-                    false,
-                    (weight, taps, 1),
-                    (dyb, 1, l),
-                );
-                col2im(g, &dcols, dxb);
+                if input_grad {
+                    // ∂cols_b = Wᵀ · dy_b, then back onto the input.
+                    let wt = (weight, taps, 1);
+                    gemm(taps, l, o, &mut dcols, false, wt, (dyb, 1, l));
+                    col2im(g, &dcols, dxb);
+                }
                 for (d, row) in db.iter_mut().zip(dyb.chunks_exact(l)) {
                     *d = row.iter().fold(*d, |s, &v| s + v);
                 }

@@ -78,6 +78,32 @@ fn conv2d_and_its_gradients_equal_burns() {
 }
 
 #[test]
+fn an_untracked_input_gets_no_gradient_and_the_weights_theirs() {
+    // A first layer: the input needs no gradient, so the backward skips it.
+    let device = device64();
+    let x = Tensor::<4>::random([9, 2, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+    let (w, bias) = (random([3, 2, 3, 3], &device), random([3], &device));
+    let (w2, bias2) = (
+        w.clone().detach().require_grad(),
+        bias.clone().detach().require_grad(),
+    );
+    let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let g1 = conv2d(x.clone(), w.clone(), bias.clone(), 1)
+        .powi_scalar(2)
+        .sum()
+        .backward();
+    let g2 = burn_conv2d(x.clone(), w2.clone(), Some(bias2.clone()), opts)
+        .powi_scalar(2)
+        .sum()
+        .backward();
+    assert!(x.grad(&g1).is_none());
+    let (a, b) = (w.grad(&g1).unwrap(), w2.grad(&g2).unwrap());
+    assert!(worst(values(a), values(b)) < 1e-12, "∂w");
+    let (a, b) = (bias.grad(&g1).unwrap(), bias2.grad(&g2).unwrap());
+    assert!(worst(values(a), values(b)) < 1e-12, "∂bias");
+}
+
+#[test]
 fn batch_norm_and_its_gradients_equal_burns() {
     let device = device64();
     let (x, gamma, beta) = (
