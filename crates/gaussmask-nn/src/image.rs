@@ -277,9 +277,9 @@ pub struct ImageNet {
     /// Label smoothing ε of the training loss (cross-entropy against (1 − ε)·one-hot + ε/K).
     #[module(skip)]
     pub label_smoothing: f64,
-    /// Run the conv blocks' convolutions and batch norms through `gaussmask-cpu-ops` where it
-    /// covers them (flex devices), instead of the layers' own forward. Same values; on by
-    /// default.
+    /// Run the conv blocks' convolutions, batch norms and relu + max-pools through
+    /// `gaussmask-cpu-ops` where it covers them (flex devices), instead of the layers' own
+    /// forward. Same values up to rounding; on by default.
     #[module(skip)]
     pub cpu_ops: bool,
 }
