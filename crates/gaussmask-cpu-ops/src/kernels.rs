@@ -26,10 +26,15 @@ pub(crate) trait Real:
     const ZERO: Self;
     fn of(v: f64) -> Self;
     fn get(self) -> f64;
+    /// The larger of the two, without a branch (max-pool windows compare at random).
+    fn max(self, other: Self) -> Self;
 }
 
 impl Real for f32 {
     const ZERO: Self = 0.0;
+    fn max(self, other: Self) -> Self {
+        f32::max(self, other)
+    }
     fn of(v: f64) -> Self {
         v as f32
     }
@@ -40,6 +45,9 @@ impl Real for f32 {
 
 impl Real for f64 {
     const ZERO: Self = 0.0;
+    fn max(self, other: Self) -> Self {
+        f64::max(self, other)
+    }
     fn of(v: f64) -> Self {
         v
     }
@@ -450,10 +458,8 @@ pub(crate) fn relu_max_pool2<T: Real>(x: &[T], h: usize, w: usize) -> Vec<T> {
             for (i, yrow) in yp.chunks_exact_mut(wo).enumerate() {
                 let (r0, r1) = (&xp[2 * i * w..][..w], &xp[(2 * i + 1) * w..][..w]);
                 for (j, out) in yrow.iter_mut().enumerate() {
-                    let m = [r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]]
-                        .into_iter()
-                        .fold(T::ZERO, |m, v| if v > m { v } else { m });
-                    *out = m;
+                    let (a, b) = (r0[2 * j].max(r0[2 * j + 1]), r1[2 * j].max(r1[2 * j + 1]));
+                    *out = a.max(b).max(T::ZERO);
                 }
             }
         });
@@ -483,14 +489,14 @@ pub(crate) fn relu_max_pool2_backward<T: Real>(x: &[T], dy: &[T], h: usize, w: u
                         (2 * i + 1) * w + 2 * j,
                         (2 * i + 1) * w + 2 * j + 1,
                     ];
-                    let (mut best, mut arg) = (T::ZERO, None);
-                    for a in at {
-                        if xp[a] > best {
-                            (best, arg) = (xp[a], Some(a));
+                    let m = at.iter().fold(T::ZERO, |m, &a| m.max(xp[a]));
+                    if m > T::ZERO {
+                        // The first position holding the max (selects, not branches).
+                        let mut first = at[3];
+                        for &a in at[..3].iter().rev() {
+                            first = if xp[a] == m { a } else { first };
                         }
-                    }
-                    if let Some(a) = arg {
-                        dp[a] = g;
+                        dp[first] = g;
                     }
                 }
             }
