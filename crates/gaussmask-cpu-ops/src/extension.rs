@@ -41,6 +41,15 @@ fn shape_of(t: &FlexTensor) -> Shape {
     t.layout().shape().clone()
 }
 
+/// A batch-norm input's shape `[b, channels, ...]`, its channels, and the positions per sample
+/// and channel.
+fn per_channel(x: &FlexTensor) -> (Shape, usize, usize) {
+    let shape = shape_of(x);
+    let channels = shape[1];
+    let s = shape.num_elements() / (shape[0] * channels).max(1);
+    (shape, channels, s)
+}
+
 /// The CPU ops. Defined for flex and for autodiff over flex; the tensor-level functions in the
 /// crate root call them only there.
 #[backend_extension(Flex, Autodiff)]
@@ -186,9 +195,7 @@ impl CpuOps for Flex {
         beta: FlexTensor,
         epsilon: f64,
     ) -> Three<Self> {
-        let shape = shape_of(&x);
-        let channels = shape[1];
-        let s = shape.num_elements() / (shape[0] * channels).max(1);
+        let (shape, channels, s) = per_channel(&x);
         by_dtype!(x.dtype(), "batch norm", |E| {
             let (y, mean, var) = kernels::batch_norm_train::<E>(
                 &values(&x),
@@ -236,9 +243,7 @@ impl CpuOps for Flex {
         epsilon: f64,
         output_grad: FlexTensor,
     ) -> Three<Self> {
-        let shape = shape_of(&x);
-        let channels = shape[1];
-        let s = shape.num_elements() / (shape[0] * channels).max(1);
+        let (shape, channels, s) = per_channel(&x);
         by_dtype!(x.dtype(), "batch norm backward", |E| {
             let (dx, dgamma, dbeta) = kernels::batch_norm_train_backward::<E>(
                 &values(&x),

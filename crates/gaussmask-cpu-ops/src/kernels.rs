@@ -13,7 +13,7 @@ use rayon::prelude::*;
 const CHUNK: usize = 8;
 
 /// The float types the kernels run in (f32 by default, f64 for verification).
-pub(crate) trait Real:
+pub trait Real:
     Copy
     + Send
     + Sync
@@ -23,8 +23,11 @@ pub(crate) trait Real:
     + Sub<Output = Self>
     + Mul<Output = Self>
 {
+    /// 0.
     const ZERO: Self;
+    /// `v` rounded to this type.
     fn of(v: f64) -> Self;
+    /// The value as f64.
     fn get(self) -> f64;
     /// The larger of the two, without a branch (max-pool windows compare at random).
     fn max(self, other: Self) -> Self;
@@ -164,8 +167,11 @@ fn col2im<T: Real>(g: &ConvGeometry, cols: &[T], dx: &mut [T]) {
 
 /// dst = alpha·dst + lhs·rhs for an m×k `lhs` and a k×n `rhs`, each given as (values, column
 /// stride, row stride); `dst` is row-major m×n. On the calling thread.
+///
+/// Every index gemm touches is checked to lie inside the slices first (a panic otherwise), so
+/// the call is safe.
 #[allow(clippy::too_many_arguments, unsafe_code)]
-fn gemm<T: Real>(
+pub fn gemm<T: Real>(
     m: usize,
     n: usize,
     k: usize,

@@ -38,6 +38,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{DType, Device, Tensor};
 
 pub use extension::CpuOps;
+pub use kernels::{Real, gemm};
 
 /// Whether the ops run on `device`: flex, with or without autodiff.
 pub fn supports(device: &Device) -> bool {

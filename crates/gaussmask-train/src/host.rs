@@ -3,10 +3,11 @@
 //! Per step and replica, with X̃ = X ⊙ C (masks drawn straight into X̃), Z = X̃ Wᵀ,
 //! f = relu(Z) a / √m and r = f − y:
 //!   ∂L/∂W = Gᵀ X̃ with G_ij = r_i a_j 1[Z_ij > 0] / √m,   ∂L/∂a = relu(Z)ᵀ r / √m.
-//! The two matmuls go to `gemm` (runtime-dispatched AVX2/FMA kernels); the rest is one pass
-//! over Z. Units of work (one replica × up to 256 rows) run in parallel on the rayon pool, so
-//! a sweep of replicas and a lone large replica both keep every core busy.
-#![allow(unsafe_code)] // the gemm calls, each with its bounds checked just above it
+//! The two matmuls go to `gemm` (runtime-dispatched AVX2/FMA kernels, through
+//! `gaussmask_cpu_ops::gemm`'s bounds-checked call); the rest is one pass over Z. Units of work
+//! (one replica × up to 256 rows) run in parallel on the rayon pool, so a sweep of replicas and
+//! a lone large replica both keep every core busy.
+#![allow(unsafe_code)] // the AVX2 readout, called only where the CPU has AVX2
 
 use burn::tensor::{DType, Device};
 use gaussmask_data::Dataset;
@@ -15,55 +16,26 @@ use rayon::prelude::*;
 
 use crate::{Batches, LogRecord, Objective, TrainConfig, TrainError, check_finite, tensor_io};
 
-/// The float types the host engine runs in (the run's dtype).
-pub(crate) trait Real:
-    Copy
-    + Send
-    + Sync
-    + 'static
-    + PartialOrd
-    + std::ops::Add<Output = Self>
-    + std::ops::Sub<Output = Self>
-    + std::ops::Mul<Output = Self>
-{
-    const ZERO: Self;
-    fn of(v: f64) -> Self;
-    fn get(self) -> f64;
+/// The float types the host engine runs in (the run's dtype): those of `gaussmask-cpu-ops`'
+/// kernels, plus the relu and its step.
+pub(crate) trait Real: gaussmask_cpu_ops::Real {
     /// max(self, 0), branch-free.
-    fn relu(self) -> Self;
+    fn relu(self) -> Self {
+        self.max(Self::ZERO)
+    }
     /// 1 if self > 0 else 0, branch-free.
     fn step(self) -> Self;
 }
 
 impl Real for f32 {
-    const ZERO: Self = 0.0;
-    fn relu(self) -> Self {
-        self.max(0.0)
-    }
     fn step(self) -> Self {
         (self > 0.0) as u8 as Self
-    }
-    fn of(v: f64) -> Self {
-        v as f32
-    }
-    fn get(self) -> f64 {
-        self as f64
     }
 }
 
 impl Real for f64 {
-    const ZERO: Self = 0.0;
-    fn relu(self) -> Self {
-        self.max(0.0)
-    }
     fn step(self) -> Self {
         (self > 0.0) as u8 as Self
-    }
-    fn of(v: f64) -> Self {
-        v
-    }
-    fn get(self) -> f64 {
-        self
     }
 }
 
@@ -478,38 +450,8 @@ fn gemm_into<T: Real>(
     m: usize,
     k: usize,
     out: &mut [T],
-    (lhs, lhs_cs, lhs_rs): (&[T], usize, usize),
-    (rhs, rhs_cs, rhs_rs): (&[T], usize, usize),
+    lhs: (&[T], usize, usize),
+    rhs: (&[T], usize, usize),
 ) {
-    // The last element each operand is read at must lie inside it.
-    let last = |rows: usize, cols: usize, cs: usize, rs: usize| {
-        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
-    };
-    assert!(out.len() >= n * m);
-    assert!(n * k == 0 || last(n, k, lhs_cs, lhs_rs) < lhs.len());
-    assert!(k * m == 0 || last(k, m, rhs_cs, rhs_rs) < rhs.len());
-    // SAFETY: every index gemm reads or writes is inside the slices, as checked above.
-    unsafe {
-        gemm::gemm(
-            n,
-            m,
-            k,
-            out.as_mut_ptr(),
-            1,
-            m as isize,
-            false,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            T::ZERO,
-            T::of(1.0),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    gaussmask_cpu_ops::gemm(n, m, k, out, false, lhs, rhs);
 }
