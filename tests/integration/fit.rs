@@ -244,6 +244,19 @@ fn bad_settings_are_refused_naming_the_field() {
             },
             "train.masks_per_step",
         ),
+        // DP-SGD clips one masked gradient per sample: a mean over masks is refused, not
+        // silently ignored.
+        (
+            FitConfig {
+                masks_per_step: 3,
+                dp: Some(gaussmask_train::fit::DpSgd {
+                    clip: 1.0,
+                    noise_multiplier: 0.5,
+                }),
+                ..FitConfig::default()
+            },
+            "train.masks_per_step must be 1 with train.dp",
+        ),
     ] {
         let net = TwoLayerReluConfig::new(3, 4).init(&replicas(), &device);
         let err = fit(net, &data, &config, &device, |_, _| {})

@@ -148,6 +148,17 @@ fn evaluation_mode_and_zero_kappa_are_exactly_the_identity() {
         let out = to_f64(config.init_replicas(&reps).forward(x.clone()));
         assert_eq!(&out[..12], &to_f64(x.clone())[..12], "{noise:?}");
         assert_ne!(&out[12..], &to_f64(x.clone())[12..], "{noise:?}");
+        // So does a Bernoulli mask with its keep probability set (it drops nothing at κ = 0).
+        let bernoulli = MaskConfig {
+            family: MaskFamily::Bernoulli,
+            keep_prob: Some(0.3),
+            ..config.clone()
+        };
+        assert_eq!(
+            to_f64(bernoulli.init(0.0, 1).forward(x.clone())),
+            to_f64(x.clone()),
+            "bernoulli {noise:?}"
+        );
     }
 }
 

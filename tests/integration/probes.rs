@@ -253,8 +253,9 @@ fn a_diverged_replica_in_a_group_is_named_by_its_index_in_the_sweep() {
     let data = SyntheticConfig::new(n, d).generate();
     let model = TwoLayerReluConfig::new(d, m);
     let config = gd(10, 0.01, Engine::Autodiff);
-    // A κ of 1e30 overflows the masked loss of its replica in f32 at the first step.
-    let huge = 1e30;
+    // The largest κ accepted: its replica's masked gradients (~κ²) overflow f32 within the
+    // 10 steps.
+    let huge = gaussmask_nn::KAPPA_MAX;
     for (kappas, expected) in [
         ([0.5, 0.5, 0.5, huge], 3),  // in the second group
         ([0.5, huge, 0.5, huge], 1), // in both: the lowest replica, as one batch says

@@ -36,6 +36,9 @@ pub fn read(path: &Path) -> Result<Array, NpyError> {
 
 /// Parses the bytes of a `.npy` file.
 pub fn parse(bytes: &[u8]) -> Result<Array, String> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        return Err("not a .npy file: it is gzip-compressed (decompress it first)".into());
+    }
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("not a .npy file (bad magic bytes)".into());
     }

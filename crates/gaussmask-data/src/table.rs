@@ -37,6 +37,11 @@ pub fn read_csv(path: &Path, delimiter: u8) -> Result<CsvTable, DataError> {
 /// # Errors
 /// As [`read_csv`], without the file access.
 pub fn parse_csv(bytes: &[u8], origin: &str, delimiter: u8) -> Result<CsvTable, String> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        return Err(format!(
+            "{origin}: the file is gzip-compressed: decompress it first (gunzip)"
+        ));
+    }
     let mut reader = ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
@@ -120,8 +125,23 @@ impl CsvTable {
     pub fn column(&self, name: &str) -> Result<usize, String> {
         self.columns.iter().position(|c| c == name).ok_or_else(|| {
             let columns: Vec<String> = self.columns.iter().map(|c| shown(c)).collect();
+            // One column whose name holds another separator: the file uses that one.
+            let hint = match self.columns.as_slice() {
+                [only] => [';', '\t', '|']
+                    .into_iter()
+                    .find(|&c| only.contains(c))
+                    .map(|c| {
+                        format!(
+                            "; the header is one column holding {c:?}: set data.delimiter = \
+                             {:?}",
+                            c.to_string()
+                        )
+                    })
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
             format!(
-                "{}: no column '{}' (columns: {})",
+                "{}: no column '{}' (columns: {}){hint}",
                 self.origin,
                 shown(name),
                 columns.join(", ")

@@ -10,6 +10,11 @@
 //! training loop's bytes plus a serde value beside them, kept in one file so that a kill at any
 //! instant leaves either the old pair or the new one, never a mix.
 //!
+//! Nothing saved is trusted blindly: a unit file starts with a line naming its key and the
+//! SHA-256 of its content, a state file holds its key and the SHA-256 of the rest, and a file
+//! whose key or checksum does not match (edited, damaged, or copied from another unit) is
+//! refused naming the file (exit 2), never used.
+//!
 //! Values go through [`encode`] and [`decode`]: RON, which covers the whole serde data model
 //! (unit, nested options, 128-bit integers, maps with any key, every enum form) and prints
 //! floats in their shortest round-trip form, so a value read back is bit-identical to the one
@@ -27,14 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::HarnessError;
 use crate::output::write_atomic;
 
-/// The checkpoint folder of the run that will be committed to `target`.
-pub fn folder_for(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "run".into());
-    target.with_file_name(format!(".{name}.checkpoint"))
-}
+pub use crate::output::checkpoint_folder as folder_for;
 
 /// Encodes a checkpointed value (see the module docs for why RON).
 ///
@@ -56,7 +54,58 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 }
 
 /// First bytes of a state file: name and format version.
-const STATE_MAGIC: &[u8; 8] = b"GMSTATE1";
+const STATE_MAGIC: &[u8; 8] = b"GMSTATE2";
+
+/// Start of the first line of a unit file.
+const UNIT_HEADER: &str = "// gaussmask unit ";
+
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A unit's encoded output behind a first line naming its key and checksum:
+/// `// gaussmask unit <key> sha256 <hex>`. The rest is the RON text, still readable.
+pub fn seal_unit(key: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{UNIT_HEADER}{key} sha256 {}\n", sha256_hex(body)).into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body of a unit file sealed by [`seal_unit`] for `key`.
+///
+/// # Errors
+/// A file without the header, of another unit, or whose content does not match its checksum.
+pub fn open_unit<'a>(key: &str, bytes: &'a [u8]) -> Result<&'a [u8], String> {
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("not a gaussmask unit file (no header line)")?;
+    let header = std::str::from_utf8(&bytes[..end])
+        .ok()
+        .and_then(|h| h.strip_prefix(UNIT_HEADER))
+        .and_then(|h| h.split_once(" sha256 "))
+        .ok_or("not a gaussmask unit file (no header line)")?;
+    let body = &bytes[end + 1..];
+    if header.0 != key {
+        return Err(format!(
+            "holds unit '{}', not '{key}': it is not used",
+            header.0
+        ));
+    }
+    if header.1 != sha256_hex(body) {
+        return Err(
+            "its content does not match its checksum (edited or damaged): it is not used; \
+             delete it to recompute the unit"
+                .into(),
+        );
+    }
+    Ok(body)
+}
 
 /// What a resumed run takes over from the run it continues (besides the config).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +123,9 @@ pub struct SavedOptions {
     /// `--shard I/N`.
     #[serde(default)]
     pub shard: Option<crate::shards::Shard>,
+    /// `--diagnostics`.
+    #[serde(default)]
+    pub diagnostics: Option<crate::cli::DiagnosticsRequest>,
 }
 
 /// A run's checkpoint folder.
@@ -101,7 +153,7 @@ impl Checkpoints {
     /// Saves `name` in the checkpoint folder, atomically.
     pub fn save(&self, name: &str, bytes: &[u8]) -> Result<(), HarnessError> {
         fs::create_dir_all(&self.dir)
-            .map_err(|e| HarnessError::io("create checkpoint folder", &self.dir, &e))?;
+            .map_err(|e| HarnessError::write_failed("create checkpoint folder", &self.dir, &e))?;
         write_atomic(&self.dir.join(name), bytes).map(|_| ())
     }
 
@@ -138,16 +190,18 @@ impl Checkpoints {
     ) -> Result<T, HarnessError> {
         let name = format!("{key}.done.ron");
         if let Some(bytes) = self.load(&name) {
-            return decode(&bytes).map_err(|e| self.corrupt(&name, e));
+            let body = open_unit(key, &bytes).map_err(|e| self.corrupt(&name, e))?;
+            return decode(body).map_err(|e| self.corrupt(&name, e));
         }
         let value = work()?;
-        self.save(&name, &encode(&value)?)?;
+        self.save(&name, &seal_unit(key, &encode(&value)?))?;
         self.remove(&format!("{key}.state"));
         Ok(value)
     }
 
     /// Saves a training loop's `state` bytes and its `side` value as `<key>.state`, in one
-    /// atomic write.
+    /// atomic write: the magic, the SHA-256 of the rest, then the key, the side value and the
+    /// state, each length-prefixed but the last.
     ///
     /// # Errors
     /// A file that cannot be written.
@@ -157,12 +211,18 @@ impl Checkpoints {
         state: &[u8],
         side: &S,
     ) -> Result<(), HarnessError> {
+        use sha2::Digest;
         let side = encode(side)?;
-        let mut bytes = Vec::with_capacity(STATE_MAGIC.len() + 8 + side.len() + state.len());
+        let mut rest = Vec::with_capacity(16 + key.len() + side.len() + state.len());
+        for part in [key.as_bytes(), &side] {
+            rest.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            rest.extend_from_slice(part);
+        }
+        rest.extend_from_slice(state);
+        let mut bytes = Vec::with_capacity(STATE_MAGIC.len() + 32 + rest.len());
         bytes.extend_from_slice(STATE_MAGIC);
-        bytes.extend_from_slice(&(side.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&side);
-        bytes.extend_from_slice(state);
+        bytes.extend_from_slice(&sha2::Sha256::digest(&rest));
+        bytes.extend_from_slice(&rest);
         self.save(&format!("{key}.state"), &bytes)
     }
 
@@ -178,22 +238,45 @@ impl Checkpoints {
         let Some(bytes) = self.load(&name) else {
             return Ok(None);
         };
-        let header = STATE_MAGIC.len() + 8;
+        use sha2::Digest;
+        let header = STATE_MAGIC.len() + 32;
         if bytes.len() < header || &bytes[..STATE_MAGIC.len()] != STATE_MAGIC {
             return Err(self.corrupt(&name, "not a gaussmask state file"));
         }
-        let len = u64::from_le_bytes(
-            bytes[STATE_MAGIC.len()..header]
-                .try_into()
-                .expect("8 bytes"),
-        );
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|n| header.checked_add(n))
-            .filter(|&end| end <= bytes.len())
-            .ok_or_else(|| self.corrupt(&name, "truncated state file"))?;
-        let side = decode(&bytes[header..end]).map_err(|e| self.corrupt(&name, e))?;
-        Ok(Some((bytes[end..].to_vec(), side)))
+        let rest = &bytes[header..];
+        if sha2::Sha256::digest(rest).as_slice() != &bytes[STATE_MAGIC.len()..header] {
+            return Err(self.corrupt(
+                &name,
+                "its content does not match its checksum (edited, damaged or truncated): it is \
+                 not used; delete it to restart the unit",
+            ));
+        }
+        let mut at = 0;
+        let mut part = || {
+            let len = rest
+                .get(at..at + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+            let end = len
+                .and_then(|n| usize::try_from(n).ok())
+                .and_then(|n| (at + 8).checked_add(n))
+                .filter(|&end| end <= rest.len());
+            let end = end.ok_or_else(|| self.corrupt(&name, "truncated state file"))?;
+            let out = &rest[at + 8..end];
+            at = end;
+            Ok::<_, HarnessError>(out)
+        };
+        let saved_key = part()?;
+        if saved_key != key.as_bytes() {
+            return Err(self.corrupt(
+                &name,
+                format!(
+                    "holds the state of '{}', not '{key}': it is not used",
+                    String::from_utf8_lossy(saved_key)
+                ),
+            ));
+        }
+        let side = decode(part()?).map_err(|e| self.corrupt(&name, e))?;
+        Ok(Some((rest[at..].to_vec(), side)))
     }
 }
 
@@ -363,26 +446,50 @@ mod tests {
         assert!(ck.load("a.state").is_none());
         let again: () = ck.unit("a", || panic!("recomputed")).unwrap();
         assert_eq!(again, ());
-        // Damage: wrong magic, a length past the end, a side value of another type.
+        // Damage: wrong magic, a flipped byte, a cut file, another key's file, a side value
+        // of another type.
+        let good = ck.load("b.state").unwrap();
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
         for (bytes, needle) in [
             (
-                b"GMSTATE0\0\0\0\0\0\0\0\0".to_vec(),
+                b"GMSTATE1\0\0\0\0\0\0\0\0".to_vec(),
                 "not a gaussmask state file",
             ),
+            (flipped, "does not match its checksum"),
             (
-                [&STATE_MAGIC[..], &u64::MAX.to_le_bytes()].concat(),
-                "truncated",
+                good[..good.len() - 1].to_vec(),
+                "does not match its checksum",
             ),
+            (good.clone(), "holds the state of 'b', not 'c'"),
         ] {
             ck.save("c.state", &bytes).unwrap();
-            let e = ck.load_state::<()>("c").unwrap_err().to_string();
-            assert!(e.contains(needle) && e.contains("c.state"), "{e}");
+            let e = ck.load_state::<Vec<Option<f64>>>("c").unwrap_err();
+            assert!(e.message().contains(needle), "{e}");
+            assert!(e.message().contains("c.state") && e.code() == 2, "{e}");
         }
         let e = ck.load_state::<String>("b").unwrap_err().to_string();
         assert!(e.contains("b.state"), "{e}");
+        // Unit files: unreadable, edited (one digit), another unit's.
         ck.save("d.done.ron", b"(").unwrap();
         let e = ck.unit::<u8>("d", || Ok(1)).unwrap_err().to_string();
-        assert!(e.contains("d.done.ron"), "{e}");
+        assert!(e.contains("d.done.ron") && e.contains("no header"), "{e}");
+        assert_eq!(ck.unit("e", || Ok(0.25f64)).unwrap(), 0.25);
+        let sealed = ck.load("e.done.ron").unwrap();
+        assert!(sealed.starts_with(b"// gaussmask unit e sha256 "));
+        let edited = String::from_utf8(sealed.clone())
+            .unwrap()
+            .replace("0.25", "0.35");
+        ck.save("e.done.ron", edited.as_bytes()).unwrap();
+        let e = ck.unit::<f64>("e", || panic!("recomputed")).unwrap_err();
+        assert!(
+            e.message().contains("e.done.ron") && e.message().contains("checksum"),
+            "{e}"
+        );
+        assert_eq!(e.code(), 2);
+        ck.save("f.done.ron", &sealed).unwrap();
+        let e = ck.unit::<f64>("f", || panic!("recomputed")).unwrap_err();
+        assert!(e.message().contains("holds unit 'e', not 'f'"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,7 +11,7 @@ use crate::backend::{Backend, Dtype, make_device};
 use crate::checkpoint::{self, Checkpoints, SavedOptions};
 use crate::config;
 use crate::error::HarnessError;
-use crate::output::RunDir;
+use crate::output::{LockError, RunDir, RunLock};
 use crate::run::{Experiment, RunContext};
 
 /// Options shared by every way of running an experiment.
@@ -61,7 +61,7 @@ pub struct RunOptions {
 }
 
 /// What `--diagnostics` asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DiagnosticsRequest {
     /// Steps between two diagnostics rows (the last step always has one).
     pub every: usize,
@@ -325,9 +325,19 @@ pub fn resolve_config(
             .map_err(|_| HarnessError::input(format!("--seed must be < 2^63, got {seed}")))?;
         table.insert("seed".into(), Value::Integer(seed));
     }
-    experiment.check(&table)?;
+    check_resolved(experiment, &table, options)?;
+    Ok(table)
+}
+
+/// The checks of a resolved config under the run's options.
+fn check_resolved(
+    experiment: &dyn Experiment,
+    table: &Table,
+    options: &RunOptions,
+) -> Result<(), HarnessError> {
+    experiment.check(table)?;
     if options.shard.is_some() {
-        if experiment.unit_keys(&table)?.is_none() {
+        if experiment.unit_keys(table)?.is_none() {
             return Err(crate::run::not_units(experiment.id()));
         }
         if options.save_weights || options.diagnostics.is_some() {
@@ -342,27 +352,35 @@ pub fn resolve_config(
             experiment.id()
         )));
     }
-    Ok(table)
+    Ok(())
 }
 
-/// The config and options of the interrupted run at `target`, from its checkpoint folder.
-fn resume_options(
-    experiment: &dyn Experiment,
-    options: &RunOptions,
-    target: &Path,
-) -> Result<(Table, RunOptions), HarnessError> {
+/// Refuses the options a resumed run takes from its checkpoint instead of the command line.
+fn check_resume_flags(options: &RunOptions) -> Result<(), HarnessError> {
     if options.config.is_some()
         || options.smoke
         || !options.set.is_empty()
         || options.seed.is_some()
         || options.out.is_some()
         || options.shard.is_some()
+        || options.diagnostics.is_some()
+        || options.save_weights
     {
         return Err(HarnessError::input(
             "--resume continues a run with its own config and options: drop --config, --smoke, \
-             --set, --seed, --shard and --out",
+             --set, --seed, --shard, --out, --diagnostics and --save-weights",
         ));
     }
+    Ok(())
+}
+
+/// The config and options of the interrupted run at `target`, from its checkpoint folder
+/// (read under the target's lock).
+fn resume_options(
+    experiment: &dyn Experiment,
+    options: &RunOptions,
+    target: &Path,
+) -> Result<(Table, RunOptions), HarnessError> {
     if target.exists() {
         return Err(HarnessError::input(format!(
             "--resume {}: that run is already complete",
@@ -394,7 +412,6 @@ fn resume_options(
         &read("config.toml")?,
         &folder.join("config.toml").display().to_string(),
     )?;
-    experiment.check(&table)?;
     let parse_enum = |field: &str, value: &str| {
         HarnessError::input(format!(
             "{}: unknown {field} '{value}'",
@@ -409,26 +426,72 @@ fn resume_options(
         smoke: saved.smoke,
         save_weights: saved.save_weights,
         shard: saved.shard,
+        diagnostics: saved.diagnostics,
         out: Some(target.to_path_buf()),
         ..options.clone()
     };
+    // The same checks as the run it continues passed (the saved files may have been edited).
+    check_resolved(experiment, &table, &resumed)?;
     Ok((table, resumed))
 }
 
-/// Runs `experiment`: validates everything first, then writes the run directory atomically.
+/// The target of a run, locked. A default target (a UTC time) another process holds is
+/// passed over for the next suffix; an explicit one is refused naming the owner.
+fn lock_target(
+    experiment: &dyn Experiment,
+    options: &RunOptions,
+) -> Result<(PathBuf, RunLock), HarnessError> {
+    if let Some(target) = options.resume.as_ref().or(options.out.as_ref()) {
+        let lock = RunLock::acquire(target).map_err(|e| {
+            HarnessError::from(e).with_hint(&format!("target {}", target.display()))
+        })?;
+        return Ok((target.clone(), lock));
+    }
+    let first = default_target(experiment.id());
+    for k in 0..1000 {
+        let target = match k {
+            0 => first.clone(),
+            k => first.with_file_name(format!(
+                "{}-{k}",
+                first.file_name().unwrap_or_default().to_string_lossy()
+            )),
+        };
+        if target.exists() {
+            continue;
+        }
+        match RunLock::acquire(&target) {
+            Ok(lock) => return Ok((target, lock)),
+            Err(LockError::Busy(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(HarnessError::input(format!(
+        "no free run directory beside {}",
+        first.display()
+    )))
+}
+
+/// Runs `experiment`: validates everything first, then takes the target's lock, then writes
+/// the run directory atomically. A run that fails after finishing some of its work keeps its
+/// checkpoint (the result is the only thing allowed to replace it) and says how to continue.
 pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), HarnessError> {
-    let (table, options) = match &options.resume {
-        Some(target) => resume_options(experiment, options, target)?,
-        None => (resolve_config(experiment, options)?, options.clone()),
+    let fresh = match &options.resume {
+        Some(_) => {
+            check_resume_flags(options)?;
+            None
+        }
+        None => Some(resolve_config(experiment, options)?),
+    };
+    let (target, lock) = lock_target(experiment, options)?;
+    let (table, options) = match fresh {
+        Some(table) => (table, options.clone()),
+        None => resume_options(experiment, options, &target)?,
     };
     let options = &options;
     let device = make_device(options.backend, options.dtype)?;
-    let target = options
-        .out
-        .clone()
-        .unwrap_or_else(|| default_target(experiment.id()));
     let folder = checkpoint::folder_for(&target);
     if options.resume.is_none() && folder.exists() && !target.exists() {
+        // We hold the lock: no live process owns this checkpoint.
         return Err(HarnessError::input(format!(
             "{} holds the checkpoint of an interrupted run: continue it with --resume {}, or \
              delete that folder",
@@ -436,7 +499,7 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
             target.display()
         )));
     }
-    let dir = RunDir::create(target)?;
+    let dir = RunDir::create_locked(target.clone(), lock)?;
     let seed = config::seed_of(&table);
     let mut ctx = RunContext::new(
         device,
@@ -460,6 +523,7 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
             smoke: options.smoke,
             save_weights: options.save_weights,
             shard: options.shard,
+            diagnostics: options.diagnostics,
         };
         ctx.checkpoints.save(
             "config.toml",
@@ -485,18 +549,54 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
         Some(shard) => crate::shards::run_shard(experiment, &table, shard, &ctx),
         None => experiment.run(&table, &mut ctx),
     };
-    if let Err(e) = result {
-        // Only an interrupted run (SIGINT/SIGTERM) is worth resuming; a run that failed would
-        // fail again, and its checkpoint would block the next run into the same directory.
-        if e.code() != 130 {
-            let _ = std::fs::remove_dir_all(&folder);
+    let command = ctx.command.clone();
+    match result {
+        // `finish` commits the run and only then removes the checkpoint.
+        Ok(()) => ctx
+            .finish()
+            .map_err(|e| keep_or_drop_checkpoint(e, &folder, &target, &command)),
+        Err(e) => {
+            // Decided while the run still holds its lock and staging folder.
+            let e = keep_or_drop_checkpoint(e, &folder, &target, &command);
+            drop(ctx);
+            Err(e)
         }
-        return Err(e);
     }
-    ctx.finish()?;
-    // The result is in place: its checkpoint is no longer needed.
-    let _ = std::fs::remove_dir_all(&folder);
-    Ok(())
+}
+
+/// After a failed run: an interrupted run's checkpoint is kept (its error says how to go on);
+/// a failed run's is kept too when it holds finished work (units or training states), with
+/// the way to continue appended; an empty one is removed.
+fn keep_or_drop_checkpoint(
+    e: HarnessError,
+    folder: &Path,
+    target: &Path,
+    command: &str,
+) -> HarnessError {
+    if e.code() == HarnessError::INTERRUPTED {
+        return e;
+    }
+    let kept = std::fs::read_dir(folder)
+        .map(|d| {
+            d.flatten()
+                .filter(|f| {
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    name.ends_with(".done.ron") || name.ends_with(".state")
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    if kept == 0 {
+        let _ = std::fs::remove_dir_all(folder);
+        return e;
+    }
+    e.with_hint(&format!(
+        "the finished work ({kept} file{} in {}) is kept: once the cause is fixed, continue \
+         with: {command} --resume {}",
+        if kept == 1 { "" } else { "s" },
+        folder.display(),
+        target.display()
+    ))
 }
 
 /// `results/<id>/<UTC time>` under `$GAUSSMASK_RESULTS` (default `results`).

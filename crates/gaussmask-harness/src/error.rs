@@ -11,11 +11,18 @@ pub struct HarnessError {
 }
 
 impl HarnessError {
+    /// The exit code of bad input.
+    pub const INPUT: u8 = 2;
+    /// The exit code of a run that failed after it started.
+    pub const FAILED: u8 = 1;
+    /// The exit code of a run stopped by SIGINT/SIGTERM (resumable).
+    pub const INTERRUPTED: u8 = 130;
+
     /// Bad input (config, flags, files): exit code 2.
     pub fn input(message: impl Into<String>) -> Self {
         Self {
             message: one_line(message.into()),
-            code: 2,
+            code: Self::INPUT,
         }
     }
 
@@ -23,7 +30,7 @@ impl HarnessError {
     pub fn run(message: impl Into<String>) -> Self {
         Self {
             message: one_line(message.into()),
-            code: 1,
+            code: Self::FAILED,
         }
     }
 
@@ -31,13 +38,25 @@ impl HarnessError {
     pub fn interrupted(message: impl Into<String>) -> Self {
         Self {
             message: one_line(message.into()),
-            code: 130,
+            code: Self::INTERRUPTED,
         }
     }
 
-    /// An I/O failure on `path`.
+    /// An I/O failure on `path` while checking input or preparing a run: exit code 2.
     pub fn io(what: &str, path: &Path, err: &std::io::Error) -> Self {
         Self::input(format!("cannot {what} {}: {err}", path.display()))
+    }
+
+    /// A file of a started run that could not be written (disk full, permissions): exit code
+    /// 1, like every failure after the run started.
+    pub fn write_failed(what: &str, path: &Path, err: &std::io::Error) -> Self {
+        Self::run(format!("cannot {what} {}: {err}", path.display()))
+    }
+
+    /// The same error with `hint` appended (e.g. how to continue).
+    pub fn with_hint(mut self, hint: &str) -> Self {
+        self.message = one_line(format!("{}; {hint}", self.message));
+        self
     }
 
     /// The process exit code.

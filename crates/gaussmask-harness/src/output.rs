@@ -24,6 +24,160 @@ pub struct RunDir {
     committed: bool,
     // Held (locked) while this process lives; the lock ends with the process, however it ends.
     _owner: File,
+    // Ownership of the target itself, taken before anything about it was decided.
+    _lock: RunLock,
+}
+
+/// Exclusive ownership of one run target, `<parent>/.<name>.lock`: an advisory lock (`flock`)
+/// on a file that holds the owner's pid. It is taken before a run looks at its target, its
+/// checkpoint or its leftovers, so of several processes started on one target exactly one
+/// proceeds and the others are refused naming it. The kernel releases the lock of a process
+/// however it ends; the owner removes the file when it is done, and a loser never creates
+/// anything. Parent folders made for the run are removed again if the run leaves nothing in
+/// them.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    file: File,
+    made: Vec<PathBuf>,
+}
+
+/// Why a target could not be locked.
+#[derive(Debug)]
+pub enum LockError {
+    /// A live process owns the target (its pid when it has written it yet).
+    Busy(Option<u32>),
+    /// The lock file or its parent folders cannot be made.
+    Io(HarnessError),
+}
+
+impl From<LockError> for HarnessError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Io(e) => e,
+            LockError::Busy(pid) => HarnessError::input(format!(
+                "another gaussmask process ({}) is writing this run: wait for it or stop it",
+                pid.map(|p| format!("pid {p}"))
+                    .unwrap_or_else(|| "starting now".into())
+            )),
+        }
+    }
+}
+
+impl RunLock {
+    /// Takes the lock of `target`, creating its parent folders (remembered, and removed on drop
+    /// when they are left empty).
+    ///
+    /// # Errors
+    /// [`LockError::Busy`] when another live process holds it.
+    pub fn acquire(target: &Path) -> Result<Self, LockError> {
+        let parent = parent_of(target);
+        let made = create_dirs(parent).map_err(LockError::Io)?;
+        let path = parent.join(format!(".{}.lock", name_of(target)));
+        let result = Self::take(&path);
+        if result.is_err() {
+            remove_empty(&made);
+        }
+        let file = result?;
+        Ok(Self { path, file, made })
+    }
+
+    fn take(path: &Path) -> Result<File, LockError> {
+        use std::os::unix::fs::MetadataExt;
+        let io = |e: std::io::Error| LockError::Io(HarnessError::io("lock", path, &e));
+        loop {
+            let mut file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(io)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Err(LockError::Busy(owner_pid(path))),
+                Err(TryLockError::Error(e)) => return Err(io(e)),
+            }
+            // The previous owner may have removed the file between our open and our lock: then
+            // we hold a lock on a file nobody else can find, and start over.
+            let same = fs::metadata(path)
+                .ok()
+                .zip(file.metadata().ok())
+                .is_some_and(|(a, b)| a.ino() == b.ino() && a.dev() == b.dev());
+            if !same {
+                continue;
+            }
+            file.set_len(0).map_err(io)?;
+            write!(file, "{}", std::process::id()).map_err(io)?;
+            return Ok(file);
+        }
+    }
+}
+
+/// The pid written in a held lock file (the owner writes it just after locking: wait briefly).
+fn owner_pid(path: &Path) -> Option<u32> {
+    for _ in 0..50 {
+        if let Some(pid) = fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return Some(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Removed while still held, so no one can lock this file after we are done with it.
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+        remove_empty(&self.made);
+    }
+}
+
+/// The checkpoint folder of the run that will be committed to `target`,
+/// `<parent>/.<name>.checkpoint` (see [`crate::checkpoint`]); [`RunDir::commit`] removes it once
+/// the run is in place.
+pub fn checkpoint_folder(target: &Path) -> PathBuf {
+    parent_of(target).join(format!(".{}.checkpoint", name_of(target)))
+}
+
+fn parent_of(target: &Path) -> &Path {
+    target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn name_of(target: &Path) -> String {
+    target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into())
+}
+
+/// Creates `dir` and its missing ancestors; returns the ones it made, deepest first.
+fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>, HarnessError> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d.to_path_buf());
+        at = d.parent();
+    }
+    fs::create_dir_all(dir).map_err(|e| {
+        remove_empty(&missing);
+        HarnessError::io("create output directory", dir, &e)
+    })?;
+    Ok(missing)
+}
+
+/// Removes each of `dirs` (deepest first) that is empty.
+fn remove_empty(dirs: &[PathBuf]) {
+    for d in dirs {
+        let _ = fs::remove_dir(d);
+    }
 }
 
 /// The lock file inside a staging directory.
@@ -85,6 +239,12 @@ fn sweep_partials(parent: &Path, name: &str) -> Option<u32> {
 impl RunDir {
     /// Reserves `target` (which must not exist) and creates its staging directory.
     pub fn create(target: PathBuf) -> Result<Self, HarnessError> {
+        let lock = RunLock::acquire(&target)?;
+        Self::create_locked(target, lock)
+    }
+
+    /// As [`create`](Self::create), for a target whose lock the caller took first.
+    pub fn create_locked(target: PathBuf, lock: RunLock) -> Result<Self, HarnessError> {
         if target.exists() {
             return Err(HarnessError::input(format!(
                 "output directory {} already exists: refusing to overwrite a result \
@@ -92,16 +252,8 @@ impl RunDir {
                 target.display()
             )));
         }
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(parent)
-            .map_err(|e| HarnessError::io("create output directory", parent, &e))?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "run".into());
+        let parent = parent_of(&target);
+        let name = name_of(&target);
         if let Some(pid) = sweep_partials(parent, &name) {
             return Err(HarnessError::input(format!(
                 "another gaussmask process (pid {pid}) is writing {}: wait for it or stop it",
@@ -111,18 +263,19 @@ impl RunDir {
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
         fs::create_dir(&staging)
             .map_err(|e| HarnessError::io("create output directory in", parent, &e))?;
-        let lock = staging.join(OWNER_LOCK);
-        let owner = File::create(&lock)
+        let owner_lock = staging.join(OWNER_LOCK);
+        let owner = File::create(&owner_lock)
             .and_then(|f| f.try_lock().map_err(std::io::Error::from).map(|()| f))
             .map_err(|e| {
                 let _ = fs::remove_dir_all(&staging);
-                HarnessError::io("lock", &lock, &e)
+                HarnessError::io("lock", &owner_lock, &e)
             })?;
         Ok(Self {
             staging,
             target,
             committed: false,
             _owner: owner,
+            _lock: lock,
         })
     }
 
@@ -149,7 +302,8 @@ impl RunDir {
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, HarnessError> {
         let path = self.staging.join(name);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|e| HarnessError::io("create", parent, &e))?;
+            fs::create_dir_all(parent)
+                .map_err(|e| HarnessError::write_failed("create", parent, &e))?;
         }
         write_atomic(&path, bytes)
     }
@@ -188,9 +342,13 @@ impl RunDir {
         }
         // The lock file is not part of the result; the open handle keeps the lock until exit.
         let _ = fs::remove_file(self.staging.join(OWNER_LOCK));
-        fs::rename(&self.staging, &self.target)
-            .map_err(|e| HarnessError::io("move the run into", &self.target, &e))?;
+        injected_fault(Path::new("@commit"))
+            .and_then(|()| fs::rename(&self.staging, &self.target))
+            .map_err(|e| HarnessError::write_failed("move the run into", &self.target, &e))?;
         self.committed = true;
+        // Only now, with the result in place (and the target still locked), is the checkpoint
+        // no longer needed.
+        let _ = fs::remove_dir_all(checkpoint_folder(&self.target));
         Ok(self.target.clone())
     }
 }
@@ -203,6 +361,35 @@ impl Drop for RunDir {
     }
 }
 
+/// With the `fault-injection` feature: an error for the N-th path containing the text of
+/// `GAUSSMASK_FAIL_WRITE=<text>[#N]` (N = 1 by default), as a full disk would give.
+#[cfg(feature = "fault-injection")]
+pub(crate) fn injected_fault(path: &Path) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    let Ok(spec) = std::env::var("GAUSSMASK_FAIL_WRITE") else {
+        return Ok(());
+    };
+    let (text, nth) = match spec.rsplit_once('#') {
+        Some((t, n)) => (t.to_string(), n.parse().unwrap_or(1)),
+        None => (spec, 1),
+    };
+    if path.to_string_lossy().contains(&text) && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "no space left on device (injected)",
+        ));
+    }
+    Ok(())
+}
+
+/// Without the `fault-injection` feature: never.
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+pub(crate) fn injected_fault(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// Writes a file atomically: a sibling temporary file renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf, HarnessError> {
     let tmp = path.with_file_name(format!(
@@ -213,6 +400,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf, HarnessError> 
         std::process::id()
     ));
     let result = (|| {
+        injected_fault(path)?;
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -220,7 +408,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf, HarnessError> 
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        HarnessError::io("write", path, &e)
+        HarnessError::write_failed("write", path, &e)
     })?;
     Ok(path.to_path_buf())
 }

@@ -89,6 +89,7 @@ impl LinePlot {
         let png = dir.join(format!("{stem}.png"));
         let err =
             |p: &Path, e: String| HarnessError::run(format!("cannot draw {}: {e}", p.display()));
+        crate::output::injected_fault(&svg).map_err(|e| err(&svg, e.to_string()))?;
         {
             let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
             self.draw(&root).map_err(|e| err(&svg, e))?;

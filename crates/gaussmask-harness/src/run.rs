@@ -121,6 +121,48 @@ pub struct RunRecord {
     pub wall_time_s: f64,
     /// Rayon worker threads available to CPU backends.
     pub threads: usize,
+    /// The CPU model (`/proc/cpuinfo`'s model name, where there is one).
+    pub cpu: String,
+    /// The vector extensions the CPU kernels can pick from at run time (they sum in different
+    /// orders, so long f32 runs agree to the bit only between CPUs with the same list).
+    pub cpu_features: Vec<String>,
+}
+
+/// The CPU's model name, or the architecture where it cannot be read.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// The vector extensions of this CPU that the matrix kernels dispatch on.
+pub fn cpu_features() -> Vec<String> {
+    #[allow(unused_mut)]
+    let mut found: Vec<String> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! probe {
+            ($($f:tt),*) => {
+                $(if std::arch::is_x86_feature_detected!($f) { found.push($f.to_string()); })*
+            };
+        }
+        probe!(
+            "sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            found.push("neon".to_string());
+        }
+    }
+    found
 }
 
 impl RunContext {
@@ -148,6 +190,8 @@ impl RunContext {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            cpu: cpu_model(),
+            cpu_features: cpu_features(),
         };
         Self {
             device,

@@ -110,7 +110,7 @@ pub(crate) fn run_shard(
     let outputs = experiment.run_units(table, &select, ctx)?;
     let mut units = Vec::with_capacity(outputs.len());
     for (key, bytes) in outputs {
-        ctx.write(&unit_file(&key), bytes)?;
+        ctx.write(&unit_file(&key), crate::checkpoint::seal_unit(&key, &bytes))?;
         units.push(key);
     }
     ctx.write_json(
@@ -296,7 +296,10 @@ pub(crate) fn merge(
             )));
         }
         let file = s.path.join(unit_file(key));
-        outputs.push(std::fs::read(&file).map_err(|e| HarnessError::io("read", &file, &e))?);
+        let sealed = std::fs::read(&file).map_err(|e| HarnessError::io("read", &file, &e))?;
+        let body = crate::checkpoint::open_unit(key, &sealed)
+            .map_err(|e| HarnessError::input(format!("{}: {e}", file.display())))?;
+        outputs.push(body.to_vec());
     }
     let unknown = |what: &str, value: &str| {
         HarnessError::input(format!(
@@ -316,17 +319,20 @@ pub(crate) fn merge(
         .unwrap_or(backend);
     let device = make_device(host, dtype)?;
     let target = out.unwrap_or_else(|| crate::cli::default_target(experiment.id()));
-    let dir = RunDir::create(target)?;
+    let dir = RunDir::create(target.clone())?;
     let seed = crate::config::seed_of(&table);
+    // run.json records what the reduce step ran on (the shards' backend is in their records).
     let mut ctx = RunContext::new(
         device,
-        backend,
+        host,
         dtype,
         first.record.smoke,
         dir,
         experiment.id(),
         seed,
     );
+    ctx.checkpoints =
+        crate::checkpoint::Checkpoints::new(crate::checkpoint::folder_for(&target), 0);
     ctx.write("config.toml", &first.config)?;
     eprintln!(
         "merging {} shards of {} ({} units) → {}",

@@ -54,15 +54,6 @@ impl ImageDataConfig {
     }
 }
 
-/// Checks a non-empty list of mask strengths κ ≥ 0.
-pub fn check_kappas(kappas: &[f64]) -> Result<(), String> {
-    require(!kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
-    match kappas.iter().find(|k| !(k.is_finite() && **k >= 0.0)) {
-        Some(k) => Err(format!("kappas must be numbers ≥ 0, got {k}")),
-        None => Ok(()),
-    }
-}
-
 /// Checks that `dataset` is where the config says (or installed), before anything runs; the
 /// error gives the install command.
 pub fn check_dataset(dataset: ImageDataset, path: Option<&std::path::Path>) -> Result<(), String> {

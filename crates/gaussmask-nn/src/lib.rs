@@ -1,5 +1,6 @@
 //! Burn modules for training under multiplicative input masks.
 //!
+//! - [`kappa`]: the check every κ grid passes, and κ's label in names.
 //! - [`mask`]: the Gaussian input mask c ~ N(1, κ²) and the other mask families.
 //! - [`two_layer`]: the two-layer ReLU network of the paper, batched over replicas.
 //! - [`image`]: image classifiers (MLP, CNN) behind the input mask.
@@ -7,6 +8,7 @@
 
 pub mod deep;
 pub mod image;
+pub mod kappa;
 pub mod mask;
 pub mod two_layer;
 
@@ -15,6 +17,7 @@ pub mod two_layer;
 pub use gaussmask_core::{rng, tensor_io};
 
 pub use deep::{DeepRelu, deep_init};
+pub use kappa::{KAPPA_MAX, check_kappa, check_kappa_grid, kappa_label};
 pub use mask::{
     InputMask, MASK_BLOCK_ROWS, MaskCall, MaskConfig, MaskFamily, MaskNoise, MaskResample,
     MaskState, Replica,

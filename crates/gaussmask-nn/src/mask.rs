@@ -160,8 +160,8 @@ impl MaskConfig {
     /// identity.
     ///
     /// # Panics
-    /// If the config is invalid (see [`MaskConfig::validate`]) or `kappa` is negative or not
-    /// finite.
+    /// If the config is invalid (see [`MaskConfig::validate`]) or `kappa` fails
+    /// [`check_kappa`](crate::kappa::check_kappa).
     pub fn init(&self, kappa: f64, seed: u64) -> InputMask {
         self.build(&[Replica { kappa, seed }], false)
     }
@@ -181,11 +181,9 @@ impl MaskConfig {
             panic!("{e}");
         }
         for r in replicas {
-            assert!(
-                r.kappa.is_finite() && r.kappa >= 0.0,
-                "mask κ must be a finite number ≥ 0, got {}",
-                r.kappa
-            );
+            if let Err(e) = crate::kappa::check_kappa("mask κ", r.kappa) {
+                panic!("{e}");
+            }
         }
         let seeds: Vec<u64> = replicas.iter().map(|r| r.seed).collect();
         InputMask {
@@ -691,7 +689,12 @@ impl InputMask {
                 z * per_replica(&|k| k) + 1.0
             }
             MaskFamily::Bernoulli => {
-                let keep = |k: f64| config.keep_prob.unwrap_or(1.0 / (1.0 + k * k));
+                // κ = 0 keeps everything, as on the host path, whatever `keep_prob` says.
+                let keep = |k: f64| match (k > 0.0, config.keep_prob) {
+                    (false, _) => 1.0,
+                    (true, Some(p)) => p,
+                    (true, None) => 1.0 / (1.0 + k * k),
+                };
                 let kept = (per_replica(&keep) - random(Distribution::Default))
                     .greater_elem(0.0)
                     .float();

@@ -516,7 +516,7 @@ fn source_name(source: Source) -> &'static str {
     }
 }
 
-/// `model.mask.kappa`: one number or a non-empty list of numbers ≥ 0.
+/// `model.mask.kappa`: one number or a non-empty list of distinct numbers in [0, κ_max].
 fn kappas(value: &Value) -> Result<Vec<f64>, String> {
     let number = |v: &Value| match v {
         Value::Float(f) => Some(*f),
@@ -531,8 +531,6 @@ fn kappas(value: &Value) -> Result<Vec<f64>, String> {
         format!("model.mask.kappa must be a number ≥ 0 or a non-empty list of them, got {value}")
     };
     let list = list.ok_or_else(bad)?;
-    if list.is_empty() || list.iter().any(|k| !(k.is_finite() && *k >= 0.0)) {
-        return Err(bad());
-    }
+    gaussmask_nn::check_kappa_grid("model.mask.kappa", &list)?;
     Ok(list)
 }

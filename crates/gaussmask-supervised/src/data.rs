@@ -262,7 +262,13 @@ fn pick_features(
                 if name == target {
                     continue;
                 }
-                if table.looks_numeric(j) {
+                if (0..table.rows()).all(|i| table.cell(i, j).is_empty()) {
+                    warnings.push(format!(
+                        "{}: column '{}' is empty and is not an input",
+                        table.origin,
+                        shown(name)
+                    ));
+                } else if table.looks_numeric(j) {
                     picked.push(name.clone());
                 } else {
                     warnings.push(format!(

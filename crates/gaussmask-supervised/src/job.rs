@@ -7,6 +7,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use burn::tensor::{Bool, Int, Tensor};
 use gaussmask_data::Dataset;
+use gaussmask_harness::checkpoint::sha256_hex;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
 use gaussmask_train::classify::{load_model_bytes, model_bytes};
@@ -163,7 +164,7 @@ impl Job {
         let train = &self.prepared.train;
         let fit = self.config.train.fit_config(train.n, seed);
         let model = self.network(kappa, seed, &device);
-        let name = format!("κ = {kappa}, seed {seed}");
+        let name = format!("κ = {}, seed {seed}", gaussmask_nn::kappa_label(kappa));
         let failed = |e: String| HarnessError::run(format!("{name}: {e}"));
         let (mut run, mut rows) = match ctx.checkpoints.load_state::<Vec<MetricRow>>(key)? {
             Some((bytes, rows)) => (
@@ -187,8 +188,7 @@ impl Job {
         }
         let every = self.config.train.log_interval(train.n);
         while run.step() < run.steps() {
-            run.advance()
-                .map_err(|e| failed(format!("{e} (a smaller train.lr may help)")))?;
+            run.advance().map_err(|e| failed(e.to_string()))?;
             tick();
             let step = run.step();
             if step.is_multiple_of(every) || step == run.steps() {
@@ -399,6 +399,10 @@ fn write_results(
         let tensors = store
             .get_bytes()
             .map_err(|e| HarnessError::run(format!("{dir}/model.safetensors: {e}")))?;
+        let sha256 = [("model.bpk", &record), ("model.safetensors", &tensors)]
+            .into_iter()
+            .map(|(name, bytes)| (name.to_string(), sha256_hex(bytes)))
+            .collect();
         ctx.write(&format!("{dir}/model.bpk"), record)?;
         ctx.write(&format!("{dir}/model.safetensors"), tensors)?;
         let last = unit.rows.last().expect("a model logs its last step");
@@ -408,6 +412,7 @@ fn write_results(
             dir,
             val_metric: last.val_metric,
             test_metric: unit.test.map(|t| t.1),
+            sha256,
         });
     }
     let manifest = Manifest::new(job, ctx.dtype.to_string(), metric, models);

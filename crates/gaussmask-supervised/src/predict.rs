@@ -162,10 +162,24 @@ impl Predictor {
     }
 
     /// The model's predictions for `inputs` (in the file's units).
-    pub fn predict(&self, inputs: &Inputs) -> Prediction {
+    ///
+    /// # Errors
+    /// A row whose standardized input does not fit the device's float type, or whose
+    /// prediction is not finite (the message names the row, counted from 1).
+    pub fn predict(&self, inputs: &Inputs, dtype_max: f64) -> Result<Prediction, String> {
         let m = &self.manifest;
         let mut x = inputs.x.clone();
         m.input_standardization.apply(&mut x);
+        let d = m.features.len();
+        if let Some(i) = x.iter().position(|v| !(v.abs() <= dtype_max)) {
+            return Err(format!(
+                "row {}: input '{}' is {} after standardization, beyond the model's float \
+                 type (largest {dtype_max:e})",
+                i / d + 1,
+                m.features[i % d],
+                x[i]
+            ));
+        }
         let data = Dataset {
             x,
             y: vec![0.0; inputs.n],
@@ -173,7 +187,7 @@ impl Predictor {
             d: m.features.len(),
         };
         let out = outputs(&self.net, &data, &self.device);
-        match m.task {
+        let prediction = match m.task {
             Task::Regression => Prediction::Values(
                 out.iter()
                     .map(|&v| m.target_standardization.invert(v))
@@ -182,6 +196,18 @@ impl Predictor {
             Task::Classification => {
                 Prediction::Probabilities(out.iter().map(|lp| lp.exp()).collect())
             }
+        };
+        let (values, per_row) = match &prediction {
+            Prediction::Values(v) => (v, 1),
+            Prediction::Probabilities(p) => (p, m.classes.len().max(1)),
+        };
+        match values.iter().position(|v| !v.is_finite()) {
+            Some(i) => Err(format!(
+                "row {}: the prediction is {} (the row's inputs are too large for the model)",
+                i / per_row + 1,
+                values[i]
+            )),
+            None => Ok(prediction),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A trained run as `predict` reads it: `model.json` (the manifest: model config, input and
 //! target statistics, feature and class names, one entry per model) and per model a folder
 //! `models/kappa-<κ>-seed-<s>/` holding its Burn record (`model.bpk`) and its tensors as
-//! `model.safetensors`.
+//! `model.safetensors`. The manifest holds the SHA-256 of every file it lists, checked when
+//! the file is loaded: a damaged or replaced model is refused, never used.
 
 use std::path::Path;
 
@@ -18,8 +19,8 @@ use crate::network::{Dims, Network};
 pub const MANIFEST: &str = "model.json";
 /// What the manifest's `format` says.
 pub const FORMAT: &str = "gaussmask-model";
-/// The manifest layout this version writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The manifest layout this version writes and reads (2: with the files' checksums).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One trained model of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +36,35 @@ pub struct SavedModel {
     pub val_metric: f64,
     /// Its test metric, with a test set.
     pub test_metric: Option<f64>,
+    /// The SHA-256 (hex) of each of its files, by name within `dir`.
+    pub sha256: std::collections::BTreeMap<String, String>,
+}
+
+impl SavedModel {
+    /// The bytes of its file `name` in the run directory `run`, checked against its checksum.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not listed, or does not match its checksum (the message
+    /// names the file).
+    pub fn read_file(&self, run: &Path, name: &str) -> Result<Vec<u8>, String> {
+        let path = run.join(&self.dir).join(name);
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let listed = self.sha256.get(name).ok_or_else(|| {
+            format!(
+                "{}: not listed in {MANIFEST} with a checksum: it is not used",
+                path.display()
+            )
+        })?;
+        if *listed != gaussmask_harness::checkpoint::sha256_hex(&bytes) {
+            return Err(format!(
+                "{}: its content does not match its checksum in {MANIFEST} (damaged or \
+                 replaced): it is not used",
+                path.display()
+            ));
+        }
+        Ok(bytes)
+    }
 }
 
 /// Everything needed to rebuild the models and map new inputs and outputs.
@@ -77,7 +107,10 @@ pub struct Manifest {
 
 /// A model's folder in the run directory.
 pub fn model_dir(kappa: f64, seed: u64) -> String {
-    format!("models/kappa-{kappa}-seed-{seed}")
+    format!(
+        "models/kappa-{}-seed-{seed}",
+        gaussmask_nn::kappa_label(kappa)
+    )
 }
 
 impl Manifest {
@@ -208,8 +241,7 @@ impl Manifest {
         device: &Device,
     ) -> Result<Network, String> {
         let path = run.join(&entry.dir).join("model.bpk");
-        let bytes =
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = entry.read_file(run, "model.bpk")?;
         let net = Network::init(
             &self.model,
             Dims {

@@ -5,10 +5,10 @@
 
 use gaussmask_data::npy::Array;
 use gaussmask_data::{Dataset, SyntheticConfig};
-use gaussmask_harness::config::require;
+use gaussmask_harness::config::{require, require_memory};
 use gaussmask_harness::{Backend, HarnessError, RunContext, Timed, mean_std};
 use gaussmask_nn::tensor_io::to_f64;
-use gaussmask_nn::{Replica, TwoLayerReluConfig};
+use gaussmask_nn::{Replica, TwoLayerReluConfig, kappa_label};
 use gaussmask_ntk::{Diagnostics, Tracker};
 use gaussmask_train::{Engine, LogRecord, TrainConfig, train_two_layer};
 use serde::{Deserialize, Serialize};
@@ -42,10 +42,7 @@ impl TrajectoriesConfig {
     /// Fills the defaults that depend on other fields and validates everything.
     pub fn resolve(&mut self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
-        require(!self.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
-        for k in &self.kappas {
-            require(k.is_finite() && *k >= 0.0, "kappas", "finite and ≥ 0", k)?;
-        }
+        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         self.data.validate()?;
         if self.model.input_dim == 0 {
             self.model.input_dim = self.data.d;
@@ -57,7 +54,33 @@ impl TrajectoriesConfig {
             self.model.input_dim,
         )?;
         self.model.validate()?;
-        self.train.validate(self.data.n)
+        self.train.validate(self.data.n)?;
+        require_memory(
+            "the sweep",
+            self.working_set_bytes(),
+            "seeds × kappas, data.n, data.d, model.width, train.steps",
+        )
+    }
+
+    /// An estimate of what the sweep holds at once: per replica its weights and their
+    /// optimizer state and gradient, its activations on the data and its logged curve; the data.
+    pub fn working_set_bytes(&self) -> u128 {
+        let replicas = self.kappas.len() as u128 * self.seeds as u128;
+        let (n, d, m) = (
+            self.data.n as u128,
+            self.data.d as u128,
+            self.model.width as u128,
+        );
+        let logged = self.train.steps as u128 / self.train.log_every.max(1) as u128 + 1;
+        // Saturating: the sizes come straight from a config (up to 2⁶⁴ each).
+        let per_replica = (4 * m)
+            .saturating_mul(d)
+            .saturating_add((3 * n).saturating_mul(m))
+            .saturating_add(4 * logged);
+        replicas
+            .saturating_mul(per_replica)
+            .saturating_add((2 * n).saturating_mul(d))
+            .saturating_mul(8)
     }
 
     /// The same sweep restricted to one κ (a unit of work of the experiments built on it).
@@ -66,11 +89,6 @@ impl TrajectoriesConfig {
             kappas: vec![kappa],
             ..self.clone()
         }
-    }
-
-    /// Checks that the κ grid names each κ once (a κ is a unit of work, keyed by its value).
-    pub fn distinct_kappas(&self) -> Result<(), String> {
-        gaussmask_harness::config::require_distinct("kappas", &self.kappas)
     }
 
     /// Replicas per batched computation on `backend`.
@@ -286,10 +304,10 @@ pub fn save_weights(
             shape: vec![m],
             data: a.clone(),
         };
-        let tag = format!("kappa{}_seed{}", rep.kappa, rep.seed);
+        let tag = format!("kappa{}_seed{}", kappa_label(rep.kappa), rep.seed);
         ctx.write_npy(&format!("W_{tag}.npy"), &w)?;
         ctx.write_npy(&format!("a_{tag}.npy"), &a)?;
-        let key = format!("kappa={}/seed={}", rep.kappa, rep.seed);
+        let key = format!("kappa={}/seed={}", kappa_label(rep.kappa), rep.seed);
         named.push((format!("{key}/W"), w));
         named.push((format!("{key}/a"), a));
     }

@@ -156,7 +156,7 @@ pub struct FitConfig {
     /// Learning-rate schedule.
     #[serde(default)]
     pub schedule: FitSchedule,
-    /// Masks drawn per step; the loss is their mean (the masked-k objective).
+    /// Masks drawn per step; the loss is their mean (the masked-k objective). 1 with `dp`.
     #[serde(default = "one")]
     pub masks_per_step: usize,
     /// Seed of the minibatch order, of the device generator's seed at each step (what
@@ -273,6 +273,14 @@ impl FitConfig {
         }
         if let Some(dp) = &self.dp {
             dp.validate("train.dp")?;
+            // A per-sample gradient sees one mask; a mean over k would change what is clipped.
+            if self.masks_per_step != 1 {
+                return Err(format!(
+                    "train.masks_per_step must be 1 with train.dp (DP-SGD clips one masked \
+                     gradient per sample), got {}",
+                    self.masks_per_step
+                ));
+            }
         }
         self.scheduler().map(|_| ())
     }

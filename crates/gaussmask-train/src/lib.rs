@@ -265,8 +265,8 @@ impl std::fmt::Display for TrainError {
                 value,
             } => write!(
                 f,
-                "training diverged at step {step}: replica {replica} has loss {value} \
-                 (lower train.lr)"
+                "training diverged at step {step}: replica {replica} has loss {value}; the \
+                 learning rate is likely too large for its κ (lower train.lr)"
             ),
             TrainError::Config(message) => f.write_str(message),
         }

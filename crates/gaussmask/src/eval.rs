@@ -78,12 +78,7 @@ fn load(path: &Path, what: &str, rank: usize) -> Result<Array, HarnessError> {
 
 /// Runs `eval-loss` and prints its JSON report.
 pub fn eval_loss(args: &EvalLossArgs) -> Result<(), HarnessError> {
-    if !(args.kappa.is_finite() && args.kappa >= 0.0) {
-        return Err(HarnessError::input(format!(
-            "--kappa must be finite and ≥ 0, got {}",
-            args.kappa
-        )));
-    }
+    gaussmask_nn::check_kappa("--kappa", args.kappa).map_err(HarnessError::input)?;
     if args.sample_chunk == 0 {
         return Err(HarnessError::input("--sample-chunk must be ≥ 1, got 0"));
     }
@@ -135,6 +130,29 @@ pub fn eval_loss(args: &EvalLossArgs) -> Result<(), HarnessError> {
     let terms = decompose(&model, xt, yt, mc, args.sample_chunk, &device)
         .pop()
         .expect("one replica");
+    // A term that overflowed would print as `null`: an error, never a silent exit 0.
+    let t = &terms;
+    let finite = [
+        ("clean", t.clean),
+        ("exact", t.exact),
+        ("smoothed_sse", t.smoothed_sse),
+        ("variance", t.variance),
+        ("proxy", t.proxy),
+        ("proxy_sse", t.proxy_sse),
+        ("regularizer", t.regularizer),
+        ("link", t.link),
+    ]
+    .into_iter()
+    .chain(t.mc_masked.iter().map(|e| ("mc_masked", e.mean)))
+    .chain(t.mc_linearized.iter().map(|e| ("mc_linearized", e.mean)));
+    for (name, value) in finite {
+        if !value.is_finite() {
+            return Err(HarnessError::run(format!(
+                "the term {name} is {value} in {} (the data or weights are too large for it)",
+                args.dtype
+            )));
+        }
+    }
     let report = Report {
         convention: "every loss is ½ Σ_i over the n samples; f(W, x) = (1/√m) Σ_r a_r ReLU(w_rᵀx)",
         n,

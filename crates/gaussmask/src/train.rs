@@ -150,14 +150,20 @@ pub fn predict(args: &PredictArgs) -> Result<(), HarnessError> {
     let e = &predictor.entry;
     eprintln!(
         "model κ = {}, seed {} of {} (validation {} {}; {} model(s) in the run)",
-        e.kappa,
+        gaussmask_nn::kappa_label(e.kappa),
         e.seed,
         args.model.display(),
         m.metric,
         e.val_metric,
         m.models.len()
     );
-    let prediction = predictor.predict(&inputs);
+    let largest = match dtype {
+        Dtype::F32 => f64::from(f32::MAX),
+        Dtype::F64 => f64::MAX,
+    };
+    let prediction = predictor
+        .predict(&inputs, largest)
+        .map_err(|e| HarnessError::input(format!("{}: {e}", args.inputs.display())))?;
     if let Some(truth) = &inputs.truth {
         eprintln!(
             "{} on {} ({} rows): {}",

@@ -3,7 +3,7 @@
 //! and the size of each term, over a grid of κ.
 
 use gaussmask_data::SyntheticConfig;
-use gaussmask_harness::config::{require, require_distinct};
+use gaussmask_harness::config::require;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Unit, mean_std};
 use gaussmask_nn::TwoLayerReluConfig;
@@ -40,11 +40,7 @@ impl DecompositionConfig {
     /// Checks every value and fills the defaults that depend on other fields.
     pub fn resolve(&mut self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
-        require(!self.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
-        require_distinct("kappas", &self.kappas)?;
-        for k in &self.kappas {
-            require(k.is_finite() && *k >= 0.0, "kappas", "finite and ≥ 0", k)?;
-        }
+        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(self.mc_samples >= 2, "mc_samples", "≥ 2", self.mc_samples)?;
         require(
             self.sample_chunk >= 1,

@@ -41,7 +41,6 @@ pub struct DpBaselineConfig {
 impl DpBaselineConfig {
     fn resolve(&mut self) -> Result<(), String> {
         require_distinct("noise_multipliers", &self.noise_multipliers)?;
-        require_distinct("kappas", &self.kappas)?;
         require(
             self.data.split_size >= 2,
             "data.split_size",
@@ -70,7 +69,7 @@ impl DpBaselineConfig {
             "in (0, 1)",
             self.delta,
         )?;
-        gaussmask_images::check_kappas(&self.kappas)?;
+        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(
             self.train.dp.is_none(),
             "train.dp",
@@ -140,10 +139,12 @@ impl Study for DpBaseline {
             .noise_multipliers
             .iter()
             .map(|&sigma| Unit::new(format!("dp-s{sigma}"), Defence::DpSgd(sigma)));
-        let mask = c
-            .kappas
-            .iter()
-            .map(|&kappa| Unit::new(format!("k{kappa}"), Defence::Mask(kappa)));
+        let mask = c.kappas.iter().map(|&kappa| {
+            Unit::new(
+                format!("k{}", gaussmask_nn::kappa_label(kappa)),
+                Defence::Mask(kappa),
+            )
+        });
         dp.chain(mask).collect()
     }
 

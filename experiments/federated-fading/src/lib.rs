@@ -78,8 +78,7 @@ pub struct FederatedConfig {
 
 impl FederatedConfig {
     fn resolve(&mut self) -> Result<(), String> {
-        gaussmask_images::check_kappas(&self.kappas)?;
-        require_distinct("kappas", &self.kappas)?;
+        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require_distinct("clients", &self.clients)?;
         require(
             !self.clients.is_empty() && !self.clients.contains(&0),
@@ -426,7 +425,7 @@ impl Study for FederatedFading {
                 for &clients in &c.clients {
                     let task = if image { "image" } else { "regression" };
                     out.push(Unit::new(
-                        format!("{task}-k{kappa}-c{clients}"),
+                        format!("{task}-k{}-c{clients}", gaussmask_nn::kappa_label(kappa)),
                         Cell {
                             image,
                             kappa: (ki, kappa),

@@ -52,7 +52,7 @@ pub struct FloorScalingConfig {
 impl FloorScalingConfig {
     fn validate(&self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
-        require_distinct("kappas", &self.kappas)?;
+        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require_distinct("widths", &self.widths)?;
         require_distinct("samples", &self.samples)?;
         require_distinct("taus", &self.taus)?;
@@ -68,9 +68,6 @@ impl FloorScalingConfig {
             "at least two κ > 0 (for a fit)",
             format!("{:?}", self.kappas),
         )?;
-        for k in &self.kappas {
-            require(k.is_finite() && *k >= 0.0, "kappas", "finite and ≥ 0", k)?;
-        }
         require(!self.widths.is_empty(), "widths", "a non-empty list", "[]")?;
         require(
             !self.samples.is_empty(),
@@ -223,7 +220,10 @@ impl Study for FloorScaling {
             let (m, n, tau) = cell;
             for &kappa in &c.kappas {
                 out.push(Unit::new(
-                    format!("m={m}_n={n}_tau={tau}_kappa={kappa}"),
+                    format!(
+                        "m={m}_n={n}_tau={tau}_kappa={}",
+                        gaussmask_nn::kappa_label(kappa)
+                    ),
                     CellKappa { cell, kappa },
                 ));
             }

@@ -7,7 +7,7 @@
 
 pub mod model;
 
-use gaussmask_harness::config::{require, require_distinct};
+use gaussmask_harness::config::require;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit, mean_std};
 use gaussmask_nn::MaskConfig;
@@ -46,7 +46,7 @@ pub struct IdentityMappingConfig {
 impl IdentityMappingConfig {
     fn validate(&self) -> Result<(), String> {
         require(self.runs >= 1, "runs", "≥ 1", self.runs)?;
-        require_distinct("kappas", &self.kappas)?;
+        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(self.d >= 1, "d", "≥ 1", self.d)?;
         require(self.batch >= 1, "batch", "≥ 1", self.batch)?;
         require(
@@ -63,10 +63,6 @@ impl IdentityMappingConfig {
             "finite and > 0",
             self.spectral_norm,
         )?;
-        require(!self.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
-        for k in &self.kappas {
-            require(k.is_finite() && *k >= 0.0, "kappas", "finite and ≥ 0", k)?;
-        }
         require(self.n_test >= 1, "n_test", "≥ 1", self.n_test)
     }
 }

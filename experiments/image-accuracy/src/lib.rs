@@ -36,8 +36,7 @@ pub struct ImageAccuracyConfig {
 impl ImageAccuracyConfig {
     fn validate(&self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
-        gaussmask_images::check_kappas(&self.kappas)?;
-        require_distinct("kappas", &self.kappas)?;
+        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(
             !self.datasets.is_empty(),
             "datasets",
@@ -121,7 +120,10 @@ impl Study for ImageAccuracy {
                     for s in 0..c.seeds as u64 {
                         let seed = c.seed + s;
                         out.push(Unit::new(
-                            format!("{dataset}-{label}-k{kappa}-s{seed}"),
+                            format!(
+                                "{dataset}-{label}-k{}-s{seed}",
+                                gaussmask_nn::kappa_label(kappa)
+                            ),
                             Training {
                                 dataset,
                                 model,

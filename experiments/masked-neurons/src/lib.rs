@@ -82,10 +82,7 @@ impl MaskedNeuronsConfig {
         for &t in &self.tau_locals {
             require(t >= 1, "tau_locals", "≥ 1", t)?;
         }
-        require(!self.kappas.is_empty(), "kappas", "a non-empty list", "[]")?;
-        for k in &self.kappas {
-            require(k.is_finite() && *k >= 0.0, "kappas", "finite and ≥ 0", k)?;
-        }
+        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(self.rounds >= 1, "rounds", "≥ 1", self.rounds)?;
         require(
             self.lr.is_finite() && self.lr > 0.0,

@@ -40,8 +40,7 @@ pub struct MembershipConfig {
 impl MembershipConfig {
     /// Checks the fields and sets `train.epochs` to the longest of `epochs`.
     pub fn resolve(&mut self) -> Result<(), String> {
-        gaussmask_images::check_kappas(&self.kappas)?;
-        require_distinct("kappas", &self.kappas)?;
+        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(
             self.data.split_size >= 2,
             "data.split_size",
@@ -95,7 +94,11 @@ impl Study for MembershipInference {
         for (m, model) in c.models.iter().enumerate() {
             for &kappa in &c.kappas {
                 out.push(Unit::new(
-                    format!("{}-k{kappa}", model_label(model)),
+                    format!(
+                        "{}-k{}",
+                        model_label(model),
+                        gaussmask_nn::kappa_label(kappa)
+                    ),
                     (m, kappa),
                 ));
             }

@@ -30,8 +30,7 @@ impl Study for Trajectories {
     }
 
     fn validate(&self, config: &mut TrajectoriesConfig) -> Result<(), String> {
-        config.resolve()?;
-        config.distinct_kappas()
+        config.resolve()
     }
 
     fn has_diagnostics(&self) -> bool {
@@ -42,7 +41,7 @@ impl Study for Trajectories {
         config
             .kappas
             .iter()
-            .map(|&kappa| Unit::new(format!("kappa={kappa}"), kappa))
+            .map(|&kappa| Unit::new(format!("kappa={}", gaussmask_nn::kappa_label(kappa)), kappa))
             .collect()
     }
 

@@ -1,0 +1,97 @@
+//! Mask levels κ: the one check every config applies to them, and the label a κ takes in unit
+//! keys, folder names and messages.
+
+/// The largest mask level accepted. Masks are drawn as c = 1 + κz with z ~ N(0, 1); an f32
+/// holds 24 bits, so once κ|z| ≥ 2²⁴ ≈ 1.7·10⁷ the mean 1 of c is rounded away. At κ = 10⁶ that
+/// takes |z| ≥ 17 (never drawn); at 10⁷ it is |z| ≥ 1.7, a tenth of all draws: no training at
+/// such a κ measures the mask it names.
+pub const KAPPA_MAX: f64 = 1e6;
+
+/// Checks one mask level: finite, in [0, [`KAPPA_MAX`]] (−0 counts as 0).
+///
+/// # Errors
+/// A message naming `field`.
+pub fn check_kappa(field: &str, kappa: f64) -> Result<(), String> {
+    if kappa.is_finite() && (0.0..=KAPPA_MAX).contains(&kappa) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} must be a number in [0, {}] (beyond it an f32 mask 1 + κz loses its mean), \
+             got {}",
+            kappa_label(KAPPA_MAX),
+            kappa_label(kappa)
+        ))
+    }
+}
+
+/// Checks a κ grid: non-empty, every value as [`check_kappa`], each value once (its values key
+/// units of work and result rows; 0 and −0 are one value).
+///
+/// # Errors
+/// A message naming `field`.
+pub fn check_kappa_grid(field: &str, kappas: &[f64]) -> Result<(), String> {
+    if kappas.is_empty() {
+        return Err(format!("{field} must be a non-empty list, got []"));
+    }
+    for &k in kappas {
+        check_kappa(field, k)?;
+    }
+    match (1..kappas.len()).find(|&i| kappas[..i].contains(&kappas[i])) {
+        Some(i) => Err(format!(
+            "{field} must be distinct values, got {} twice",
+            kappa_label(kappas[i])
+        )),
+        None => Ok(()),
+    }
+}
+
+/// κ in its shortest round-trip form: `0.4`, `1e-300` (not 300 digits), `-0` as `0`.
+pub fn kappa_label(kappa: f64) -> String {
+    let kappa = kappa + 0.0;
+    let plain = kappa.to_string();
+    let exp = format!("{kappa:e}");
+    if exp.len() < plain.len() { exp } else { plain }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_the_shortest_round_trip_form() {
+        for (k, label) in [
+            (0.0, "0"),
+            (-0.0, "0"),
+            (0.4, "0.4"),
+            (1.25, "1.25"),
+            (2.0, "2"),
+            (1e-300, "1e-300"),
+            (1e30, "1e30"),
+            (123456.0, "123456"),
+            (0.001, "0.001"),
+            (0.0001, "1e-4"),
+        ] {
+            assert_eq!(kappa_label(k), label, "{k}");
+            assert_eq!(kappa_label(k).parse::<f64>().unwrap(), k + 0.0);
+        }
+    }
+
+    #[test]
+    fn grids_refuse_what_cannot_work_and_repeats() {
+        check_kappa_grid("kappas", &[0.0, 0.2, 1e-300, KAPPA_MAX]).unwrap();
+        check_kappa_grid("kappas", &[-0.0]).unwrap();
+        for (grid, needle) in [
+            (vec![], "non-empty"),
+            (vec![0.5, 0.5], "0.5 twice"),
+            (vec![0.0, -0.0], "0 twice"),
+            (vec![1e30], "got 1e30"),
+            (vec![-1.0], "got -1"),
+            (vec![f64::NAN], "got NaN"),
+            (vec![f64::INFINITY], "got inf"),
+        ] {
+            let e = check_kappa_grid("model.mask.kappa", &grid).unwrap_err();
+            assert!(e.starts_with("model.mask.kappa must"), "{e}");
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+}
