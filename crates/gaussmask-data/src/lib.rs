@@ -7,7 +7,11 @@ pub mod images;
 pub mod npy;
 pub mod table;
 
+/// Re-exported: the memory check every config's sizes go through.
+pub use gaussmask_core::memory;
+
 use burn::tensor::{Device, Tensor};
+use gaussmask_core::memory::{f64_bytes, require_memory};
 use gaussmask_core::rng::{Stream, tag};
 use gaussmask_core::tensor_io::from_f64;
 use serde::{Deserialize, Serialize};
@@ -101,7 +105,14 @@ impl SyntheticConfig {
                 self.label_noise
             ));
         }
-        Ok(())
+        // The inputs and their teacher's activations.
+        let bytes =
+            f64_bytes(&[self.n, self.d]).saturating_add(f64_bytes(&[self.n, self.teacher_width]));
+        require_memory(
+            "the synthetic data",
+            bytes,
+            "data.n, data.d, data.teacher_width",
+        )
     }
 
     /// Generates the dataset.

@@ -136,27 +136,7 @@ pub fn require(
     }
 }
 
-/// This machine's memory in bytes (`MemTotal` of `/proc/meminfo`), where it can be read.
-pub fn physical_memory() -> Option<u128> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// Refuses a run that must hold more than this machine's memory at once (`bytes`, its own
-/// estimate), before it starts: otherwise the kernel kills it mid-run, and a kill is no error
-/// message. `fields` are the settings that make it that large.
-pub fn require_memory(what: &str, bytes: u128, fields: &str) -> Result<(), String> {
-    match physical_memory() {
-        Some(total) if bytes > total => Err(format!(
-            "{fields}: {what} needs about {:.1} GiB at once, more than this machine's {:.1} GiB",
-            bytes as f64 / (1u128 << 30) as f64,
-            total as f64 / (1u128 << 30) as f64
-        )),
-        _ => Ok(()),
-    }
-}
+pub use gaussmask_data::memory::{f64_bytes, physical_memory, require_memory};
 
 /// The base seed of a resolved config (`seed`, 0 when absent).
 pub fn seed_of(table: &Table) -> u64 {

@@ -244,11 +244,21 @@ impl RunContext {
         let bytes = out
             .into_inner()
             .map_err(|e| HarnessError::run(format!("cannot encode {name}: {e}")))?;
+        let mut cells = csv::Reader::from_reader(bytes.as_slice());
+        for (row, record) in cells.records().flatten().enumerate() {
+            if record.iter().any(|c| matches!(c, "NaN" | "inf" | "-inf")) {
+                return Err(non_finite(name, &format!("row {}", row + 1)));
+            }
+        }
         self.write(name, bytes)
     }
 
-    /// Writes `name` as pretty JSON.
+    /// Writes `name` as pretty JSON. A non-finite number (which JSON would write as `null`)
+    /// is an error, never written.
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), HarnessError> {
+        if holds_non_finite(value) {
+            return Err(non_finite(name, "a value"));
+        }
         let text = serde_json::to_string_pretty(value)
             .map_err(|e| HarnessError::run(format!("cannot encode {name}: {e}")))?;
         self.write(name, text + "\n")
@@ -302,6 +312,36 @@ impl RunContext {
     }
 }
 
+/// The error for an output that would hold a non-finite number: a run never ends with exit 0
+/// and a NaN in its results.
+fn non_finite(name: &str, at: &str) -> HarnessError {
+    HarnessError::run(format!(
+        "{name}: {at} is not a finite number (NaN or infinite): the run produced no usable \
+         result there (a diverged training or an undefined statistic)"
+    ))
+}
+
+/// Whether `value` holds a non-finite float: RON, unlike JSON, prints them (`NaN`, `inf`),
+/// outside quoted text.
+fn holds_non_finite<T: Serialize + ?Sized>(value: &T) -> bool {
+    let Ok(text) = ron::to_string(value) else {
+        return false;
+    };
+    let mut bare = String::with_capacity(text.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in text.chars() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => quoted = !quoted,
+            (false, _, c) => bare.push(c),
+            _ => {}
+        }
+    }
+    bare.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|t| t == "NaN" || t == "inf")
+}
+
 fn git_revision() -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
@@ -311,4 +351,18 @@ fn git_revision() -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_non_finite;
+
+    #[test]
+    fn non_finite_values_are_found_outside_text_only() {
+        assert!(holds_non_finite(&vec![1.0, f64::NAN]));
+        assert!(holds_non_finite(&(f64::NEG_INFINITY, "x")));
+        assert!(holds_non_finite(&Some(f32::INFINITY)));
+        assert!(!holds_non_finite(&(1.5, None::<f64>, "NaN inf \" NaN")));
+        assert!(!holds_non_finite(&("information", 1e308, -0.0)));
+    }
 }

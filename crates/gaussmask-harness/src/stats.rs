@@ -9,10 +9,21 @@ pub struct LineFit {
     pub slope: f64,
     /// Intercept.
     pub intercept: f64,
-    /// 95% confidence interval of the slope: slope ± t(0.975, k − 2)·SE (NaN for k = 2).
-    pub ci95: (f64, f64),
+    /// 95% confidence interval of the slope: slope ± t(0.975, k − 2)·SE (none for k = 2: no
+    /// residual degree of freedom).
+    pub ci95: Option<(f64, f64)>,
     /// Points fitted.
     pub points: usize,
+}
+
+impl LineFit {
+    /// The slope's interval as text, `[lo, hi]` to 3 decimals, or `[-]` without one.
+    pub fn ci95_text(&self) -> String {
+        match self.ci95 {
+            Some((lo, hi)) => format!("[{lo:.3}, {hi:.3}]"),
+            None => "[-]".into(),
+        }
+    }
 }
 
 /// Student-t 0.975 quantiles for 1..=30 degrees of freedom.
@@ -47,9 +58,9 @@ pub fn fit_line(x: &[f64], y: &[f64]) -> Option<LineFit> {
             .sum();
         let se = (rss / (k - 2) as f64 / sxx).sqrt();
         let t = T975.get(k - 3).copied().unwrap_or(1.96);
-        (slope - t * se, slope + t * se)
+        Some((slope - t * se, slope + t * se))
     } else {
-        (f64::NAN, f64::NAN)
+        None
     };
     Some(LineFit {
         slope,
@@ -83,8 +94,9 @@ mod tests {
         let f = fit_line(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 5.0]).unwrap();
         assert!((f.slope - 1.1).abs() < 1e-12 && f.intercept.abs() < 1e-12);
         let half = 4.303 * (1.35f64 / 5.0).sqrt();
-        assert!((f.ci95.0 - (1.1 - half)).abs() < 1e-9);
-        assert!((f.ci95.1 - (1.1 + half)).abs() < 1e-9);
+        let (lo, hi) = f.ci95.unwrap();
+        assert!((lo - (1.1 - half)).abs() < 1e-9);
+        assert!((hi - (1.1 + half)).abs() < 1e-9);
     }
 
     #[test]
@@ -97,7 +109,8 @@ mod tests {
         let f = fit_line(&x, &y).unwrap();
         assert!((f.slope - 1.7).abs() < 1e-12);
         assert!((f.intercept - 3f64.ln()).abs() < 1e-12);
-        assert!((f.ci95.1 - f.ci95.0).abs() < 1e-6);
+        let (lo, hi) = f.ci95.unwrap();
+        assert!((hi - lo).abs() < 1e-6);
         assert!(fit_line(&[1.0, 1.0], &[2.0, 3.0]).is_none());
     }
 

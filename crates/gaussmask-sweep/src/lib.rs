@@ -5,7 +5,7 @@
 
 use gaussmask_data::npy::Array;
 use gaussmask_data::{Dataset, SyntheticConfig};
-use gaussmask_harness::config::{require, require_memory};
+use gaussmask_harness::config::{f64_bytes, require, require_memory};
 use gaussmask_harness::{Backend, HarnessError, RunContext, Timed, mean_std};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{Replica, TwoLayerReluConfig, kappa_label};
@@ -79,8 +79,8 @@ impl TrajectoriesConfig {
             .saturating_add(4 * logged);
         replicas
             .saturating_mul(per_replica)
-            .saturating_add((2 * n).saturating_mul(d))
             .saturating_mul(8)
+            .saturating_add(f64_bytes(&[2, self.data.n, self.data.d]))
     }
 
     /// The same sweep restricted to one κ (a unit of work of the experiments built on it).

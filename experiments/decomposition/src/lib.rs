@@ -58,7 +58,16 @@ impl DecompositionConfig {
             &format!("0 or data.d = {}", self.data.d),
             self.model.input_dim,
         )?;
-        self.model.validate()
+        self.model.validate()?;
+        // The exact form holds every pair of neurons for `sample_chunk` samples of every κ,
+        // a few tensors deep (Φ₂ and its arguments).
+        let chunk = self.sample_chunk.min(self.data.n);
+        let m = self.model.width;
+        gaussmask_harness::config::require_memory(
+            "the exact expected loss",
+            gaussmask_harness::config::f64_bytes(&[8, self.kappas.len(), chunk, m, m]),
+            "model.width, sample_chunk, kappas",
+        )
     }
 }
 

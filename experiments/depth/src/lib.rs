@@ -314,8 +314,13 @@ fn print_table(rows: &[Row], fits: &[DepthFit]) {
     for f in fits {
         match &f.fit {
             Some(l) => println!(
-                "depth {}: κ-exponent {:.3} [{:.3}, {:.3}] over {} κ; clean floor {:.4e}; {:.1} s",
-                f.depth, l.slope, l.ci95.0, l.ci95.1, l.points, f.clean_floor, f.train_time_s
+                "depth {}: κ-exponent {:.3} {} over {} κ; clean floor {:.4e}; {:.1} s",
+                f.depth,
+                l.slope,
+                l.ci95_text(),
+                l.points,
+                f.clean_floor,
+                f.train_time_s
             ),
             None => println!("depth {}: fewer than two κ above the clean floor", f.depth),
         }

@@ -363,10 +363,7 @@ fn print_table(summary: &Summary) {
         "m", "n", "tau", "clean floor", "exponent [95% CI] (points)", "small-κ exponent"
     );
     let show = |fit: &Option<LineFit>| match fit {
-        Some(l) => format!(
-            "{:.3} [{:.3}, {:.3}] ({})",
-            l.slope, l.ci95.0, l.ci95.1, l.points
-        ),
+        Some(l) => format!("{:.3} {} ({})", l.slope, l.ci95_text(), l.points),
         None => "- (< 2 points)".into(),
     };
     for f in &summary.fits {
