@@ -445,7 +445,7 @@ fn within(args: &[&str], root: &Path, limit: std::time::Duration) -> Option<Outp
 /// Whether a CSV or JSON text holds a non-finite number. (JSON's `null` is an absent value
 /// here: the harness refuses to write a non-finite number as JSON, see its unit test.)
 fn non_finite(text: &str) -> bool {
-    text.split(|c: char| matches!(c, ',' | '\n' | ' ' | ':' | '[' | ']'))
+    text.split([',', '\n', ' ', ':', '[', ']'])
         .map(|t| t.trim().trim_matches('"'))
         .any(|t| {
             matches!(

@@ -442,10 +442,7 @@ fn lock_target(
     options: &RunOptions,
 ) -> Result<(PathBuf, RunLock), HarnessError> {
     if let Some(target) = options.resume.as_ref().or(options.out.as_ref()) {
-        let lock = RunLock::acquire(target).map_err(|e| {
-            HarnessError::from(e).with_hint(&format!("target {}", target.display()))
-        })?;
-        return Ok((target.clone(), lock));
+        return Ok((target.clone(), RunLock::acquire(target)?));
     }
     let first = default_target(experiment.id());
     for k in 0..1000 {
@@ -461,7 +458,7 @@ fn lock_target(
         }
         match RunLock::acquire(&target) {
             Ok(lock) => return Ok((target, lock)),
-            Err(LockError::Busy(_)) => continue,
+            Err(LockError::Busy(..)) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -564,9 +561,10 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
     }
 }
 
-/// After a failed run: an interrupted run's checkpoint is kept (its error says how to go on);
-/// a failed run's is kept too when it holds finished work (units or training states), with
-/// the way to continue appended; an empty one is removed.
+/// After a failed run: an interrupted run's checkpoint is kept (its error says how to go on).
+/// A run that would fail again as it is (diverged) loses it, as does one that finished nothing.
+/// Otherwise (a failed write, a damaged checkpoint file) the finished work (units or training
+/// states) is kept, and the way to continue appended.
 fn keep_or_drop_checkpoint(
     e: HarnessError,
     folder: &Path,
@@ -586,7 +584,7 @@ fn keep_or_drop_checkpoint(
                 .count()
         })
         .unwrap_or(0);
-    if kept == 0 {
+    if kept == 0 || e.repeats() {
         let _ = std::fs::remove_dir_all(folder);
         return e;
     }

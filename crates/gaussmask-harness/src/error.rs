@@ -8,6 +8,9 @@ use std::path::Path;
 pub struct HarnessError {
     message: String,
     code: u8,
+    // The cause lies outside the run's config (a full disk): the same run can go on once it
+    // is fixed, so its finished work is worth keeping.
+    retryable: bool,
 }
 
 impl HarnessError {
@@ -23,6 +26,7 @@ impl HarnessError {
         Self {
             message: one_line(message.into()),
             code: Self::INPUT,
+            retryable: false,
         }
     }
 
@@ -31,6 +35,7 @@ impl HarnessError {
         Self {
             message: one_line(message.into()),
             code: Self::FAILED,
+            retryable: false,
         }
     }
 
@@ -39,6 +44,7 @@ impl HarnessError {
         Self {
             message: one_line(message.into()),
             code: Self::INTERRUPTED,
+            retryable: true,
         }
     }
 
@@ -50,7 +56,17 @@ impl HarnessError {
     /// A file of a started run that could not be written (disk full, permissions): exit code
     /// 1, like every failure after the run started.
     pub fn write_failed(what: &str, path: &Path, err: &std::io::Error) -> Self {
-        Self::run(format!("cannot {what} {}: {err}", path.display()))
+        Self {
+            retryable: true,
+            ..Self::run(format!("cannot {what} {}: {err}", path.display()))
+        }
+    }
+
+    /// Whether the run would fail again as it is (a diverging training, a NaN result): its
+    /// checkpoint is of no use to `--resume`. Bad input found during the run (a damaged
+    /// checkpoint file), an interruption and a failed write are not.
+    pub fn repeats(&self) -> bool {
+        self.code == Self::FAILED && !self.retryable
     }
 
     /// The same error with `hint` appended (e.g. how to continue).

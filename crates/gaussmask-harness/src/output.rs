@@ -46,7 +46,7 @@ pub struct RunLock {
 #[derive(Debug)]
 pub enum LockError {
     /// A live process owns the target (its pid when it has written it yet).
-    Busy(Option<u32>),
+    Busy(Option<u32>, PathBuf),
     /// The lock file or its parent folders cannot be made.
     Io(HarnessError),
 }
@@ -55,10 +55,11 @@ impl From<LockError> for HarnessError {
     fn from(e: LockError) -> Self {
         match e {
             LockError::Io(e) => e,
-            LockError::Busy(pid) => HarnessError::input(format!(
-                "another gaussmask process ({}) is writing this run: wait for it or stop it",
+            LockError::Busy(pid, target) => HarnessError::input(format!(
+                "another gaussmask process ({}) is writing {}: wait for it or stop it",
                 pid.map(|p| format!("pid {p}"))
-                    .unwrap_or_else(|| "starting now".into())
+                    .unwrap_or_else(|| "starting now".into()),
+                target.display()
             )),
         }
     }
@@ -74,7 +75,10 @@ impl RunLock {
         let parent = parent_of(target);
         let made = create_dirs(parent).map_err(LockError::Io)?;
         let path = parent.join(format!(".{}.lock", name_of(target)));
-        let result = Self::take(&path);
+        let result = Self::take(&path).map_err(|e| match e {
+            LockError::Busy(pid, _) => LockError::Busy(pid, target.to_path_buf()),
+            e => e,
+        });
         if result.is_err() {
             remove_empty(&made);
         }
@@ -95,7 +99,9 @@ impl RunLock {
                 .map_err(io)?;
             match file.try_lock() {
                 Ok(()) => {}
-                Err(TryLockError::WouldBlock) => return Err(LockError::Busy(owner_pid(path))),
+                Err(TryLockError::WouldBlock) => {
+                    return Err(LockError::Busy(owner_pid(path), path.to_path_buf()));
+                }
                 Err(TryLockError::Error(e)) => return Err(io(e)),
             }
             // The previous owner may have removed the file between our open and our lock: then
@@ -459,8 +465,8 @@ mod tests {
             let dir = RunDir::create(target.clone()).unwrap();
             dir.write("a.txt", b"x").unwrap();
         }
-        assert!(!target.exists());
-        assert_eq!(fs::read_dir(&root).unwrap().count(), 0);
+        // Nothing left: not even `root`, which the run made for its target.
+        assert!(!root.exists());
         let dir = RunDir::create(target.clone()).unwrap();
         dir.write("a.txt", b"x").unwrap();
         dir.commit().unwrap();

@@ -87,8 +87,9 @@ impl LinePlot {
         register_font();
         let svg = dir.join(format!("{stem}.svg"));
         let png = dir.join(format!("{stem}.png"));
+        // Drawing fails on the file system (a full disk): the run can go on once it is fixed.
         let err =
-            |p: &Path, e: String| HarnessError::run(format!("cannot draw {}: {e}", p.display()));
+            |p: &Path, e: String| HarnessError::write_failed("draw", p, &std::io::Error::other(e));
         crate::output::injected_fault(&svg).map_err(|e| err(&svg, e.to_string()))?;
         {
             let root = SVGBackend::new(&svg, SIZE).into_drawing_area();

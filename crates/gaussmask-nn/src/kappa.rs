@@ -45,12 +45,17 @@ pub fn check_kappa_grid(field: &str, kappas: &[f64]) -> Result<(), String> {
     }
 }
 
-/// κ in its shortest round-trip form: `0.4`, `1e-300` (not 300 digits), `-0` as `0`.
+/// κ in a short round-trip form: plain decimals (`0.4`, `0.001`) unless the exponent form is
+/// at least 3 characters shorter (`1e-5`, `1e-300` rather than 300 digits); `-0` as `0`.
 pub fn kappa_label(kappa: f64) -> String {
     let kappa = kappa + 0.0;
     let plain = kappa.to_string();
     let exp = format!("{kappa:e}");
-    if exp.len() < plain.len() { exp } else { plain }
+    if exp.len() + 3 <= plain.len() {
+        exp
+    } else {
+        plain
+    }
 }
 
 #[cfg(test)]
@@ -69,7 +74,8 @@ mod tests {
             (1e30, "1e30"),
             (123456.0, "123456"),
             (0.001, "0.001"),
-            (0.0001, "1e-4"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-5"),
         ] {
             assert_eq!(kappa_label(k), label, "{k}");
             assert_eq!(kappa_label(k).parse::<f64>().unwrap(), k + 0.0);

@@ -171,7 +171,11 @@ impl Predictor {
         let mut x = inputs.x.clone();
         m.input_standardization.apply(&mut x);
         let d = m.features.len();
-        if let Some(i) = x.iter().position(|v| !(v.abs() <= dtype_max)) {
+        // NaN compares false too: it is caught here as well.
+        if let Some(i) = x
+            .iter()
+            .position(|v| v.abs().partial_cmp(&dtype_max).is_none_or(|o| o.is_gt()))
+        {
             return Err(format!(
                 "row {}: input '{}' is {} after standardization, beyond the model's float \
                  type (largest {dtype_max:e})",
