@@ -43,12 +43,20 @@ fn train_config(root: &Path) -> PathBuf {
     config
 }
 
-fn run_with(args: &[&str], root: &Path, fault: Option<&str>) -> Output {
+/// The command line under test with `args`, its results under `root`, no fault injected.
+fn cli(args: &[&str], root: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.args(args)
         .env("GAUSSMASK_RESULTS", root)
         .env_remove("RUST_BACKTRACE")
-        .env_remove("GAUSSMASK_FAIL_WRITE");
+        .env_remove("GAUSSMASK_FAIL_WRITE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn run_with(args: &[&str], root: &Path, fault: Option<&str>) -> Output {
+    let mut c = cli(args, root);
     if let Some(f) = fault {
         c.env("GAUSSMASK_FAIL_WRITE", f);
     }
@@ -57,7 +65,7 @@ fn run_with(args: &[&str], root: &Path, fault: Option<&str>) -> Output {
 
 /// Every file under `dir` but `run.json` (wall time, command line), by relative path; the
 /// wall times in a JSON summary (`…time_s`, `seconds`) are left out.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -103,7 +111,7 @@ fn assert_same_files(what: &str, a: &Path, b: &Path) {
 }
 
 /// Names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
+pub(crate) fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -112,10 +120,16 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Whether a line of stderr is one of our error lines.
+fn is_error(line: &str) -> bool {
+    line.starts_with("error:") && !line.contains("XDG_RUNTIME_DIR")
+}
+
 /// The one error line of a failed command.
 fn error_line(o: &Output) -> String {
     let err = stderr(o);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    // The Vulkan loader's complaint about XDG_RUNTIME_DIR is no error of ours.
+    let lines: Vec<&str> = err.lines().filter(|l| is_error(l)).collect();
     assert_eq!(lines.len(), 1, "{err}");
     lines[0].to_string()
 }
@@ -264,19 +278,7 @@ fn a_failure_before_any_finished_work_leaves_nothing_not_even_new_parent_folders
 
 /// Starts `n` copies of `args` at once and waits for them all.
 fn race(args: &[&str], root: &Path, n: usize) -> Vec<(u32, Output)> {
-    let children: Vec<_> = (0..n)
-        .map(|_| {
-            Command::new(BIN)
-                .args(args)
-                .env("GAUSSMASK_RESULTS", root)
-                .env_remove("RUST_BACKTRACE")
-                .env_remove("GAUSSMASK_FAIL_WRITE")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children: Vec<_> = (0..n).map(|_| cli(args, root).spawn().unwrap()).collect();
     children
         .into_iter()
         .map(|c| (c.id(), c.wait_with_output().unwrap()))
@@ -421,15 +423,7 @@ fn leaves(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
 
 /// Runs `args` and waits at most `limit` for it: `None` (the process killed) if it ran longer.
 fn within(args: &[&str], root: &Path, limit: std::time::Duration) -> Option<Output> {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("GAUSSMASK_RESULTS", root)
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("GAUSSMASK_FAIL_WRITE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = cli(args, root).spawn().unwrap();
     let start = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > limit {
@@ -535,7 +529,7 @@ fn random_values_in_every_config_field_never_panic_nor_succeed_with_non_finite_o
                     failures.push(format!("{what}: exit 0 with a non-finite number in {file}"));
                 }
                 std::fs::remove_dir_all(&out).unwrap();
-            } else if err.lines().filter(|l| l.starts_with("error:")).count() != 1 || out.exists() {
+            } else if err.lines().filter(|l| is_error(l)).count() != 1 || out.exists() {
                 failures.push(format!("{what}: not one error line, or a result: {err}"));
             }
         }

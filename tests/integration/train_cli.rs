@@ -17,6 +17,7 @@ use gaussmask_supervised::saved::Manifest;
 
 use crate::checkpoints_cli::kill_after_first_checkpoints;
 use crate::cli::{assert_ok, gaussmask, scratch, stderr};
+use crate::reliability_cli::{files, names};
 
 /// A regression table: y = 3a − 2b + noise-free, c constant-free, plus a text column.
 fn regression_csv(rows: usize) -> String {
@@ -310,16 +311,6 @@ fn refused(o: &Output) -> String {
     lines[0].to_string()
 }
 
-/// Names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn bad_data_is_one_line_naming_file_row_and_column_and_leaves_nothing() {
     let root = scratch("train-bad");
@@ -459,7 +450,7 @@ fn bad_data_is_one_line_naming_file_row_and_column_and_leaves_nothing() {
     let good = std::fs::read_to_string(&manifest_path).unwrap();
     let edits = [
         (
-            "\"format_version\": 1",
+            "\"format_version\": 2",
             "\"format_version\": 7",
             "model format version 7",
         ),
@@ -491,25 +482,6 @@ fn bad_data_is_one_line_naming_file_row_and_column_and_leaves_nothing() {
     assert!(line.contains("taken.csv: the file exists"), "{line}");
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me\n");
     std::fs::remove_dir_all(root).unwrap();
-}
-
-/// Every file under `dir` but `run.json` (wall time, command line), by relative path.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().unwrap() != "run.json" {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

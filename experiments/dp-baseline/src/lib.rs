@@ -232,7 +232,8 @@ struct CsvRow<'a> {
     defence: &'a str,
     strength: f64,
     epochs: usize,
-    epsilon: f64,
+    /// Empty for no guarantee (the mask, ε = ∞): a CSV holds no non-finite number.
+    epsilon: Option<f64>,
     auc: f64,
     target_train_accuracy: f64,
     target_test_accuracy: f64,
@@ -299,7 +300,7 @@ fn write_outputs(
             defence: &r.defence,
             strength: r.strength,
             epochs: r.row.epochs,
-            epsilon: r.epsilon,
+            epsilon: r.epsilon.is_finite().then_some(r.epsilon),
             auc: r.row.attack.auc,
             target_train_accuracy: r.row.target_train_accuracy,
             target_test_accuracy: r.row.target_test_accuracy,

@@ -511,7 +511,8 @@ struct CsvRow<'a> {
     kappa: f64,
     clients: usize,
     round: usize,
-    test_accuracy: f64,
+    /// Empty for the regression task (no accuracy there).
+    test_accuracy: Option<f64>,
     test_loss: f64,
     train_loss: f64,
 }
@@ -530,7 +531,7 @@ fn write_outputs(
                 kappa: *kappa,
                 clients: *k,
                 round: r.round,
-                test_accuracy: r.test_accuracy,
+                test_accuracy: r.test_accuracy.is_finite().then_some(r.test_accuracy),
                 test_loss: r.test_loss,
                 train_loss: r.train_loss,
             });
