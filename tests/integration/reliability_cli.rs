@@ -851,3 +851,31 @@ fn a_resumed_run_keeps_its_diagnostics_and_refuses_new_options() {
     assert!(out.join("diagnostics.csv").is_file());
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn a_run_larger_than_this_machine_is_refused_before_it_starts() {
+    let root = scratch("too-large");
+    let out = root.join("run");
+    for set in ["seeds=1000000000", "data.n=9223372036854775807"] {
+        let o = gaussmask(
+            &[
+                "run",
+                "trajectories",
+                "--smoke",
+                "--set",
+                set,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &root,
+        );
+        assert_eq!(o.status.code(), Some(2), "{set}: {}", stderr(&o));
+        let line = error_line(&o);
+        assert!(
+            line.contains("GiB at once") && line.contains("data.n"),
+            "{line}"
+        );
+        assert!(names(&root).is_empty(), "{set}: left {:?}", names(&root));
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -125,7 +125,7 @@ pub struct SavedOptions {
     pub shard: Option<crate::shards::Shard>,
     /// `--diagnostics`.
     #[serde(default)]
-    pub diagnostics: Option<crate::cli::DiagnosticsRequest>,
+    pub diagnostics: Option<crate::diagnostics::DiagnosticsRequest>,
 }
 
 /// A run's checkpoint folder.

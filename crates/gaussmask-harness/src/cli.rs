@@ -10,6 +10,8 @@ use toml::{Table, Value};
 use crate::backend::{Backend, Dtype, make_device};
 use crate::checkpoint::{self, Checkpoints, SavedOptions};
 use crate::config;
+pub use crate::diagnostics::DiagnosticsRequest;
+use crate::diagnostics::parse_diagnostics;
 use crate::error::HarnessError;
 use crate::output::{LockError, RunDir, RunLock};
 use crate::run::{Experiment, RunContext};
@@ -58,32 +60,6 @@ pub struct RunOptions {
     /// `gaussmask merge`.
     #[arg(long, value_name = "I/N", value_parser = crate::shards::parse_shard)]
     pub shard: Option<crate::shards::Shard>,
-}
-
-/// What `--diagnostics` asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DiagnosticsRequest {
-    /// Steps between two diagnostics rows (the last step always has one).
-    pub every: usize,
-    /// Whether each row has λ_min(H(k)).
-    pub gram: bool,
-}
-
-fn parse_diagnostics(text: &str) -> Result<DiagnosticsRequest, String> {
-    let mut every = None;
-    let mut gram = false;
-    for part in text.split(',').map(str::trim) {
-        match part.split_once('=') {
-            Some(("every", n)) => match n.parse::<usize>() {
-                Ok(n) if n >= 1 => every = Some(n),
-                _ => return Err(format!("every must be an integer ≥ 1, got '{n}'")),
-            },
-            None if part == "gram" => gram = true,
-            _ => return Err(format!("unknown part '{part}' (expected every=N[,gram])")),
-        }
-    }
-    let every = every.ok_or("expected every=N[,gram]")?;
-    Ok(DiagnosticsRequest { every, gram })
 }
 
 #[derive(Parser, Debug)]

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod diagnostics;
 pub mod error;
 pub mod output;
 pub mod plot;

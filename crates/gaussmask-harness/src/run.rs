@@ -83,7 +83,7 @@ pub struct RunContext {
     /// Export trained weights (`--save-weights`).
     pub save_weights: bool,
     /// NTK diagnostics asked for (`--diagnostics`).
-    pub diagnostics: Option<crate::cli::DiagnosticsRequest>,
+    pub diagnostics: Option<crate::diagnostics::DiagnosticsRequest>,
     /// Where training state is checkpointed, and how often.
     pub checkpoints: crate::checkpoint::Checkpoints,
     pub(crate) dir: RunDir,
