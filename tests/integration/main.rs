@@ -13,6 +13,7 @@ mod images_cli;
 mod masks;
 mod ntk;
 mod probes;
+mod records_cli;
 mod reliability_cli;
 mod replicas;
 mod shards_cli;

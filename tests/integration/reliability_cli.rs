@@ -93,7 +93,7 @@ pub(crate) fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn drop_times(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
-            map.retain(|k, _| !(k.ends_with("time_s") || k == "seconds"));
+            map.retain(|k, _| !gaussmask_harness::records::is_wall_time(k));
             map.values_mut().for_each(drop_times);
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(drop_times),

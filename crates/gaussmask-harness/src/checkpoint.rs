@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::HarnessError;
 use crate::output::write_atomic;
+use crate::provenance::sha256_hex;
 
 pub use crate::output::checkpoint_folder as folder_for;
 
@@ -58,15 +59,6 @@ const STATE_MAGIC: &[u8; 8] = b"GMSTATE2";
 
 /// Start of the first line of a unit file.
 const UNIT_HEADER: &str = "// gaussmask unit ";
-
-/// The SHA-256 of `bytes`, in hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// A unit's encoded output behind a first line naming its key and checksum:
 /// `// gaussmask unit <key> sha256 <hex>`. The rest is the RON text, still readable.
@@ -122,7 +114,7 @@ pub struct SavedOptions {
     pub save_weights: bool,
     /// `--shard I/N`.
     #[serde(default)]
-    pub shard: Option<crate::shards::Shard>,
+    pub shard: Option<crate::selection::Shard>,
     /// `--diagnostics`.
     #[serde(default)]
     pub diagnostics: Option<crate::diagnostics::DiagnosticsRequest>,

@@ -4,63 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use toml::{Table, Value};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use toml::Table;
 
 use crate::backend::{Backend, Dtype, make_device};
 use crate::checkpoint::{self, Checkpoints, SavedOptions};
 use crate::config;
 pub use crate::diagnostics::DiagnosticsRequest;
-use crate::diagnostics::parse_diagnostics;
 use crate::error::HarnessError;
-use crate::output::{LockError, RunDir, RunLock};
-use crate::run::{Experiment, RunContext};
-
-/// Options shared by every way of running an experiment.
-#[derive(Args, Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Config file (TOML); defaults to the experiment's own `configs/<id>.toml`.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Run the tiny version from the config's `[smoke]` section.
-    #[arg(long)]
-    pub smoke: bool,
-    /// Override a config value, e.g. `--set train.steps=100` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
-    /// Float type (f64 on CPU backends only).
-    #[arg(long, value_enum, default_value_t = Dtype::F32)]
-    pub dtype: Dtype,
-    /// Run directory to create (must not exist); default `results/<id>/<UTC time>`.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Base seed (overrides the config's `seed`).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Export the trained weights of every replica as .npy files and one safetensors file.
-    #[arg(long)]
-    pub save_weights: bool,
-    /// NTK diagnostics during training: `every=N` logs ‖W_k − W_0‖_F/‖W_0‖_F and the fraction
-    /// of flipped activation patterns every N steps (to diagnostics.csv) and λ₀ of the data;
-    /// `every=N,gram` adds λ_min of the finite-width Gram H(k) (an n×n eigen-solve per row).
-    #[arg(long, value_name = "every=N[,gram]", value_parser = parse_diagnostics)]
-    pub diagnostics: Option<DiagnosticsRequest>,
-    /// Continue an interrupted run: RUN_DIR is the directory it was writing to (printed when it
-    /// started and when it stopped). Its own config and options are used.
-    #[arg(long, value_name = "RUN_DIR")]
-    pub resume: Option<PathBuf>,
-    /// Training steps between two checkpoints of experiments that checkpoint (0: only on
-    /// SIGINT/SIGTERM).
-    #[arg(long, value_name = "STEPS", default_value_t = 500)]
-    pub checkpoint_every: usize,
-    /// Run only shard I of N (the units k with k mod N = I) into a shard directory, for
-    /// `gaussmask merge`.
-    #[arg(long, value_name = "I/N", value_parser = crate::shards::parse_shard)]
-    pub shard: Option<crate::shards::Shard>,
-}
+use crate::options::{RunOptions, check_resolved, resolve_config};
+use crate::output::{LockError, RunDir, RunLock, results_target};
+use crate::run::{Experiment, RunContext, find_experiment};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -102,6 +56,12 @@ enum Command {
         /// The shard directories, one per shard.
         #[arg(value_name = "SHARD_DIR", required = true)]
         shards: Vec<PathBuf>,
+    },
+    /// Recorded results: save a run as a record, write the README tables from the records,
+    /// re-run records and compare.
+    Records {
+        #[command(subcommand)]
+        action: crate::records_command::RecordsAction,
     },
     /// Write (and with --submit, submit) a Slurm job array that runs an experiment in shards,
     /// and a merge job that waits for it.
@@ -167,7 +127,7 @@ pub fn main(experiments: &[&dyn Experiment], tools: &[&dyn Tool]) -> ExitCode {
                 print!("{text}");
                 Ok(())
             }
-            None => find(experiments, &id).map(|e| print!("{}", e.default_config())),
+            None => find_experiment(experiments, &id).map(|e| print!("{}", e.default_config())),
         },
         Command::Backends => {
             for b in Backend::compiled() {
@@ -178,12 +138,15 @@ pub fn main(experiments: &[&dyn Experiment], tools: &[&dyn Tool]) -> ExitCode {
             }
             Ok(())
         }
-        Command::Run { id, options } => find(experiments, &id).and_then(|e| run(e, &options)),
-        Command::Merge { id, out, shards } => {
-            find(experiments, &id).and_then(|e| crate::shards::merge(e, out, &shards))
+        Command::Run { id, options } => {
+            find_experiment(experiments, &id).and_then(|e| run(e, &options))
         }
+        Command::Merge { id, out, shards } => {
+            find_experiment(experiments, &id).and_then(|e| crate::shards::merge(e, out, &shards))
+        }
+        Command::Records { action } => crate::records_command::run(action, experiments),
         Command::Slurm { id, options } => {
-            find(experiments, &id).and_then(|e| crate::slurm::slurm(e, &options))
+            find_experiment(experiments, &id).and_then(|e| crate::slurm::slurm(e, &options))
         }
     };
     finish(result)
@@ -197,23 +160,6 @@ pub fn main_single(experiment: &dyn Experiment) -> ExitCode {
         Err(e) => return clap_exit(e),
     };
     finish(run(experiment, &single.options))
-}
-
-fn find<'a>(
-    experiments: &[&'a dyn Experiment],
-    id: &str,
-) -> Result<&'a dyn Experiment, HarnessError> {
-    experiments
-        .iter()
-        .copied()
-        .find(|e| e.id() == id)
-        .ok_or_else(|| {
-            let ids: Vec<&str> = experiments.iter().map(|e| e.id()).collect();
-            HarnessError::input(format!(
-                "unknown experiment '{id}' (available: {})",
-                ids.join(", ")
-            ))
-        })
 }
 
 fn finish(result: Result<(), HarnessError>) -> ExitCode {
@@ -278,57 +224,6 @@ fn quiet_panics() {
             msg.split_whitespace().collect::<Vec<_>>().join(" ")
         );
     }));
-}
-
-/// Loads, resolves and validates the config of `experiment` under `options`.
-pub fn resolve_config(
-    experiment: &dyn Experiment,
-    options: &RunOptions,
-) -> Result<Table, HarnessError> {
-    let table = match &options.config {
-        Some(path) => config::read_file(path)?,
-        None => config::parse_text(
-            experiment.default_config(),
-            &format!("configs/{}.toml", experiment.id()),
-        )?,
-    };
-    let mut table = config::resolve_smoke(table, options.smoke)?;
-    for assignment in &options.set {
-        config::apply_set(&mut table, assignment)?;
-    }
-    if let Some(seed) = options.seed {
-        let seed = i64::try_from(seed)
-            .map_err(|_| HarnessError::input(format!("--seed must be < 2^63, got {seed}")))?;
-        table.insert("seed".into(), Value::Integer(seed));
-    }
-    check_resolved(experiment, &table, options)?;
-    Ok(table)
-}
-
-/// The checks of a resolved config under the run's options.
-fn check_resolved(
-    experiment: &dyn Experiment,
-    table: &Table,
-    options: &RunOptions,
-) -> Result<(), HarnessError> {
-    experiment.check(table)?;
-    if options.shard.is_some() {
-        if experiment.unit_keys(table)?.is_none() {
-            return Err(crate::run::not_units(experiment.id()));
-        }
-        if options.save_weights || options.diagnostics.is_some() {
-            return Err(HarnessError::input(
-                "--shard runs without --save-weights and --diagnostics (run those in one process)",
-            ));
-        }
-    }
-    if options.diagnostics.is_some() && !experiment.has_diagnostics() {
-        return Err(HarnessError::input(format!(
-            "--diagnostics: experiment '{}' does not train a two-layer network step by step",
-            experiment.id()
-        )));
-    }
-    Ok(())
 }
 
 /// Refuses the options a resumed run takes from its checkpoint instead of the command line.
@@ -420,7 +315,7 @@ fn lock_target(
     if let Some(target) = options.resume.as_ref().or(options.out.as_ref()) {
         return Ok((target.clone(), RunLock::acquire(target)?));
     }
-    let first = default_target(experiment.id());
+    let first = results_target(experiment.id());
     for k in 0..1000 {
         let target = match k {
             0 => first.clone(),
@@ -571,12 +466,4 @@ fn keep_or_drop_checkpoint(
         folder.display(),
         target.display()
     ))
-}
-
-/// `results/<id>/<UTC time>` under `$GAUSSMASK_RESULTS` (default `results`).
-pub(crate) fn default_target(id: &str) -> PathBuf {
-    let root = std::env::var_os("GAUSSMASK_RESULTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("results"));
-    RunDir::default_target(&root, id)
 }

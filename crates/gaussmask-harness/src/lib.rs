@@ -1,5 +1,6 @@
-//! The experiment harness: configs, the `gaussmask` command line, run records, figures,
-//! progress bars and run-time backend selection.
+//! The experiment harness: configs, the `gaussmask` command line, run records, recorded
+//! results and the README tables made from them, figures, progress bars and run-time backend
+//! selection.
 
 pub mod backend;
 pub mod checkpoint;
@@ -7,9 +8,14 @@ pub mod cli;
 pub mod config;
 pub mod diagnostics;
 pub mod error;
+pub mod options;
 pub mod output;
 pub mod plot;
+pub mod provenance;
+pub mod records;
+pub mod records_command;
 pub mod run;
+pub mod selection;
 pub mod shards;
 pub mod slurm;
 pub mod stats;

@@ -444,6 +444,14 @@ pub fn utc_stamp(t: SystemTime, for_file: bool) -> String {
     }
 }
 
+/// `results/<id>/<UTC time>` under `$GAUSSMASK_RESULTS` (default `results`).
+pub fn results_target(id: &str) -> PathBuf {
+    let root = std::env::var_os("GAUSSMASK_RESULTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("results"));
+    RunDir::default_target(&root, id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,8 @@ use toml::Table;
 use crate::backend::{Backend, Dtype};
 use crate::error::HarnessError;
 use crate::output::{RunDir, utc_stamp};
+use crate::provenance::{RunRecord, cpu_features, cpu_model, git_revision};
+use crate::records::{Record, Tables};
 
 /// An experiment the harness can run.
 pub trait Experiment: Sync {
@@ -32,6 +34,15 @@ pub trait Experiment: Sync {
     /// Whether the experiment checkpoints its training (and so can be resumed with `--resume`).
     fn checkpoints(&self) -> bool {
         false
+    }
+    /// The README blocks and claims this experiment makes from one of its recorded runs
+    /// (`gaussmask records tables`): tables read from the record's files, and the statements
+    /// the README makes about them, checked. Every record also gets the block `run`.
+    ///
+    /// # Errors
+    /// A file or value the record lacks, named.
+    fn tables(&self, _record: &Record) -> Result<Tables, HarnessError> {
+        Ok(Tables::default())
     }
     /// The command line that runs it (what an interrupted run tells the user to resume with).
     fn command(&self) -> String {
@@ -63,6 +74,27 @@ pub trait Experiment: Sync {
     }
 }
 
+/// The experiment `id` among `experiments`.
+///
+/// # Errors
+/// An unknown id, with the list of known ones.
+pub fn find_experiment<'a>(
+    experiments: &[&'a dyn Experiment],
+    id: &str,
+) -> Result<&'a dyn Experiment, HarnessError> {
+    experiments
+        .iter()
+        .copied()
+        .find(|e| e.id() == id)
+        .ok_or_else(|| {
+            let ids: Vec<&str> = experiments.iter().map(|e| e.id()).collect();
+            HarnessError::input(format!(
+                "unknown experiment '{id}' (available: {})",
+                ids.join(", ")
+            ))
+        })
+}
+
 /// The error for sharding or merging an experiment that is not made of units.
 pub(crate) fn not_units(id: &str) -> HarnessError {
     HarnessError::input(format!(
@@ -92,77 +124,6 @@ pub struct RunContext {
     /// What runs the experiment (for the resume hint).
     pub(crate) command: String,
     progress: bool,
-}
-
-/// What `run.json` records about a run.
-#[derive(Clone, Debug, Serialize)]
-pub struct RunRecord {
-    /// Experiment id.
-    pub experiment: String,
-    /// gaussmask version.
-    pub version: String,
-    /// `git rev-parse HEAD` of the working directory, when available.
-    pub git_revision: Option<String>,
-    /// Backend name.
-    pub backend: String,
-    /// Device description.
-    pub device: String,
-    /// Float type.
-    pub dtype: String,
-    /// Base seed of the run.
-    pub seed: u64,
-    /// Smoke mode.
-    pub smoke: bool,
-    /// Command line.
-    pub command: Vec<String>,
-    /// Start time (UTC).
-    pub started: String,
-    /// Wall time of the whole run in seconds (set at the end).
-    pub wall_time_s: f64,
-    /// Rayon worker threads available to CPU backends.
-    pub threads: usize,
-    /// The CPU model (`/proc/cpuinfo`'s model name, where there is one).
-    pub cpu: String,
-    /// The vector extensions the CPU kernels can pick from at run time (they sum in different
-    /// orders, so long f32 runs agree to the bit only between CPUs with the same list).
-    pub cpu_features: Vec<String>,
-}
-
-/// The CPU's model name, or the architecture where it cannot be read.
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, name)| name.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
-/// The vector extensions of this CPU that the matrix kernels dispatch on.
-pub fn cpu_features() -> Vec<String> {
-    #[allow(unused_mut)]
-    let mut found: Vec<String> = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        macro_rules! probe {
-            ($($f:tt),*) => {
-                $(if std::arch::is_x86_feature_detected!($f) { found.push($f.to_string()); })*
-            };
-        }
-        probe!(
-            "sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"
-        );
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            found.push("neon".to_string());
-        }
-    }
-    found
 }
 
 impl RunContext {
@@ -340,17 +301,6 @@ fn holds_non_finite<T: Serialize + ?Sized>(value: &T) -> bool {
     }
     bare.split(|c: char| !c.is_ascii_alphanumeric())
         .any(|t| t == "NaN" || t == "inf")
-}
-
-fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[cfg(test)]

@@ -20,44 +20,7 @@ use crate::backend::{Backend, Dtype, make_device};
 use crate::error::HarnessError;
 use crate::output::RunDir;
 use crate::run::{Experiment, RunContext, not_units};
-
-/// Which part of a run's units a process runs (`--shard I/N`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Shard {
-    /// This shard's index, `0 ≤ index < count`.
-    pub index: usize,
-    /// Number of shards.
-    pub count: usize,
-}
-
-impl Shard {
-    /// The indices (into the run's units) that this shard runs.
-    pub fn select(self, units: usize) -> Vec<usize> {
-        (0..units)
-            .filter(|k| k % self.count == self.index)
-            .collect()
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-pub(crate) fn parse_shard(text: &str) -> Result<Shard, String> {
-    let (i, n) = text
-        .split_once('/')
-        .ok_or_else(|| format!("expected I/N (e.g. 0/4), got '{text}'"))?;
-    let (index, count) = match (i.trim().parse::<usize>(), n.trim().parse::<usize>()) {
-        (Ok(i), Ok(n)) => (i, n),
-        _ => return Err(format!("expected two integers I/N, got '{text}'")),
-    };
-    if count == 0 || index >= count {
-        return Err(format!("need 0 ≤ I < N, got {index}/{count}"));
-    }
-    Ok(Shard { index, count })
-}
+use crate::selection::Shard;
 
 /// `format` of `shard.json`.
 pub const SHARD_FORMAT: &str = "gaussmask-shard";
@@ -318,7 +281,7 @@ pub(crate) fn merge(
         .find(|b| !b.is_gpu())
         .unwrap_or(backend);
     let device = make_device(host, dtype)?;
-    let target = out.unwrap_or_else(|| crate::cli::default_target(experiment.id()));
+    let target = out.unwrap_or_else(|| crate::output::results_target(experiment.id()));
     let dir = RunDir::create(target.clone())?;
     let seed = crate::config::seed_of(&table);
     // run.json records what the reduce step ran on (the shards' backend is in their records).

@@ -24,8 +24,8 @@ use std::process::Command;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::RunOptions;
 use crate::error::HarnessError;
+use crate::options::{RunOptions, resolve_config};
 use crate::output::{RunDir, write_atomic};
 use crate::run::Experiment;
 
@@ -126,20 +126,20 @@ fn prepare(experiment: &dyn Experiment, options: &SlurmOptions) -> Result<(), Ha
     }
     // Validated as a shard is: the options a shard refuses are refused here.
     let run = RunOptions {
-        shard: Some(crate::shards::Shard {
+        shard: Some(crate::selection::Shard {
             index: 0,
             count: shards,
         }),
         ..options.run.clone()
     };
-    let table = crate::cli::resolve_config(experiment, &run)?;
+    let table = resolve_config(experiment, &run)?;
     let units = experiment.unit_keys(&table)?.unwrap_or_default();
     let dir = absolute(
         &options
             .run
             .out
             .clone()
-            .unwrap_or_else(|| crate::cli::default_target(experiment.id())),
+            .unwrap_or_else(|| crate::output::results_target(experiment.id())),
     )?;
     // Staged and moved into place like a run directory: a failure leaves no half sweep.
     let sweep = RunDir::create(dir.clone())?;

@@ -19,6 +19,7 @@ use toml::Table;
 
 use crate::checkpoint::{self, decode, encode};
 use crate::error::HarnessError;
+use crate::records::{Record, Tables};
 use crate::run::{Experiment, RunContext};
 
 /// One unit of work: a stable key (a file name: letters, digits, `.`, `_`, `-`, `=`) and what
@@ -119,6 +120,13 @@ pub trait Study: Sync {
     /// Whether the experiment honours `--diagnostics`.
     fn has_diagnostics(&self) -> bool {
         false
+    }
+    /// The README blocks and claims made from a recorded run (see [`Experiment::tables`]).
+    ///
+    /// # Errors
+    /// A file or value the record lacks, named.
+    fn tables(&self, _record: &Record) -> Result<Tables, HarnessError> {
+        Ok(Tables::default())
     }
 }
 
@@ -262,6 +270,10 @@ impl<S: Study> Experiment for S {
 
     fn checkpoints(&self) -> bool {
         true
+    }
+
+    fn tables(&self, record: &Record) -> Result<Tables, HarnessError> {
+        Study::tables(self, record)
     }
 
     fn unit_keys(&self, config: &Table) -> Result<Option<Vec<String>>, HarnessError> {

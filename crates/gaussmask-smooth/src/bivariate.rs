@@ -5,7 +5,7 @@
 
 use std::f64::consts::PI;
 
-use crate::scalar::norm_cdf;
+use crate::normal::norm_cdf;
 
 /// 20-point Gauss–Legendre rule on [−1, 1]: the positive nodes and their weights (as published,
 /// digit for digit).

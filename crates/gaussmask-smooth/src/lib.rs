@@ -11,6 +11,7 @@
 pub mod bivariate;
 pub mod expected;
 pub mod host;
+pub mod normal;
 pub mod scalar;
 pub mod tensor;
 

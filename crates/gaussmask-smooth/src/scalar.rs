@@ -1,16 +1,6 @@
 //! Scalar f64 reference implementations.
 
-use std::f64::consts::{FRAC_1_SQRT_2, PI};
-
-/// Standard normal density φ(t).
-pub fn norm_pdf(t: f64) -> f64 {
-    (-0.5 * t * t).exp() / (2.0 * PI).sqrt()
-}
-
-/// Standard normal CDF Φ(t) = ½ erfc(−t/√2) (accurate in the lower tail, unlike ½(1 + erf)).
-pub fn norm_cdf(t: f64) -> f64 {
-    0.5 * libm::erfc(-t * FRAC_1_SQRT_2)
-}
+pub use crate::normal::{norm_cdf, norm_pdf};
 
 /// Exact smoothed ReLU σ̃(z, s) = E[ReLU(u)], u ~ N(z, s²): z Φ(z/s) + s φ(z/s).
 ///

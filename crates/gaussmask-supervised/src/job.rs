@@ -7,8 +7,8 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use burn::tensor::{Bool, Int, Tensor};
 use gaussmask_data::Dataset;
-use gaussmask_harness::checkpoint::sha256_hex;
 use gaussmask_harness::plot::{LinePlot, Series};
+use gaussmask_harness::provenance::sha256_hex;
 use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
 use gaussmask_train::classify::{load_model_bytes, model_bytes};
 use gaussmask_train::fit::Fit;
@@ -18,7 +18,7 @@ use toml::Table;
 use crate::config::{JobConfig, Task};
 use crate::data::{Loaded, Prepared, load, prepare};
 use crate::network::{Dims, Network, outputs, score};
-use crate::saved::{MANIFEST, Manifest, SavedModel, model_dir};
+use crate::saved::{self, MANIFEST, Manifest, SavedModel, model_dir};
 
 /// The `gaussmask train` job, run by the harness (config, run directory, checkpoints,
 /// `--resume`).
@@ -213,6 +213,29 @@ impl Job {
             record: model_bytes(run.model()).map_err(failed)?,
             test,
         })
+    }
+
+    /// The manifest (`model.json`) of this job's trained `models`.
+    fn manifest(&self, dtype: String, metric: &str, models: Vec<SavedModel>) -> Manifest {
+        let dims = self.dims();
+        Manifest {
+            format: saved::FORMAT.into(),
+            format_version: saved::FORMAT_VERSION,
+            gaussmask_version: env!("CARGO_PKG_VERSION").into(),
+            task: self.config.data.task,
+            model: self.config.model.clone(),
+            shape: dims.shape,
+            outputs: dims.outputs,
+            features: self.loaded.features.clone(),
+            target: self.loaded.target.clone(),
+            classes: self.loaded.classes.clone(),
+            input_standardization: self.prepared.inputs.clone(),
+            target_standardization: self.prepared.target.clone(),
+            label_smoothing: self.config.train.label_smoothing,
+            dtype,
+            metric: metric.into(),
+            models,
+        }
     }
 }
 
@@ -415,7 +438,7 @@ fn write_results(
             sha256,
         });
     }
-    let manifest = Manifest::new(job, ctx.dtype.to_string(), metric, models);
+    let manifest = job.manifest(ctx.dtype.to_string(), metric, models);
     ctx.write_json(MANIFEST, &manifest)?;
     ctx.plot(&learning_curves(job, done, metric), "learning_curve")?;
 

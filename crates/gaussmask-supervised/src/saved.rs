@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ModelConfig, Task};
 use crate::data::Standardizer;
-use crate::job::Job;
 use crate::network::{Dims, Network};
 
 /// The manifest's file name in a run directory.
@@ -56,7 +55,7 @@ impl SavedModel {
                 path.display()
             )
         })?;
-        if *listed != gaussmask_harness::checkpoint::sha256_hex(&bytes) {
+        if *listed != gaussmask_harness::provenance::sha256_hex(&bytes) {
             return Err(format!(
                 "{}: its content does not match its checksum in {MANIFEST} (damaged or \
                  replaced): it is not used",
@@ -114,28 +113,6 @@ pub fn model_dir(kappa: f64, seed: u64) -> String {
 }
 
 impl Manifest {
-    pub(crate) fn new(job: &Job, dtype: String, metric: &str, models: Vec<SavedModel>) -> Self {
-        let dims = job.dims();
-        Self {
-            format: FORMAT.into(),
-            format_version: FORMAT_VERSION,
-            gaussmask_version: env!("CARGO_PKG_VERSION").into(),
-            task: job.config.data.task,
-            model: job.config.model.clone(),
-            shape: dims.shape,
-            outputs: dims.outputs,
-            features: job.loaded.features.clone(),
-            target: job.loaded.target.clone(),
-            classes: job.loaded.classes.clone(),
-            input_standardization: job.prepared.inputs.clone(),
-            target_standardization: job.prepared.target.clone(),
-            label_smoothing: job.config.train.label_smoothing,
-            dtype,
-            metric: metric.into(),
-            models,
-        }
-    }
-
     /// Reads and checks the manifest of the run directory `run`.
     ///
     /// # Errors

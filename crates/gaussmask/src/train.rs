@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
-use gaussmask_harness::cli::{RunOptions, Tool, run};
+use gaussmask_harness::cli::{Tool, run};
+use gaussmask_harness::options::RunOptions;
 use gaussmask_harness::output::write_atomic;
 use gaussmask_harness::{Backend, Dtype, Experiment, HarnessError, make_device};
 use gaussmask_supervised::Train;

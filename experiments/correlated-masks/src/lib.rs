@@ -10,6 +10,8 @@ use gaussmask_nn::MaskResample;
 use gaussmask_sweep::{TrajectoriesConfig, check_tail_fraction, floor_over_runs, train_runs};
 use serde::{Deserialize, Serialize};
 
+mod tables;
+
 /// The experiment's config (`configs/correlated-masks.toml`): a trajectories config plus the
 /// resampling modes, the held-out sample count and the floor's tail.
 /// (Unknown keys are refused by the flattened trajectories part.)
@@ -137,6 +139,13 @@ impl Study for CorrelatedMasks {
         write_outputs(c, &rows, train_time_s, ctx)?;
         print_table(&rows, train_time_s);
         Ok(())
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

@@ -5,10 +5,14 @@
 use gaussmask_data::SyntheticConfig;
 use gaussmask_harness::config::require;
 use gaussmask_harness::plot::{LinePlot, Series};
+use gaussmask_harness::records::{Record, Tables};
 use gaussmask_harness::{HarnessError, RunContext, Study, Unit, mean_std};
+
 use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_regularizer::{MonteCarlo, decompose, model_for_kappas};
 use serde::{Deserialize, Serialize};
+
+mod tables;
 
 /// Config of the experiment (`configs/decomposition.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -161,6 +165,10 @@ impl Study for Decomposition {
         write_outputs(config, &rows, &summary, ctx)?;
         print_table(&summary);
         Ok(())
+    }
+
+    fn tables(&self, record: &Record) -> Result<Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

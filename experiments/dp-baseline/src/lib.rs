@@ -13,6 +13,8 @@ use gaussmask_privacy::dp_sgd_epsilon;
 use gaussmask_train::classify::{ClassifyConfig, DpSgd};
 use serde::{Deserialize, Serialize};
 
+mod tables;
+
 /// The experiment's config (`configs/dp-baseline.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,6 +225,13 @@ impl Study for DpBaseline {
     ) -> Result<(), HarnessError> {
         let rows: Vec<DefenceRow> = outputs.into_iter().flat_map(|(_, r)| r).collect();
         write_outputs(c, &rows, ctx)
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

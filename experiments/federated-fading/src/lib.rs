@@ -20,6 +20,8 @@ use gaussmask_train::classify::{
 };
 use serde::{Deserialize, Serialize};
 
+mod tables;
+
 /// The image task.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -501,6 +503,13 @@ impl Study for FederatedFading {
             })
             .collect();
         write_outputs(c, &cells, ctx)
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

@@ -10,6 +10,8 @@ use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_smooth::{proxy_relu, smoothed_relu};
 use serde::{Deserialize, Serialize};
 
+mod tables;
+
 /// Config of the experiment (`configs/smoothed-relu.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -304,6 +306,13 @@ impl Study for SmoothedRelu {
                 .unwrap_or(f64::NAN),
         );
         Ok(())
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

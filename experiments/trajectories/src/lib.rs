@@ -9,6 +9,8 @@ use gaussmask_sweep::{
 };
 use serde::Serialize;
 
+mod tables;
+
 /// The experiment: one unit of work per κ (its seeds trained side by side).
 pub struct Trajectories;
 
@@ -76,6 +78,13 @@ impl Study for Trajectories {
         write_outputs(config, &curves, &summary, ctx)?;
         print_table(&summary);
         Ok(())
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

@@ -10,6 +10,8 @@ use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit, mean_std};
 use gaussmask_sweep::{TrajectoriesConfig, train_runs};
 use serde::{Deserialize, Serialize};
 
+mod tables;
+
 /// The experiment's config (`configs/two-rates.toml`): a trajectories config (its `model.width`
 /// and `train.lr_output` are set per cell) plus the grid.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -190,6 +192,13 @@ impl Study for TwoRates {
         write_outputs(c, &rows, train_time_s, ctx)?;
         print_table(&rows, train_time_s);
         Ok(())
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 
