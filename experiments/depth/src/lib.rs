@@ -10,6 +10,8 @@ use gaussmask_sweep::{Curve, TrajectoriesConfig, check_tail_fraction, floor_over
 use gaussmask_train::{LogRecord, check_deep, train_deep_grouped};
 use serde::{Deserialize, Serialize};
 
+mod tables;
+
 /// The experiment's config (`configs/depth.toml`): a trajectories config plus the depths and a
 /// learning rate per depth.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -199,6 +201,13 @@ impl Study for Depth {
         write_outputs(c, &all_curves, &rows, &fits, ctx)?;
         print_table(&rows, &fits);
         Ok(())
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

@@ -16,6 +16,8 @@ use model::{Kind, effective, forward, loss_and_gradient, potential, spectral_nor
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+mod tables;
+
 /// The experiment's config (`configs/identity-mapping.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,6 +281,13 @@ impl Study for IdentityMapping {
         write_outputs(&curves, &finals, train_time_s, ctx)?;
         print_table(&finals, train_time_s);
         Ok(())
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

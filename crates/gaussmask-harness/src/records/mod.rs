@@ -285,6 +285,20 @@ impl Json {
             .ok_or_else(|| self.missing(key, "a number"))
     }
 
+    /// The two numbers under `key` (a `[mean, sd]` or `[start, end]` pair).
+    ///
+    /// # Errors
+    /// No such key, or not an array of two numbers.
+    pub fn pair(&self, key: &str) -> Result<(f64, f64), HarnessError> {
+        match self.value.get(key).and_then(serde_json::Value::as_array) {
+            Some(v) if v.len() == 2 => match (v[0].as_f64(), v[1].as_f64()) {
+                (Some(a), Some(b)) => Ok((a, b)),
+                _ => Err(self.missing(key, "pair of numbers")),
+            },
+            _ => Err(self.missing(key, "pair of numbers")),
+        }
+    }
+
     /// The text under `key`.
     ///
     /// # Errors
