@@ -128,6 +128,14 @@ pub fn ks_normal(sample: &[f64]) -> Option<(f64, f64)> {
     Some((d, kolmogorov_q((root + 0.12 + 0.11 / root) * d)))
 }
 
+/// P(max |Z_i| ≥ z) for `n` independent standard normals: how often the largest of `n`
+/// Gaussian errors, in standard errors, is at least `z`.
+pub fn max_abs_normal_tail(z: f64, n: u64) -> f64 {
+    let one = 2.0 * normal_cdf(-z.abs());
+    // 1 − (1 − one)^n without cancellation for small `one`.
+    -f64::exp_m1(n as f64 * (-one).ln_1p())
+}
+
 /// P(X ≤ k) for X ~ Binomial(n, p).
 pub fn binomial_cdf(k: u64, n: u64, p: f64) -> f64 {
     if k >= n {
@@ -215,6 +223,16 @@ mod tests {
         );
         assert!(shifted_small as f64 / trials as f64 > 0.9);
         assert!(ks_normal(&[]).is_none() && ks_normal(&[f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn max_abs_normal_tail_matches_closed_forms() {
+        // One draw: the two-sided p-value; two: 1 − (1 − p)².
+        assert!((max_abs_normal_tail(1.959_963_984_540_054, 1) - 0.05).abs() < 1e-12);
+        let p = 2.0 * normal_cdf(-2.5);
+        assert!((max_abs_normal_tail(2.5, 2) - (1.0 - (1.0 - p).powi(2))).abs() < 1e-15);
+        assert!((max_abs_normal_tail(40.0, 1000) - 0.0).abs() < 1e-300);
+        assert_eq!(max_abs_normal_tail(0.0, 5), 1.0);
     }
 
     #[test]

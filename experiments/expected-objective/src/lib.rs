@@ -10,6 +10,8 @@ use gaussmask_sweep::{Curve, TrajectoriesConfig, seed_mean, summarize, train_cur
 use gaussmask_train::Objective;
 use serde::{Deserialize, Serialize};
 
+mod tables;
+
 /// Config of the experiment (`configs/expected-objective.toml`): a trajectories config plus the
 /// objectives to compare.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -115,6 +117,13 @@ impl Study for ExpectedObjective {
         write_outputs(config, &runs, &rows, ctx)?;
         print_table(&rows);
         Ok(())
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

@@ -18,6 +18,8 @@ use gaussmask_sweep::{
 use gaussmask_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
+mod tables;
+
 /// The experiment's config (`configs/floor-scaling.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -312,6 +314,13 @@ impl Study for FloorScaling {
         write_outputs(c, &rows, &summary, ctx)?;
         print_table(&summary);
         Ok(())
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

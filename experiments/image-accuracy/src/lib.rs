@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use gaussmask_images::{ImageDataConfig, model_label, prepare, test_accuracy, train_checkpointed};
 
+mod tables;
+
 /// The experiment's config (`configs/image-accuracy.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +194,13 @@ impl Study for ImageAccuracy {
     ) -> Result<(), HarnessError> {
         let cells: Vec<Cell> = outputs.into_iter().map(|(_, cell)| cell).collect();
         write_outputs(c, &cells, ctx)
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

@@ -18,6 +18,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use train::{Net, Scheme, Setting};
 
+mod tables;
+
 /// The experiment's config (`configs/masked-neurons.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +252,13 @@ impl Study for MaskedNeurons {
         write_outputs(c, &settings, &curves, &rows, train_time_s, ctx)?;
         print_table(&rows, train_time_s);
         Ok(())
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

@@ -16,6 +16,8 @@ use gaussmask_nn::image::ImageModelConfig;
 use gaussmask_train::classify::ClassifyConfig;
 use serde::{Deserialize, Serialize};
 
+mod tables;
+
 /// The experiment's config (`configs/membership-inference.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +147,13 @@ impl Study for MembershipInference {
     ) -> Result<(), HarnessError> {
         let rows: Vec<Row> = outputs.into_iter().flat_map(|(_, r)| r).collect();
         write_outputs(c, &rows, ctx)
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
     }
 }
 

@@ -1,0 +1,57 @@
+//! The README's table, from a recorded run (`gaussmask records tables`).
+
+use gaussmask_harness::HarnessError;
+use gaussmask_harness::records::{Markdown, Record, Tables, mean_sd};
+use gaussmask_nn::kappa_label;
+
+/// `accuracy`: per κ, the clean test accuracy (mean ± sd over seeds) of every (dataset,
+/// model).
+pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
+    let rows = record.json("summary.json")?.array("rows")?;
+    let (mut columns, mut kappas): (Vec<(String, String)>, Vec<f64>) = (Vec::new(), Vec::new());
+    for r in &rows {
+        let column = (r.str("dataset")?, r.str("model")?);
+        if !columns.contains(&column) {
+            columns.push(column);
+        }
+        let k = r.f64("kappa")?;
+        if !kappas.contains(&k) {
+            kappas.push(k);
+        }
+    }
+    let mut head = vec!["κ".to_string()];
+    head.extend(
+        columns
+            .iter()
+            .map(|(d, m)| format!("{} {m}", dataset_name(d))),
+    );
+    let mut table = Markdown::new(&head);
+    for &k in &kappas {
+        let mut row = vec![kappa_label(k)];
+        for (d, m) in &columns {
+            let cell = rows.iter().find(|r| {
+                r.str("dataset").is_ok_and(|v| v == *d)
+                    && r.str("model").is_ok_and(|v| v == *m)
+                    && r.f64("kappa").is_ok_and(|v| v == k)
+            });
+            row.push(match cell {
+                Some(r) => mean_sd(r.f64("accuracy")?, r.f64("accuracy_std")?, 4),
+                None => "–".into(),
+            });
+        }
+        table.row(&row);
+    }
+    let mut tables = Tables::default();
+    tables.block("accuracy", table.text());
+    Ok(tables)
+}
+
+/// A dataset's name as papers write it.
+fn dataset_name(id: &str) -> String {
+    match id {
+        "fashion-mnist" => "Fashion-MNIST".into(),
+        "mnist" => "MNIST".into(),
+        "cifar10" | "cifar-10" => "CIFAR-10".into(),
+        other => other.to_string(),
+    }
+}
