@@ -544,6 +544,14 @@ fn list_names_every_experiment() {
     }
 }
 
+/// Exit 2 with one `error:` line containing `needle`.
+pub(crate) fn assert_one_line_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+}
+
 /// Runs a failing command and checks: exit 2, one line on stderr containing `needle`, and no
 /// result (nor staging) directory left in `root`.
 pub(crate) fn assert_rejected(args: &[&str], needle: &str) {

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::cli::{BIN, assert_ok, assert_rejected, gaussmask, scratch, smoke_run, stderr};
+use crate::cli::{
+    BIN, assert_ok, assert_one_line_error, assert_rejected, gaussmask, scratch, smoke_run, stderr,
+};
 
 #[test]
 fn image_accuracy_smoke_run_beats_chance_for_every_model() {
@@ -316,14 +318,6 @@ fn the_installed_datasets_load_with_their_published_sizes() {
             );
         }
     }
-}
-
-/// Exit 2 with one `error:` line containing `needle`.
-fn assert_one_line_error(o: &std::process::Output, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::cli::{assert_ok, gaussmask, scratch, stderr};
+use crate::cli::{assert_ok, assert_one_line_error, gaussmask, scratch, stderr};
 
 /// The repository root (the committed records and READMEs).
 fn repository() -> PathBuf {
@@ -20,20 +20,6 @@ fn records(args: &[&str], root: &Path) -> Output {
     full.extend_from_slice(args);
     full.extend(["--root", root.to_str().unwrap()]);
     gaussmask(&full, root)
-}
-
-fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "{err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected:\n{err}"
-    );
-    assert!(
-        err.starts_with("error: ") && err.contains(needle),
-        "{needle}: {err}"
-    );
 }
 
 /// A full (not smoke) run of `id` with `sets`, saved as a record under `root`.
@@ -222,48 +208,46 @@ fn bad_input_to_records_is_one_line_and_exit_2() {
         &root,
     ));
     let o = records(&["save", smoke.to_str().unwrap()], &root);
-    assert_one_line_error(&o, 2, "a smoke run is not a record");
+    assert_one_line_error(&o, "a smoke run is not a record");
     assert!(!root.join("records/smoothed-relu").exists());
 
     let o = records(&["save", root.join("nowhere").to_str().unwrap()], &root);
-    assert_one_line_error(&o, 2, "run.json");
+    assert_one_line_error(&o, "run.json");
 
     recorded_run(&root, "smoothed-relu", &[]);
     let run = root.join("runs/smoothed-relu");
     let o = records(&["save", run.to_str().unwrap()], &root);
-    assert_one_line_error(&o, 2, "--replace");
+    assert_one_line_error(&o, "--replace");
     assert_ok(&records(
         &["save", run.to_str().unwrap(), "--replace"],
         &root,
     ));
     let o = records(&["save", run.to_str().unwrap(), "--name", "../x"], &root);
-    assert_one_line_error(&o, 2, "--name");
+    assert_one_line_error(&o, "--name");
 
     assert_one_line_error(
         &records(&["check", "nothing"], &root),
-        2,
         "no record 'nothing'",
     );
     assert_one_line_error(
         &records(&["check", "smoothed-relu", "--rtol=-1"], &root),
-        2,
         "--rtol",
     );
 
     let readme = root.join("README.md");
     std::fs::write(&readme, "a\n<!-- record: smoothed-relu/errors -->\nb\n").unwrap();
-    assert_one_line_error(&records(&["tables"], &root), 2, "README.md:2");
+    assert_one_line_error(&records(&["tables"], &root), "README.md:2");
     std::fs::write(
         &readme,
         "<!-- record: smoothed-relu/nothing -->\n<!-- end record -->\n",
     )
     .unwrap();
-    assert_one_line_error(&records(&["tables"], &root), 2, "has no table 'nothing'");
+    assert_one_line_error(&records(&["tables"], &root), "has no table 'nothing'");
     std::fs::write(
         &readme,
         "<!-- record: other/errors -->\n<!-- end record -->\n",
     )
     .unwrap();
-    assert_one_line_error(&records(&["tables"], &root), 2, "no record 'other'");
+    assert_one_line_error(&records(&["tables"], &root), "no record 'other'");
     std::fs::remove_dir_all(root).unwrap();
 }

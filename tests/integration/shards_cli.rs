@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::checkpoints_cli::{assert_same_csvs, count, kill_when};
-use crate::cli::{assert_ok, gaussmask, scratch, stderr};
+use crate::cli::{assert_ok, assert_one_line_error, gaussmask, scratch, stderr};
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -339,18 +339,7 @@ fn assert_one_line(args: &[&str], path_env: Option<&str>, needle: &str) {
     if let Some(p) = path_env {
         cmd.env("PATH", p);
     }
-    let o = cmd.output().unwrap();
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{args:?}: one line expected:\n{err}"
-    );
-    assert!(
-        err.starts_with("error: ") && err.contains(needle),
-        "{args:?}: `{needle}` in {err}"
-    );
+    assert_one_line_error(&cmd.output().unwrap(), needle);
 }
 
 #[test]

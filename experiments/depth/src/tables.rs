@@ -1,7 +1,9 @@
 //! The README's table, from a recorded run (`gaussmask records tables`).
 
 use gaussmask_harness::HarnessError;
-use gaussmask_harness::records::{Json, Markdown, Record, Tables, mean_sd, sig};
+use gaussmask_harness::records::{
+    Markdown, Record, Tables, distinct, find, mean_sd, series_headings, sig,
+};
 use gaussmask_nn::kappa_label;
 
 /// `floors`: per κ, the floor (mean ± sd over seeds) and its excess over κ = 0 at each depth,
@@ -10,55 +12,40 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     let summary = record.json("summary.json")?;
     let rows = summary.array("rows")?;
     let fits = summary.array("fits")?;
-    let (mut depths, mut kappas): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
-    for r in &rows {
-        let (d, k) = (r.f64("depth")?, r.f64("kappa")?);
-        if !depths.contains(&d) {
-            depths.push(d);
-        }
-        if !kappas.contains(&k) {
-            kappas.push(k);
-        }
-    }
+    let depths = distinct(&rows, "depth")?;
+    let labels: Vec<String> = depths.iter().map(|d| d.to_string()).collect();
     let mut head = vec!["κ".to_string()];
     for what in ["floor", "excess"] {
-        for (i, d) in depths.iter().enumerate() {
-            head.push(if i == 0 {
-                format!("{what}, depth {d}")
-            } else {
-                format!("depth {d}")
-            });
-        }
+        head.extend(series_headings(
+            &labels,
+            |d| format!("{what}, depth {d}"),
+            |d| format!("depth {d}"),
+        ));
     }
     let mut table = Markdown::new(&head);
-    let cell = |d: f64, k: f64| -> Option<&Json> {
-        rows.iter()
-            .find(|r| r.f64("depth").is_ok_and(|v| v == d) && r.f64("kappa").is_ok_and(|v| v == k))
-    };
-    for &k in &kappas {
+    for k in distinct(&rows, "kappa")? {
         let mut row = vec![kappa_label(k)];
+        let (mut floors, mut excess) = (Vec::new(), Vec::new());
         for &d in &depths {
-            row.push(match cell(d, k) {
+            match find(&rows, &[("depth", d), ("kappa", k)], &[]) {
                 Some(r) => {
                     let (mean, sd) = r.pair("floor")?;
-                    mean_sd(mean, sd, 4)
+                    floors.push(mean_sd(mean, sd, 4));
+                    excess.push(sig(r.f64("excess")?, 3));
                 }
-                None => "–".into(),
-            });
+                None => {
+                    floors.push("–".into());
+                    excess.push("–".into());
+                }
+            }
         }
-        for &d in &depths {
-            row.push(match cell(d, k) {
-                Some(r) => sig(r.f64("excess")?, 3),
-                None => "–".into(),
-            });
-        }
+        row.extend(floors);
+        row.extend(excess);
         table.row(&row);
     }
     let mut exponents = vec!["κ-exponent [95% CI]".to_string()];
     for &d in &depths {
-        let fit = fits
-            .iter()
-            .find(|f| f.f64("depth").is_ok_and(|v| v == d))
+        let fit = find(&fits, &[("depth", d)], &[])
             .map(|f| f.get("fit"))
             .transpose()?;
         exponents.push(match fit {

@@ -1,62 +1,52 @@
-//! The README's table, from a recorded run (`gaussmask records tables`).
+//! The README's table and the losses under it, from a recorded run (`gaussmask records
+//! tables`).
 
 use gaussmask_harness::HarnessError;
-use gaussmask_harness::records::{Markdown, Record, Tables};
+use gaussmask_harness::records::{Markdown, Record, Tables, distinct, find, series_headings};
 use gaussmask_nn::kappa_label;
 
 /// `last-round`: per κ, the image task's test accuracy and the regression's test MSE at the
-/// last round, for each number of clients K.
+/// last round, for each number of clients K; `losses`: the training and test losses behind
+/// it at the smallest K.
 pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     let cells = record.json("summary.json")?.array("cells")?;
-    let (mut kappas, mut clients): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
-    for c in &cells {
-        let (k, n) = (c.f64("kappa")?, c.f64("clients")?);
-        if !kappas.contains(&k) {
-            kappas.push(k);
-        }
-        if !clients.contains(&n) {
-            clients.push(n);
-        }
-    }
+    let kappas = distinct(&cells, "kappa")?;
+    let clients = distinct(&cells, "clients")?;
+    let last = |task: &str, kappa: f64, k: f64, key: &str| -> Result<Option<f64>, HarnessError> {
+        find(
+            &cells,
+            &[("kappa", kappa), ("clients", k)],
+            &[("task", task)],
+        )
+        .map(|c| c.get("last")?.f64(key))
+        .transpose()
+    };
+    let k_labels: Vec<String> = clients.iter().map(|k| k.to_string()).collect();
     let mut head = vec!["κ".to_string()];
     for (task, what) in [("image", "test accuracy"), ("regression", "test MSE")] {
-        for (i, k) in clients.iter().enumerate() {
-            head.push(if i == 0 {
-                format!("{task}: {what} K = {k}")
-            } else {
-                format!("K = {k}")
-            });
-        }
+        head.extend(series_headings(
+            &k_labels,
+            |k| format!("{task}: {what} K = {k}"),
+            |k| format!("K = {k}"),
+        ));
     }
     let mut table = Markdown::new(&head);
     for &kappa in &kappas {
         let mut row = vec![kappa_label(kappa)];
         for (task, key) in [("image", "test_accuracy"), ("regression", "test_loss")] {
             for &k in &clients {
-                let cell = cells.iter().find(|c| {
-                    c.str("task").is_ok_and(|t| t == task)
-                        && c.f64("kappa").is_ok_and(|v| v == kappa)
-                        && c.f64("clients").is_ok_and(|v| v == k)
-                });
-                row.push(match cell {
-                    Some(c) => format!("{:.4}", c.get("last")?.f64(key)?),
-                    None => "–".into(),
-                });
+                row.push(last(task, kappa, k, key)?.map_or("–".into(), |v| format!("{v:.4}")));
             }
         }
         table.row(&row);
     }
-    // The losses behind the table at the smallest K.
+
     let k1 = clients.first().copied().unwrap_or(1.0);
     let at_k1 = |task: &str, key: &str, digits: usize| -> Result<String, HarnessError> {
         let mut values = Vec::new();
         for &kappa in &kappas {
-            if let Some(c) = cells.iter().find(|c| {
-                c.str("task").is_ok_and(|t| t == task)
-                    && c.f64("kappa").is_ok_and(|v| v == kappa)
-                    && c.f64("clients").is_ok_and(|v| v == k1)
-            }) {
-                values.push(format!("{:.digits$}", c.get("last")?.f64(key)?));
+            if let Some(v) = last(task, kappa, k1, key)? {
+                values.push(format!("{v:.digits$}"));
             }
         }
         Ok(values.join(", "))

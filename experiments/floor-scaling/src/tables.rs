@@ -1,7 +1,7 @@
 //! The README's table, from a recorded run (`gaussmask records tables`).
 
 use gaussmask_harness::HarnessError;
-use gaussmask_harness::records::{Json, Markdown, Record, Tables, integer, sig};
+use gaussmask_harness::records::{Json, Markdown, Record, Tables, distinct, find, integer, sig};
 use gaussmask_nn::kappa_label;
 
 /// `exponents`: per (n, τ) and width m, the fitted κ-exponent of the excess floor with its
@@ -9,14 +9,12 @@ use gaussmask_nn::kappa_label;
 pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     let summary = record.json("summary.json")?;
     let fits = summary.array("fits")?;
-    let (mut widths, mut rows): (Vec<f64>, Vec<(f64, f64)>) = (Vec::new(), Vec::new());
+    let mut widths = distinct(&fits, "m")?;
+    let mut rows: Vec<(f64, f64)> = Vec::new();
     for f in &fits {
-        let (m, n, tau) = (f.f64("m")?, f.f64("n")?, f.f64("tau")?);
-        if !widths.contains(&m) {
-            widths.push(m);
-        }
-        if !rows.contains(&(n, tau)) {
-            rows.push((n, tau));
+        let key = (f.f64("n")?, f.f64("tau")?);
+        if !rows.contains(&key) {
+            rows.push(key);
         }
     }
     widths.sort_by(f64::total_cmp);
@@ -27,11 +25,7 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     for &(n, tau) in &rows {
         let mut row = vec![integer(n), kappa_label(tau)];
         for &m in &widths {
-            let fit = fits.iter().find(|f| {
-                f.f64("m").is_ok_and(|v| v == m)
-                    && f.f64("n").is_ok_and(|v| v == n)
-                    && f.f64("tau").is_ok_and(|v| v == tau)
-            });
+            let fit = find(&fits, &[("m", m), ("n", n), ("tau", tau)], &[]);
             let text = match fit.map(|f| f.get("fit")).transpose()? {
                 Some(fit) if !fit.value.is_null() => exponent(&fit)?,
                 _ => "–".into(),

@@ -1,22 +1,18 @@
 //! The README's table, from a recorded run (`gaussmask records tables`).
 
 use gaussmask_harness::HarnessError;
-use gaussmask_harness::records::{Markdown, Record, Tables, mean_sd};
+use gaussmask_harness::records::{Markdown, Record, Tables, distinct, find, mean_sd};
 use gaussmask_nn::kappa_label;
 
 /// `accuracy`: per κ, the clean test accuracy (mean ± sd over seeds) of every (dataset,
 /// model).
 pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     let rows = record.json("summary.json")?.array("rows")?;
-    let (mut columns, mut kappas): (Vec<(String, String)>, Vec<f64>) = (Vec::new(), Vec::new());
+    let mut columns: Vec<(String, String)> = Vec::new();
     for r in &rows {
         let column = (r.str("dataset")?, r.str("model")?);
         if !columns.contains(&column) {
             columns.push(column);
-        }
-        let k = r.f64("kappa")?;
-        if !kappas.contains(&k) {
-            kappas.push(k);
         }
     }
     let mut head = vec!["κ".to_string()];
@@ -26,18 +22,15 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
             .map(|(d, m)| format!("{} {m}", dataset_name(d))),
     );
     let mut table = Markdown::new(&head);
-    for &k in &kappas {
+    for k in distinct(&rows, "kappa")? {
         let mut row = vec![kappa_label(k)];
         for (d, m) in &columns {
-            let cell = rows.iter().find(|r| {
-                r.str("dataset").is_ok_and(|v| v == *d)
-                    && r.str("model").is_ok_and(|v| v == *m)
-                    && r.f64("kappa").is_ok_and(|v| v == k)
-            });
-            row.push(match cell {
-                Some(r) => mean_sd(r.f64("accuracy")?, r.f64("accuracy_std")?, 4),
-                None => "–".into(),
-            });
+            row.push(
+                match find(&rows, &[("kappa", k)], &[("dataset", d), ("model", m)]) {
+                    Some(r) => mean_sd(r.f64("accuracy")?, r.f64("accuracy_std")?, 4),
+                    None => "–".into(),
+                },
+            );
         }
         table.row(&row);
     }

@@ -1,7 +1,7 @@
 //! The README's tables, from a recorded run (`gaussmask records tables`).
 
 use gaussmask_harness::HarnessError;
-use gaussmask_harness::records::{Markdown, Record, Tables};
+use gaussmask_harness::records::{Markdown, Record, Tables, series_headings};
 use gaussmask_nn::kappa_label;
 
 /// `auc-<model>` per target model: per κ and training length, the attack's ROC-AUC and, in
@@ -10,34 +10,20 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     let csv = record.csv("attack.csv")?;
     let mut tables = Tables::default();
     for (model, rows) in csv.group_by("model")? {
-        let (mut kappas, mut epochs): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
-        for &r in &rows {
-            let (k, e) = (csv.f64(r, "kappa")?, csv.f64(r, "epochs")?);
-            if !kappas.contains(&k) {
-                kappas.push(k);
-            }
-            if !epochs.contains(&e) {
-                epochs.push(e);
-            }
-        }
+        let epochs = csv.distinct(&rows, "epochs")?;
+        let labels: Vec<String> = epochs.iter().map(|e| e.to_string()).collect();
         let mut head = vec!["κ".to_string()];
-        head.extend(epochs.iter().enumerate().map(|(i, e)| {
-            if i == 0 {
-                format!("{e} epochs")
-            } else {
-                format!("{e}")
-            }
-        }));
+        head.extend(series_headings(
+            &labels,
+            |e| format!("{e} epochs"),
+            str::to_string,
+        ));
         let mut table = Markdown::new(&head);
-        for &k in &kappas {
+        for k in csv.distinct(&rows, "kappa")? {
             let mut row = vec![kappa_label(k)];
             for &e in &epochs {
-                let cell = rows.iter().find(|&&r| {
-                    csv.f64(r, "kappa").is_ok_and(|v| v == k)
-                        && csv.f64(r, "epochs").is_ok_and(|v| v == e)
-                });
-                row.push(match cell {
-                    Some(&r) => format!(
+                row.push(match csv.find(&rows, &[("kappa", k), ("epochs", e)]) {
+                    Some(r) => format!(
                         "{:.3} ({:.3})",
                         csv.f64(r, "auc")?,
                         csv.f64(r, "target_test_accuracy")?

@@ -316,6 +316,64 @@ impl Json {
     }
 }
 
+/// The distinct numbers under `key` over `rows`, in order of first appearance (the axes of a
+/// table made from a long-form summary).
+///
+/// # Errors
+/// A row without a number under `key`.
+pub fn distinct(rows: &[Json], key: &str) -> Result<Vec<f64>, HarnessError> {
+    let mut out: Vec<f64> = Vec::new();
+    for r in rows {
+        let v = r.f64(key)?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The distinct texts under `key` over `rows`, in order of first appearance.
+///
+/// # Errors
+/// A row without a string under `key`.
+pub fn distinct_text(rows: &[Json], key: &str) -> Result<Vec<String>, HarnessError> {
+    let mut out: Vec<String> = Vec::new();
+    for r in rows {
+        let v = r.str(key)?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The first of `rows` whose numbers under `numbers` and texts under `texts` are the given
+/// ones (the cell of a table at those coordinates).
+pub fn find<'a>(
+    rows: &'a [Json],
+    numbers: &[(&str, f64)],
+    texts: &[(&str, &str)],
+) -> Option<&'a Json> {
+    rows.iter().find(|r| {
+        numbers.iter().all(|(k, v)| r.f64(k).is_ok_and(|x| x == *v))
+            && texts.iter().all(|(k, v)| r.str(k).is_ok_and(|x| x == *v))
+    })
+}
+
+/// Column headings for a series of values: `first` names what they are at the first
+/// ("20 epochs", "image: test accuracy K = 1"), `rest` at the others ("40", "K = 5").
+pub fn series_headings(
+    values: &[String],
+    first: impl Fn(&str) -> String,
+    rest: impl Fn(&str) -> String,
+) -> Vec<String> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i == 0 { first(v) } else { rest(v) })
+        .collect()
+}
+
 /// A CSV file of a record: its header and rows as text.
 #[derive(Debug, Clone)]
 pub struct Csv {
@@ -360,6 +418,29 @@ impl Csv {
     pub fn str(&self, row: usize, name: &str) -> Result<&str, HarnessError> {
         let c = self.column(name)?;
         Ok(self.rows[row].get(c).map(String::as_str).unwrap_or(""))
+    }
+
+    /// The distinct numbers of column `name` over `rows`, in order of first appearance.
+    ///
+    /// # Errors
+    /// No such column, or a cell that is not a number.
+    pub fn distinct(&self, rows: &[usize], name: &str) -> Result<Vec<f64>, HarnessError> {
+        let mut out: Vec<f64> = Vec::new();
+        for &r in rows {
+            let v = self.f64(r, name)?;
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first of `rows` whose numbers in the columns `at` are the given ones.
+    pub fn find(&self, rows: &[usize], at: &[(&str, f64)]) -> Option<usize> {
+        rows.iter().copied().find(|&r| {
+            at.iter()
+                .all(|(c, v)| self.f64(r, c).is_ok_and(|x| x == *v))
+        })
     }
 
     /// The rows grouped by the text of column `name`, in order of first appearance.
