@@ -149,6 +149,17 @@ fn trajectories_smoke_run_writes_every_file_and_floors_rise_with_kappa() {
         serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(record["backend"], "flex");
     assert!(record["wall_time_s"].as_f64().unwrap() > 0.0);
+    // The commit the binary was built from: this checkout's HEAD (cargo rebuilds when it moves).
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        record["build_revision"].as_str(),
+        Some(String::from_utf8_lossy(&head.stdout).trim()),
+        "{record}"
+    );
     std::fs::remove_dir_all(root).unwrap();
 }
 

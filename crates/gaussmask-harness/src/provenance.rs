@@ -12,6 +12,10 @@ pub struct RunRecord {
     pub version: String,
     /// `git rev-parse HEAD` of the working directory, when available.
     pub git_revision: Option<String>,
+    /// The commit the binary was built from (changes to files not yet committed are not
+    /// seen), when it was built in a git checkout.
+    #[serde(default)]
+    pub build_revision: Option<String>,
     /// Backend name.
     pub backend: String,
     /// Device description.
@@ -93,4 +97,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The commit this binary was built from, when it was built in a git checkout.
+pub(crate) fn build_revision() -> Option<String> {
+    Some(env!("GAUSSMASK_BUILD_REVISION"))
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
 }

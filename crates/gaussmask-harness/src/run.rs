@@ -12,7 +12,7 @@ use toml::Table;
 use crate::backend::{Backend, Dtype};
 use crate::error::HarnessError;
 use crate::output::{RunDir, utc_stamp};
-use crate::provenance::{RunRecord, cpu_features, cpu_model, git_revision};
+use crate::provenance::{RunRecord, build_revision, cpu_features, cpu_model, git_revision};
 use crate::records::{Record, Tables};
 
 /// An experiment the harness can run.
@@ -140,6 +140,7 @@ impl RunContext {
             experiment: experiment.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             git_revision: git_revision(),
+            build_revision: build_revision(),
             backend: backend.to_string(),
             device: format!("{device:?}"),
             dtype: dtype.to_string(),

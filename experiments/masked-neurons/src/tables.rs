@@ -2,7 +2,7 @@
 
 use gaussmask_harness::HarnessError;
 use gaussmask_harness::records::{
-    Markdown, Record, Tables, distinct, find, integer, mean_sd, series_headings,
+    Markdown, Record, Tables, distinct, distinct_text, find, integer, mean_sd, series_headings,
 };
 use gaussmask_nn::kappa_label;
 
@@ -18,6 +18,7 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
         |t| format!("τ_local = {t}"),
         str::to_string,
     ));
+    let schemes = distinct_text(&rows, "scheme")?;
     let mut groups: Vec<(String, f64, f64)> = Vec::new();
     for r in &rows {
         let key = (r.str("scheme")?, r.f64("kappa")?, r.f64("p")?);
@@ -25,6 +26,14 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
             groups.push(key);
         }
     }
+    // One block of rows per (scheme, κ), p within it.
+    groups.sort_by(|a, b| {
+        let rank = |s: &String| schemes.iter().position(|x| x == s);
+        rank(&a.0)
+            .cmp(&rank(&b.0))
+            .then(a.1.total_cmp(&b.1))
+            .then(a.2.total_cmp(&b.2))
+    });
     let mut table = Markdown::new(&head);
     let mut last_label = String::new();
     for (scheme, kappa, p) in &groups {

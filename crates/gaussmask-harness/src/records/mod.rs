@@ -150,8 +150,9 @@ impl Record {
             args.push(a);
         }
         let commit = run
-            .git_revision
+            .build_revision
             .as_deref()
+            .or(run.git_revision.as_deref())
             .map(|r| format!(" at commit {}", &r[..r.len().min(7)]))
             .unwrap_or_default();
         let vector = if run.cpu_features.iter().any(|f| f.starts_with("avx512")) {
