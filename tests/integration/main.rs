@@ -10,6 +10,7 @@ mod engines;
 mod fit;
 mod gradients;
 mod images_cli;
+mod layout;
 mod masks;
 mod ntk;
 mod probes;
