@@ -101,6 +101,11 @@ fn a_resumed_run_ends_identical_to_an_uninterrupted_one() {
         while whole.step() < total {
             losses.push(whole.advance().unwrap().loss[0]);
         }
+        // A step past the end is its own error, not a config error.
+        assert!(matches!(
+            whole.advance(),
+            Err(gaussmask_train::TrainError::Finished { steps }) if steps == total
+        ));
         // Stop in the middle of the second epoch (6 steps per epoch), save, restore, go on.
         let mut first = spec.fit(fresh(), &data, &device).unwrap();
         for _ in 0..10 {

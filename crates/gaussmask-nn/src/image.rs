@@ -161,7 +161,8 @@ impl ImageModelConfig {
     /// Builds the model for images of `shape` and `classes` classes behind a Gaussian mask of
     /// level `kappa` (0: none), weights drawn from the seed's init stream like PyTorch's
     /// defaults: U(−1/√fan_in, 1/√fan_in) for weights and biases; batch-norm scale 1, shift 0.
-    /// The mask's stream is keyed by `seed` too.
+    /// The mask's stream is keyed by `seed` too; for another mask family, replace the model's
+    /// `mask` with `MaskConfig::init` of that family (as `gaussmask train` does).
     pub fn init(
         &self,
         shape: [usize; 3],

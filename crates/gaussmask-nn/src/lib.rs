@@ -3,8 +3,10 @@
 //! - [`kappa`]: the check every κ grid passes, and κ's label in names.
 //! - [`mask`]: the Gaussian input mask c ~ N(1, κ²) and the other mask families.
 //! - [`two_layer`]: the two-layer ReLU network of the paper, batched over replicas.
+//! - [`deep`]: ReLU MLPs of any depth behind the same mask, batched over replicas.
 //! - [`image`]: image classifiers (MLP, CNN) behind the input mask.
-//! - [`rng`]: the seeded streams every random quantity comes from.
+//! - [`rng`], [`tensor_io`] (from `gaussmask-core`): the seeded streams every random quantity
+//!   comes from, and host ↔ tensor conversion.
 
 pub mod deep;
 pub mod image;

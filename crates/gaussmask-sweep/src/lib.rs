@@ -265,7 +265,8 @@ pub fn train_runs(
         .map_err(|e| {
             let rep = match &e {
                 gaussmask_train::TrainError::Diverged { replica, .. } => group.get(*replica),
-                gaussmask_train::TrainError::Config(_) => None,
+                gaussmask_train::TrainError::Config(_)
+                | gaussmask_train::TrainError::Finished { .. } => None,
             };
             let which = rep
                 .map(|r| format!(" (κ = {}, seed {})", r.kappa, r.seed))

@@ -452,14 +452,13 @@ impl<'a, M: Trainable> Fit<'a, M> {
     /// exactly one forward pass per update.
     ///
     /// # Errors
-    /// [`TrainError::Diverged`] when the loss becomes NaN or infinite; [`TrainError::Config`]
+    /// [`TrainError::Diverged`] when the loss becomes NaN or infinite; [`TrainError::Finished`]
     /// when all `steps` are done.
     pub fn advance(&mut self) -> Result<FitLog, TrainError> {
         if self.step >= self.config.steps {
-            return Err(TrainError::Config(format!(
-                "train.steps: all {} steps are done",
-                self.config.steps
-            )));
+            return Err(TrainError::Finished {
+                steps: self.config.steps,
+            });
         }
         let mut log = None;
         self.iteration(&mut |l: &FitLog, _: &M| log = Some(l.clone()), true, true)?;

@@ -254,6 +254,11 @@ pub enum TrainError {
     },
     /// The model and training configs do not fit together (the message names the fields).
     Config(String),
+    /// A step was asked of a training whose `steps` are all done.
+    Finished {
+        /// The training's `steps`.
+        steps: usize,
+    },
 }
 
 impl std::fmt::Display for TrainError {
@@ -269,6 +274,7 @@ impl std::fmt::Display for TrainError {
                  learning rate is likely too large for its κ (lower train.lr)"
             ),
             TrainError::Config(message) => f.write_str(message),
+            TrainError::Finished { steps } => write!(f, "train.steps: all {steps} steps are done"),
         }
     }
 }
