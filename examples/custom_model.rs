@@ -18,6 +18,10 @@ use gaussmask_data::{Dataset, SyntheticConfig};
 use gaussmask_nn::{InputMask, MaskConfig};
 use gaussmask_train::fit::{Batch, FitConfig, FitOptimizer, Trainable, batch, fit};
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 // ── Your model: the mask goes in front, like any other layer. ────────────────────────────
 #[derive(Module, Debug)]
 struct ResidualMlp {

@@ -16,6 +16,10 @@ use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{Replica, TwoLayerReluConfig, deep_init, half_sse};
 use gaussmask_train::fit::{FitConfig, fit};
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 fn main() -> ExitCode {
     let device = gaussmask_examples::device_or_exit();
     let (n, d, m, depth, steps) = (200, 10, 128, 4, 1500);

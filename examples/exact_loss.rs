@@ -20,6 +20,10 @@ use gaussmask_nn::{InputMask, Replica, TwoLayerReluConfig, half_sse};
 use gaussmask_smooth::expected::ExactLoss;
 use gaussmask_smooth::tensor::kappa_tensor;
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 fn main() -> ExitCode {
     let device = gaussmask_examples::device_or_exit();
     let (kappa, n, d, m, steps) = (0.5, 100, 10, 32, 200);

@@ -25,6 +25,10 @@ use std::sync::OnceLock;
 
 use burn::tensor::{Device, FloatDType};
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 /// The flex device with f64 as its float type.
 pub fn device64() -> Device {
     static DEVICE: OnceLock<Device> = OnceLock::new();

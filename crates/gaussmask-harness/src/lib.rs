@@ -26,11 +26,26 @@ pub use error::HarnessError;
 pub use run::{Experiment, RunContext};
 pub use study::{Study, Timed, Unit};
 
-// Burn's autodiff frees and reallocates multi-MB tensors every step; glibc's malloc hands
-// them back to the kernel and page-faults them in again, mimalloc keeps them.
+/// The allocator the workspace's binaries declare as their global allocator: mimalloc with
+/// the `mimalloc` feature, the system's without. Burn's autodiff frees and reallocates multi-MB
+/// tensors every step; glibc's malloc hands them back to the kernel and page-faults them in
+/// again, mimalloc keeps them. A library never sets the allocator: a binary opts in with
+///
+/// ```ignore
+/// #[global_allocator]
+/// static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+/// ```
 #[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+pub type Allocator = mimalloc::MiMalloc;
+/// See [`Allocator`].
+#[cfg(feature = "mimalloc")]
+pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
+/// The allocator the workspace's binaries declare (the system's: the `mimalloc` feature is off).
+#[cfg(not(feature = "mimalloc"))]
+pub type Allocator = std::alloc::System;
+/// See [`Allocator`].
+#[cfg(not(feature = "mimalloc"))]
+pub const ALLOCATOR: Allocator = std::alloc::System;
 
 /// Mean and (sample) standard deviation.
 pub fn mean_std(values: &[f64]) -> (f64, f64) {

@@ -1,5 +1,9 @@
 //! Runs the `decomposition` experiment alone: `cargo run --release -p decomposition -- [options]`.
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 fn main() -> std::process::ExitCode {
     gaussmask_harness::cli::main_single(&decomposition::Decomposition)
 }

@@ -1,6 +1,10 @@
 //! Runs the `federated-fading` experiment alone:
 //! `cargo run --release -p federated-fading -- [options]`.
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 fn main() -> std::process::ExitCode {
     gaussmask_harness::cli::main_single(&federated_fading::FederatedFading)
 }

@@ -1,5 +1,9 @@
 //! Runs the `image-accuracy` experiment alone: `cargo run --release -p image-accuracy -- [options]`.
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 fn main() -> std::process::ExitCode {
     gaussmask_harness::cli::main_single(&image_accuracy::ImageAccuracy)
 }

@@ -1,6 +1,10 @@
 //! Runs the `membership-inference` experiment alone:
 //! `cargo run --release -p membership-inference -- [options]`.
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 fn main() -> std::process::ExitCode {
     gaussmask_harness::cli::main_single(&membership_inference::MembershipInference)
 }

@@ -18,6 +18,10 @@ use gaussmask_smooth::expected::ExactLoss;
 use gaussmask_smooth::tensor::kappa_tensor;
 use serde::{Deserialize, Serialize};
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 #[derive(Parser)]
 #[command(about = "Workload (d) of bench/run: the exact expected loss at fixed weights")]
 struct Cli {

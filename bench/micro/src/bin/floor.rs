@@ -7,6 +7,10 @@ use std::time::Instant;
 
 use gaussmask_nn::rng::{Stream, tag};
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 /// Seconds per call of `f`, the median of `reps` timings of `inner` calls each.
 fn time(reps: usize, inner: usize, mut f: impl FnMut()) -> f64 {
     f();

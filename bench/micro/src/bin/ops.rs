@@ -11,6 +11,10 @@ use burn::nn::{BatchNormConfig, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
 
+// mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
+#[global_allocator]
+static ALLOCATOR: gaussmask_harness::Allocator = gaussmask_harness::ALLOCATOR;
+
 /// Median seconds of `f` over `reps` calls, after one warm-up call.
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
