@@ -64,15 +64,15 @@ impl Backend {
         out
     }
 
-    /// How many replicas to train in one batched computation when the config leaves it open
-    /// (`None`: all of them). Measured on the trajectories workload (21 replicas, n = 500,
-    /// d = 20, m = 100, 2 cores): flex runs a loop of single replicas 2.1× faster than one
-    /// batch (18.5 s vs 38.7 s; its 3-D matmul is slower than a loop of 2-D ones), ndarray one
     /// Whether the backend runs on a GPU.
     pub fn is_gpu(self) -> bool {
         self == Backend::Wgpu
     }
 
+    /// How many replicas to train in one batched computation when the config leaves it open
+    /// (`None`: all of them). Measured on the trajectories workload (21 replicas, n = 500,
+    /// d = 20, m = 100, 2 cores): flex runs a loop of single replicas 2.1× faster than one
+    /// batch (18.5 s vs 38.7 s; its 3-D matmul is slower than a loop of 2-D ones), ndarray one
     /// batch 1.08× faster than a loop (36.5 s vs 39.3 s), and GPUs want the largest batch.
     pub fn default_replica_chunk(self) -> Option<usize> {
         match self {
