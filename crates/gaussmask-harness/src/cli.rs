@@ -12,7 +12,7 @@ use crate::checkpoint::{self, Checkpoints, SavedOptions};
 use crate::config;
 pub use crate::diagnostics::DiagnosticsRequest;
 use crate::error::HarnessError;
-use crate::options::{RunOptions, check_resolved, resolve_config};
+use crate::options::{CommonOptions, RunOptions, check_resolved, resolve_config};
 use crate::output::{LockError, RunDir, RunLock, results_target};
 use crate::run::{Experiment, RunContext, find_experiment};
 
@@ -228,11 +228,11 @@ fn quiet_panics() {
 
 /// Refuses the options a resumed run takes from its checkpoint instead of the command line.
 fn check_resume_flags(options: &RunOptions) -> Result<(), HarnessError> {
-    if options.config.is_some()
+    if options.common.config.is_some()
         || options.smoke
-        || !options.set.is_empty()
-        || options.seed.is_some()
-        || options.out.is_some()
+        || !options.common.set.is_empty()
+        || options.common.seed.is_some()
+        || options.common.out.is_some()
         || options.shard.is_some()
         || options.diagnostics.is_some()
         || options.save_weights
@@ -290,16 +290,18 @@ fn resume_options(
         ))
     };
     let resumed = RunOptions {
-        backend: Backend::from_str(&saved.backend, true)
-            .map_err(|_| parse_enum("backend", &saved.backend))?,
-        dtype: Dtype::from_str(&saved.dtype, true)
-            .map_err(|_| parse_enum("dtype", &saved.dtype))?,
+        common: CommonOptions {
+            backend: Backend::from_str(&saved.backend, true)
+                .map_err(|_| parse_enum("backend", &saved.backend))?,
+            dtype: Dtype::from_str(&saved.dtype, true)
+                .map_err(|_| parse_enum("dtype", &saved.dtype))?,
+            out: Some(target.to_path_buf()),
+            ..options.common.clone()
+        },
         smoke: saved.smoke,
         save_weights: saved.save_weights,
         shard: saved.shard,
         diagnostics: saved.diagnostics,
-        out: Some(target.to_path_buf()),
-        ..options.clone()
     };
     // The same checks as the run it continues passed (the saved files may have been edited).
     check_resolved(experiment, &table, &resumed)?;
@@ -312,7 +314,12 @@ fn lock_target(
     experiment: &dyn Experiment,
     options: &RunOptions,
 ) -> Result<(PathBuf, RunLock), HarnessError> {
-    if let Some(target) = options.resume.as_ref().or(options.out.as_ref()) {
+    if let Some(target) = options
+        .common
+        .resume
+        .as_ref()
+        .or(options.common.out.as_ref())
+    {
         return Ok((target.clone(), RunLock::acquire(target)?));
     }
     let first = results_target(experiment.id());
@@ -343,7 +350,7 @@ fn lock_target(
 /// the run directory atomically. A run that fails after finishing some of its work keeps its
 /// checkpoint (the result is the only thing allowed to replace it) and says how to continue.
 pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), HarnessError> {
-    let fresh = match &options.resume {
+    let fresh = match &options.common.resume {
         Some(_) => {
             check_resume_flags(options)?;
             None
@@ -356,9 +363,9 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
         None => resume_options(experiment, options, &target)?,
     };
     let options = &options;
-    let device = make_device(options.backend, options.dtype)?;
+    let device = make_device(options.common.backend, options.common.dtype)?;
     let folder = checkpoint::folder_for(&target);
-    if options.resume.is_none() && folder.exists() && !target.exists() {
+    if options.common.resume.is_none() && folder.exists() && !target.exists() {
         // We hold the lock: no live process owns this checkpoint.
         return Err(HarnessError::input(format!(
             "{} holds the checkpoint of an interrupted run: continue it with --resume {}, or \
@@ -371,8 +378,8 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
     let seed = config::seed_of(&table);
     let mut ctx = RunContext::new(
         device,
-        options.backend,
-        options.dtype,
+        options.common.backend,
+        options.common.dtype,
         options.smoke,
         dir,
         experiment.id(),
@@ -381,13 +388,13 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
     ctx.save_weights = options.save_weights;
     ctx.command = experiment.command();
     ctx.diagnostics = options.diagnostics;
-    ctx.checkpoints = Checkpoints::new(folder.clone(), options.checkpoint_every);
+    ctx.checkpoints = Checkpoints::new(folder.clone(), options.common.checkpoint_every);
     if experiment.checkpoints() {
         checkpoint::install_signal_handlers();
         let saved = SavedOptions {
             experiment: experiment.id().into(),
-            backend: options.backend.to_string(),
-            dtype: options.dtype.to_string(),
+            backend: options.common.backend.to_string(),
+            dtype: options.common.dtype.to_string(),
             smoke: options.smoke,
             save_weights: options.save_weights,
             shard: options.shard,
@@ -408,8 +415,8 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
     eprintln!(
         "running {} on {} ({}){} → {}",
         experiment.id(),
-        options.backend,
-        options.dtype,
+        options.common.backend,
+        options.common.dtype,
         if options.smoke { ", smoke" } else { "" },
         ctx.target().display()
     );

@@ -12,15 +12,12 @@ use crate::diagnostics::{DiagnosticsRequest, parse_diagnostics};
 use crate::error::HarnessError;
 use crate::run::Experiment;
 
-/// Options shared by every way of running an experiment.
+/// The options of every run: an experiment's (`gaussmask run`) and `gaussmask train`'s.
 #[derive(Args, Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Config file (TOML); defaults to the experiment's own `configs/<id>.toml`.
+pub struct CommonOptions {
+    /// Config file (TOML); default the built-in one `gaussmask config <id>` prints.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Run the tiny version from the config's `[smoke]` section.
-    #[arg(long)]
-    pub smoke: bool,
     /// Override a config value, e.g. `--set train.steps=100` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -36,6 +33,26 @@ pub struct RunOptions {
     /// Base seed (overrides the config's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Continue an interrupted run: RUN_DIR is the directory it was writing to (printed when it
+    /// started and when it stopped). Its own config and options are used.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Training steps between two checkpoints of runs that checkpoint (0: only on
+    /// SIGINT/SIGTERM).
+    #[arg(long, value_name = "STEPS", default_value_t = 500)]
+    pub checkpoint_every: usize,
+}
+
+/// Options shared by every way of running an experiment: the common ones, and those only an
+/// experiment takes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Config, overrides, backend, dtype, output, seed, resume, checkpoints.
+    #[command(flatten)]
+    pub common: CommonOptions,
+    /// Run the tiny version from the config's `[smoke]` section.
+    #[arg(long)]
+    pub smoke: bool,
     /// Export the trained weights of every replica as .npy files and one safetensors file.
     #[arg(long)]
     pub save_weights: bool,
@@ -44,14 +61,6 @@ pub struct RunOptions {
     /// `every=N,gram` adds λ_min of the finite-width Gram H(k) (an n×n eigen-solve per row).
     #[arg(long, value_name = "every=N[,gram]", value_parser = parse_diagnostics)]
     pub diagnostics: Option<DiagnosticsRequest>,
-    /// Continue an interrupted run: RUN_DIR is the directory it was writing to (printed when it
-    /// started and when it stopped). Its own config and options are used.
-    #[arg(long, value_name = "RUN_DIR")]
-    pub resume: Option<PathBuf>,
-    /// Training steps between two checkpoints of experiments that checkpoint (0: only on
-    /// SIGINT/SIGTERM).
-    #[arg(long, value_name = "STEPS", default_value_t = 500)]
-    pub checkpoint_every: usize,
     /// Run only shard I of N (the units k with k mod N = I) into a shard directory, for
     /// `gaussmask merge`.
     #[arg(long, value_name = "I/N", value_parser = crate::selection::parse_shard)]
@@ -63,7 +72,7 @@ pub fn resolve_config(
     experiment: &dyn Experiment,
     options: &RunOptions,
 ) -> Result<Table, HarnessError> {
-    let table = match &options.config {
+    let table = match &options.common.config {
         Some(path) => config::read_file(path)?,
         None => config::parse_text(
             experiment.default_config(),
@@ -71,10 +80,10 @@ pub fn resolve_config(
         )?,
     };
     let mut table = config::resolve_smoke(table, options.smoke)?;
-    for assignment in &options.set {
+    for assignment in &options.common.set {
         config::apply_set(&mut table, assignment)?;
     }
-    if let Some(seed) = options.seed {
+    if let Some(seed) = options.common.seed {
         let seed = i64::try_from(seed)
             .map_err(|_| HarnessError::input(format!("--seed must be < 2^63, got {seed}")))?;
         table.insert("seed".into(), Value::Integer(seed));

@@ -118,7 +118,7 @@ fn prepare(experiment: &dyn Experiment, options: &SlurmOptions) -> Result<(), Ha
     if shards == 0 {
         return Err(HarnessError::input("--shards must be ≥ 1, got 0"));
     }
-    if options.run.resume.is_some() || options.run.shard.is_some() {
+    if options.run.common.resume.is_some() || options.run.shard.is_some() {
         return Err(HarnessError::input(
             "gaussmask slurm takes neither --resume nor --shard: each task gets its shard, and \
              a task that was killed resumes by itself (re-submit with --retry SWEEP_DIR)",
@@ -137,6 +137,7 @@ fn prepare(experiment: &dyn Experiment, options: &SlurmOptions) -> Result<(), Ha
     let dir = absolute(
         &options
             .run
+            .common
             .out
             .clone()
             .unwrap_or_else(|| crate::output::results_target(experiment.id())),
@@ -150,9 +151,9 @@ fn prepare(experiment: &dyn Experiment, options: &SlurmOptions) -> Result<(), Ha
         shards,
         units,
         executable: exe.display().to_string(),
-        backend: options.run.backend.to_string(),
-        dtype: options.run.dtype.to_string(),
-        checkpoint_every: options.run.checkpoint_every,
+        backend: options.run.common.backend.to_string(),
+        dtype: options.run.common.dtype.to_string(),
+        checkpoint_every: options.run.common.checkpoint_every,
         jobs: Vec::new(),
     };
     let write = |file: &str, text: &str| sweep.write(file, text.as_bytes()).map(|_| ());

@@ -5,63 +5,26 @@ use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
 use gaussmask_harness::cli::{Tool, run};
-use gaussmask_harness::options::RunOptions;
+use gaussmask_harness::options::{CommonOptions, RunOptions};
 use gaussmask_harness::output::write_atomic;
 use gaussmask_harness::{Backend, Dtype, Experiment, HarnessError, make_device};
 use gaussmask_supervised::Train;
 use gaussmask_supervised::predict::{Predictor, is_npy, to_csv, to_npy};
-
-/// Arguments of `gaussmask train`.
-#[derive(Args, Debug, Clone)]
-pub struct TrainArgs {
-    /// Config file (TOML); `gaussmask config train` prints a commented default (which trains
-    /// on the synthetic problem).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Override a config value, e.g. `--set model.mask.kappa=[0,0.5]` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
-    /// Float type (f64 on CPU backends only).
-    #[arg(long, value_enum, default_value_t = Dtype::F32)]
-    pub dtype: Dtype,
-    /// Run directory to create (must not exist); default `results/train/<UTC time>`.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Base seed (overrides the config's `seed`).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Continue an interrupted run in RUN_DIR, with its own config and options.
-    #[arg(long, value_name = "RUN_DIR")]
-    pub resume: Option<PathBuf>,
-    /// Training steps between two checkpoints (0: only on SIGINT/SIGTERM).
-    #[arg(long, value_name = "STEPS", default_value_t = 500)]
-    pub checkpoint_every: usize,
-}
 
 /// `gaussmask train` as a subcommand.
 pub struct TrainTool;
 
 impl Tool for TrainTool {
     fn command(&self) -> clap::Command {
-        TrainArgs::augment_args(clap::Command::new("train"))
+        CommonOptions::augment_args(clap::Command::new("train"))
             .about("Train masked models on your own data (CSV, .npy, IDX), one per κ")
     }
 
     fn run(&self, matches: &ArgMatches) -> Result<(), HarnessError> {
-        let args = TrainArgs::from_arg_matches(matches)
+        let common = CommonOptions::from_arg_matches(matches)
             .map_err(|e| HarnessError::input(e.to_string().trim().to_string()))?;
         let options = RunOptions {
-            config: args.config,
-            set: args.set,
-            backend: args.backend,
-            dtype: args.dtype,
-            out: args.out,
-            seed: args.seed,
-            resume: args.resume,
-            checkpoint_every: args.checkpoint_every,
+            common,
             ..RunOptions::default()
         };
         run(&Train, &options)
