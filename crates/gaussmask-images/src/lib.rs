@@ -214,8 +214,11 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
             on_epoch(run.step() / per_epoch, &run.model().valid(), &mut side)?;
         }
         if ctx.checkpoints.due(run.step()) {
-            ctx.checkpoints
-                .save_state(key, &run.checkpoint().map_err(failed)?, &side)?;
+            ctx.checkpoints.save_state(
+                key,
+                &run.checkpoint().map_err(|e| failed(e.to_string()))?,
+                &side,
+            )?;
             if gaussmask_harness::checkpoint::interrupted() {
                 return Err(ctx.interrupted_error(&format!("{key} at step {}", run.step())));
             }

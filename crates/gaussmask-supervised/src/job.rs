@@ -195,8 +195,11 @@ impl Job {
                 rows.push(self.row(&run.model().valid(), kappa, seed, step, &plain));
             }
             if ctx.checkpoints.due(step) && step < run.steps() {
-                ctx.checkpoints
-                    .save_state(key, &run.checkpoint().map_err(failed)?, &rows)?;
+                ctx.checkpoints.save_state(
+                    key,
+                    &run.checkpoint().map_err(|e| failed(e.to_string()))?,
+                    &rows,
+                )?;
                 if gaussmask_harness::checkpoint::interrupted() {
                     return Err(ctx.interrupted_error(&format!("{name} at step {step}")));
                 }
@@ -210,7 +213,7 @@ impl Job {
             .map(|t| self.evaluate(&trained, t, &plain));
         Ok(Unit {
             rows,
-            record: model_bytes(run.model()).map_err(failed)?,
+            record: model_bytes(run.model()).map_err(|e| failed(e.to_string()))?,
             test,
         })
     }

@@ -18,6 +18,7 @@ use gaussmask_nn::image::{ImageModelConfig, ImageNet};
 use gaussmask_nn::tensor_io::to_f64;
 use serde::{Deserialize, Serialize};
 
+use crate::StateError;
 use crate::TrainError;
 pub use crate::fit::DpSgd;
 use crate::fit::{Batch, Fit, FitConfig, FitOptimizer, FitSchedule, Trainable};
@@ -257,7 +258,7 @@ impl ClassifierSpec<'_> {
         bytes: &[u8],
         data: &'a Dataset,
         device: &Device,
-    ) -> Result<Fit<'a, ImageNet>, String> {
+    ) -> Result<Fit<'a, ImageNet>, StateError> {
         let config = self.train.fit_config(data.n, self.seed);
         Fit::resume(model, bytes, data, &config, device)
     }
@@ -298,7 +299,7 @@ pub fn parameters<M: Module>(model: &M) -> Parameters {
 ///
 /// # Errors
 /// Counts or shapes differ.
-pub fn with_parameters<M: Module>(model: M, values: Parameters) -> Result<M, String> {
+pub fn with_parameters<M: Module>(model: M, values: Parameters) -> Result<M, StateError> {
     let mut values: VecDeque<_> = values.into();
     let mut load = Load {
         values: &mut values,
@@ -306,8 +307,10 @@ pub fn with_parameters<M: Module>(model: M, values: Parameters) -> Result<M, Str
     };
     let model = model.map(&mut load);
     match load.error {
-        Some(e) => Err(e),
-        None if !values.is_empty() => Err("more values than the model has parameters".into()),
+        Some(e) => Err(StateError::Mismatch(e)),
+        None if !values.is_empty() => Err(StateError::Mismatch(
+            "more values than the model has parameters".into(),
+        )),
         None => Ok(model),
     }
 }
@@ -316,26 +319,26 @@ pub fn with_parameters<M: Module>(model: M, values: Parameters) -> Result<M, Str
 ///
 /// # Errors
 /// The record cannot be encoded.
-pub fn model_bytes<M: Module>(model: &M) -> Result<Vec<u8>, String> {
+pub fn model_bytes<M: Module>(model: &M) -> Result<Vec<u8>, StateError> {
     // Through `valid()`, which folds in the last update of running statistics first.
     model
         .valid()
         .into_record()
         .into_bytes()
         .map(|bytes| bytes.to_vec())
-        .map_err(|e| format!("cannot record the model: {e}"))
+        .map_err(|e| StateError::Encode(e.to_string()))
 }
 
 /// `model` with the record saved by [`model_bytes`] loaded.
 ///
 /// # Errors
 /// The bytes are not a record of a model of this shape.
-pub fn load_model_bytes<M: Module>(model: M, bytes: &[u8]) -> Result<M, String> {
+pub fn load_model_bytes<M: Module>(model: M, bytes: &[u8]) -> Result<M, StateError> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
-        .map_err(|e| format!("not a model checkpoint: {e}"))?;
+        .map_err(|e| StateError::Mismatch(format!("not a model checkpoint: {e}")))?;
     model
         .try_load_record(record)
-        .map_err(|e| format!("a model checkpoint of another shape: {e}"))
+        .map_err(|e| StateError::Mismatch(format!("a model checkpoint of another shape: {e}")))
 }
 
 struct Collect<'a>(&'a mut Parameters);

@@ -261,6 +261,30 @@ pub enum TrainError {
     },
 }
 
+/// A model's or a training run's state that cannot be written as bytes or read back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateError {
+    /// Burn could not record it.
+    Encode(String),
+    /// The bytes are not a state of this model or run (damaged, truncated, another shape or
+    /// data); the message says which.
+    Mismatch(String),
+    /// The run the state belongs to cannot be set up.
+    Train(TrainError),
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::Encode(message) => write!(f, "cannot record the state: {message}"),
+            StateError::Mismatch(message) => f.write_str(message),
+            StateError::Train(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
 impl std::fmt::Display for TrainError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

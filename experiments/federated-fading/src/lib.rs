@@ -250,7 +250,7 @@ fn image_cell(
                 seed: client_seed(seed, kappa.0, round, k),
             };
             let start = with_parameters(spec.init(train.shape, train.classes, &ad), global.clone())
-                .map_err(HarnessError::run)?;
+                .map_err(|e| HarnessError::run(e.to_string()))?;
             let local = train_classifier(spec, start, data, &ad, || bar.inc(1))
                 .map_err(|e| HarnessError::run(format!("{key} round {}: {e}", round + 1)))?;
             locals.push(parameters(&local));
@@ -258,7 +258,7 @@ fn image_cell(
         global = average(&locals);
         // One host model of the new global parameters: evaluated, then checkpointed.
         let snapshot = with_parameters(host_model(t, train, 0, &ctx.device), global.clone())
-            .map_err(HarnessError::run)?;
+            .map_err(|e| HarnessError::run(e.to_string()))?;
         let (test_accuracy, test_loss) = clean_metrics(&snapshot, test, &ctx.device);
         let (_, train_loss) = clean_metrics(&snapshot, train, &ctx.device);
         history.push(RoundRow {
@@ -267,7 +267,7 @@ fn image_cell(
             test_loss,
             train_loss,
         });
-        let bytes = model_bytes(&snapshot).map_err(HarnessError::run)?;
+        let bytes = model_bytes(&snapshot).map_err(|e| HarnessError::run(e.to_string()))?;
         ctx.checkpoints.save_state(&key, &bytes, &history)?;
         if gaussmask_harness::checkpoint::interrupted() {
             return Err(ctx.interrupted_error(&format!("{key} after round {}", round + 1)));

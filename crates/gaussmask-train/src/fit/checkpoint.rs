@@ -10,6 +10,7 @@ use gaussmask_nn::rng::Stream;
 use serde::{Deserialize, Serialize};
 
 use super::{Fit, FitConfig, Trainable};
+use crate::StateError;
 
 /// The small part of a checkpoint that is ours (the records are Burn's).
 #[derive(Serialize, Deserialize)]
@@ -29,7 +30,7 @@ const FIT_MAGIC: &[u8] = b"GMFIT2\n";
 
 impl<'a, M: Trainable> Fit<'a, M> {
     /// The run's state as bytes: continue it with [`Fit::resume`].
-    pub fn checkpoint(&self) -> Result<Vec<u8>, String> {
+    pub fn checkpoint(&self) -> Result<Vec<u8>, StateError> {
         // Recorded through `valid()`, which first folds in the last update of running
         // statistics (burn::nn::BatchNorm's; a training-mode record holds the one before).
         let records = [
@@ -39,7 +40,7 @@ impl<'a, M: Trainable> Fit<'a, M> {
         ]
         .into_iter()
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("cannot record the run: {e}"))?;
+        .map_err(|e| StateError::Encode(e.to_string()))?;
         let (order, cursor, stream) = self.batches.state();
         let header = FitHeader {
             step: self.step,
@@ -51,7 +52,7 @@ impl<'a, M: Trainable> Fit<'a, M> {
             records: [records[0].len(), records[1].len(), records[2].len()],
         };
         let mut out = FIT_MAGIC.to_vec();
-        let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+        let header = serde_json::to_vec(&header).map_err(|e| StateError::Encode(e.to_string()))?;
         out.extend((header.len() as u64).to_le_bytes());
         out.extend(header);
         for r in &records {
@@ -64,15 +65,18 @@ impl<'a, M: Trainable> Fit<'a, M> {
     /// replaced), `data`, `config` and `device` those of the saved run.
     ///
     /// # Errors
-    /// A one-line message when the bytes are not a checkpoint of such a run.
+    /// [`StateError::Mismatch`] when the bytes are not a checkpoint of such a run,
+    /// [`StateError::Train`] when `config` does not fit `model` and `data`.
     pub fn resume(
         model: M,
         bytes: &[u8],
         data: &'a Dataset,
         config: &FitConfig,
         device: &Device,
-    ) -> Result<Self, String> {
-        let bad = |why: &str| format!("not a training checkpoint of this run: {why}");
+    ) -> Result<Self, StateError> {
+        let bad = |why: &str| {
+            StateError::Mismatch(format!("not a training checkpoint of this run: {why}"))
+        };
         let rest = bytes
             .strip_prefix(FIT_MAGIC)
             .ok_or_else(|| bad("no header"))?;
@@ -89,7 +93,7 @@ impl<'a, M: Trainable> Fit<'a, M> {
         if !rest.is_empty() || header.step > config.steps || header.order.len() != data.n {
             return Err(bad("its length, step or rows differ"));
         }
-        let mut run = Self::new(model, data, config, device).map_err(|e| e.to_string())?;
+        let mut run = Self::new(model, data, config, device).map_err(StateError::Train)?;
         let mut parts = parts.into_iter();
         let mut next = || parts.next().expect("three records");
         let model_record = ModuleRecord::from_bytes(next()).map_err(|e| bad(&e.to_string()))?;
