@@ -1,7 +1,9 @@
 //! The README's table, from a recorded run (`gaussmask records tables`).
 
 use gaussmask_harness::HarnessError;
-use gaussmask_harness::records::{Json, Markdown, Record, Tables, distinct, find, integer, sig};
+use gaussmask_harness::records::{
+    Json, Markdown, Record, Tables, distinct, find, first_seen, integer, sig,
+};
 use gaussmask_nn::kappa_label;
 
 /// `exponents`: per (n, τ) and width m, the fitted κ-exponent of the excess floor with its
@@ -10,13 +12,7 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     let summary = record.json("summary.json")?;
     let fits = summary.array("fits")?;
     let mut widths = distinct(&fits, "m")?;
-    let mut rows: Vec<(f64, f64)> = Vec::new();
-    for f in &fits {
-        let key = (f.f64("n")?, f.f64("tau")?);
-        if !rows.contains(&key) {
-            rows.push(key);
-        }
-    }
+    let mut rows = first_seen(fits.iter().map(|f| Ok((f.f64("n")?, f.f64("tau")?))))?;
     widths.sort_by(f64::total_cmp);
     rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     let mut head = vec!["n".to_string(), "τ".into()];

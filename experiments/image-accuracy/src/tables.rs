@@ -1,20 +1,17 @@
 //! The README's table, from a recorded run (`gaussmask records tables`).
 
 use gaussmask_harness::HarnessError;
-use gaussmask_harness::records::{Markdown, Record, Tables, distinct, find, mean_sd};
+use gaussmask_harness::records::{Markdown, Record, Tables, distinct, find, first_seen, mean_sd};
 use gaussmask_nn::kappa_label;
 
 /// `accuracy`: per κ, the clean test accuracy (mean ± sd over seeds) of every (dataset,
 /// model).
 pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     let rows = record.json("summary.json")?.array("rows")?;
-    let mut columns: Vec<(String, String)> = Vec::new();
-    for r in &rows {
-        let column = (r.str("dataset")?, r.str("model")?);
-        if !columns.contains(&column) {
-            columns.push(column);
-        }
-    }
+    let columns = first_seen(
+        rows.iter()
+            .map(|r| Ok((r.str("dataset")?, r.str("model")?))),
+    )?;
     let mut head = vec!["κ".to_string()];
     head.extend(
         columns

@@ -2,7 +2,8 @@
 
 use gaussmask_harness::HarnessError;
 use gaussmask_harness::records::{
-    Markdown, Record, Tables, distinct, distinct_text, find, integer, mean_sd, series_headings,
+    Markdown, Record, Tables, distinct, distinct_text, find, first_seen, integer, mean_sd,
+    series_headings,
 };
 use gaussmask_nn::kappa_label;
 
@@ -19,13 +20,10 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
         str::to_string,
     ));
     let schemes = distinct_text(&rows, "scheme")?;
-    let mut groups: Vec<(String, f64, f64)> = Vec::new();
-    for r in &rows {
-        let key = (r.str("scheme")?, r.f64("kappa")?, r.f64("p")?);
-        if !groups.contains(&key) {
-            groups.push(key);
-        }
-    }
+    let mut groups = first_seen(
+        rows.iter()
+            .map(|r| Ok((r.str("scheme")?, r.f64("kappa")?, r.f64("p")?))),
+    )?;
     // One block of rows per (scheme, κ), p within it.
     groups.sort_by(|a, b| {
         let rank = |s: &String| schemes.iter().position(|x| x == s);

@@ -317,15 +317,17 @@ impl Json {
     }
 }
 
-/// The distinct numbers under `key` over `rows`, in order of first appearance (the axes of a
-/// table made from a long-form summary).
+/// The distinct values among `values`, in order of first appearance (the axes of a table made
+/// from a long-form summary).
 ///
 /// # Errors
-/// A row without a number under `key`.
-pub fn distinct(rows: &[Json], key: &str) -> Result<Vec<f64>, HarnessError> {
-    let mut out: Vec<f64> = Vec::new();
-    for r in rows {
-        let v = r.f64(key)?;
+/// The first error among `values`.
+pub fn first_seen<T: PartialEq>(
+    values: impl IntoIterator<Item = Result<T, HarnessError>>,
+) -> Result<Vec<T>, HarnessError> {
+    let mut out: Vec<T> = Vec::new();
+    for v in values {
+        let v = v?;
         if !out.contains(&v) {
             out.push(v);
         }
@@ -333,19 +335,20 @@ pub fn distinct(rows: &[Json], key: &str) -> Result<Vec<f64>, HarnessError> {
     Ok(out)
 }
 
+/// The distinct numbers under `key` over `rows`, in order of first appearance.
+///
+/// # Errors
+/// A row without a number under `key`.
+pub fn distinct(rows: &[Json], key: &str) -> Result<Vec<f64>, HarnessError> {
+    first_seen(rows.iter().map(|r| r.f64(key)))
+}
+
 /// The distinct texts under `key` over `rows`, in order of first appearance.
 ///
 /// # Errors
 /// A row without a string under `key`.
 pub fn distinct_text(rows: &[Json], key: &str) -> Result<Vec<String>, HarnessError> {
-    let mut out: Vec<String> = Vec::new();
-    for r in rows {
-        let v = r.str(key)?;
-        if !out.contains(&v) {
-            out.push(v);
-        }
-    }
-    Ok(out)
+    first_seen(rows.iter().map(|r| r.str(key)))
 }
 
 /// The first of `rows` whose numbers under `numbers` and texts under `texts` are the given
@@ -426,14 +429,7 @@ impl Csv {
     /// # Errors
     /// No such column, or a cell that is not a number.
     pub fn distinct(&self, rows: &[usize], name: &str) -> Result<Vec<f64>, HarnessError> {
-        let mut out: Vec<f64> = Vec::new();
-        for &r in rows {
-            let v = self.f64(r, name)?;
-            if !out.contains(&v) {
-                out.push(v);
-            }
-        }
-        Ok(out)
+        first_seen(rows.iter().map(|&r| self.f64(r, name)))
     }
 
     /// The first of `rows` whose numbers in the columns `at` are the given ones.
@@ -514,16 +510,16 @@ pub fn sig(x: f64, digits: usize) -> String {
 /// (or to its own first significant digit, where that is finer).
 pub fn mean_sd(mean: f64, sd: f64, digits: usize) -> String {
     let m = sig(mean, digits);
-    let decimals = |text: &str| text.split_once('.').map_or(0, |(_, d)| d.len());
-    let sd_decimals = if sd > 0.0 && !m.contains('e') {
-        let first = (-sd.log10().floor()).max(0.0) as usize;
-        decimals(&m).max(first)
-    } else {
-        decimals(&m)
-    };
     if m.contains('e') {
         return format!("{m} ± {}", sig(sd, 2));
     }
+    let decimals = m.split_once('.').map_or(0, |(_, d)| d.len());
+    let first = if sd > 0.0 {
+        (-sd.log10().floor()).max(0.0) as usize
+    } else {
+        0
+    };
+    let sd_decimals = decimals.max(first);
     format!("{m} ± {sd:.sd_decimals$}")
 }
 
