@@ -249,5 +249,13 @@ fn bad_input_to_records_is_one_line_and_exit_2() {
     )
     .unwrap();
     assert_one_line_error(&records(&["tables"], &root), "no record 'other'");
+    std::fs::write(
+        &readme,
+        "<!-- record: bench/none.md -->\n<!-- end record -->\n",
+    )
+    .unwrap();
+    assert_one_line_error(&records(&["tables"], &root), "no benchmark record");
+    std::fs::write(&readme, "text\n<!-- end record -->\n").unwrap();
+    assert_one_line_error(&records(&["tables"], &root), "README.md:2");
     std::fs::remove_dir_all(root).unwrap();
 }
