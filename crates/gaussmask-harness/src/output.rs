@@ -120,18 +120,20 @@ impl RunLock {
     }
 }
 
-/// The pid written in a held lock file (the owner writes it just after locking: wait briefly).
+/// The pid written in a held lock file. The owner writes it just after locking, over whatever
+/// a killed earlier owner left there: wait briefly for a pid that is alive.
 fn owner_pid(path: &Path) -> Option<u32> {
+    let mut seen = None;
     for _ in 0..50 {
-        if let Some(pid) = fs::read_to_string(path)
+        seen = fs::read_to_string(path)
             .ok()
-            .and_then(|t| t.trim().parse().ok())
-        {
-            return Some(pid);
+            .and_then(|t| t.trim().parse().ok());
+        if seen.is_some_and(pid_alive) {
+            return seen;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    None
+    seen
 }
 
 impl Drop for RunLock {
