@@ -256,6 +256,40 @@ fn every_write_of_a_study_run_can_fail_and_resume_ends_byte_identical() {
 }
 
 #[test]
+fn a_federated_run_resumes_from_its_last_saved_round() {
+    // Three rounds save after rounds 1 and 2; failing the second save leaves round 1's global
+    // model and history, from which --resume must continue to the uninterrupted bytes.
+    let root = scratch("faults-rounds");
+    let whole = root.join("whole");
+    fn args(out: &Path) -> [&str; 7] {
+        let out = out.to_str().unwrap();
+        let rounds = "image.rounds=3";
+        [
+            "run",
+            "federated-fading",
+            "--smoke",
+            "--set",
+            rounds,
+            "--out",
+            out,
+        ]
+    }
+    assert_ok(&run_with(&args(&whole), &root, None));
+    let out = root.join("run");
+    fail_then_resume(
+        "federated-fading",
+        &args(&out),
+        &["run", "federated-fading", "--resume", out.to_str().unwrap()],
+        &root,
+        &out,
+        &whole,
+        "image-k1-c3.state#2",
+    );
+    assert_eq!(names(&root), ["whole"]);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
 fn a_failure_before_any_finished_work_leaves_nothing_not_even_new_parent_folders() {
     let root = scratch("faults-nothing");
     let out = root.join("a/b/run");

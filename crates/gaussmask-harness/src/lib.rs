@@ -14,6 +14,7 @@ pub mod plot;
 pub mod provenance;
 pub mod records;
 pub mod records_command;
+pub mod resumable;
 pub mod run;
 pub mod selection;
 pub mod shards;
@@ -23,6 +24,7 @@ pub mod study;
 
 pub use backend::{Backend, Dtype, make_device};
 pub use error::HarnessError;
+pub use resumable::{Resumable, Training};
 pub use run::{Experiment, RunContext};
 pub use study::{Study, Timed, Unit};
 

@@ -121,6 +121,10 @@ pub trait Study: Sync {
     fn has_diagnostics(&self) -> bool {
         false
     }
+    /// The command line that runs it (see [`Experiment::command`]).
+    fn command(&self) -> String {
+        format!("gaussmask run {}", self.id())
+    }
     /// The README blocks and claims made from a recorded run (see [`Experiment::tables`]).
     ///
     /// # Errors
@@ -270,6 +274,10 @@ impl<S: Study> Experiment for S {
 
     fn checkpoints(&self) -> bool {
         true
+    }
+
+    fn command(&self) -> String {
+        Study::command(self)
     }
 
     fn tables(&self, record: &Record) -> Result<Tables, HarnessError> {

@@ -8,9 +8,10 @@ use burn::module::Module;
 use burn::tensor::Device;
 use gaussmask_data::images::{ImageDataset, ImageSet, Normalizer, disjoint_splits};
 use gaussmask_harness::config::require;
-use gaussmask_harness::{HarnessError, RunContext};
+use gaussmask_harness::{HarnessError, RunContext, Training};
 use gaussmask_nn::image::{ImageModelConfig, ImageNet};
 use gaussmask_train::classify::{ClassifierSpec, ImageData, accuracy, posteriors};
+use gaussmask_train::fit::Fit;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -165,10 +166,10 @@ pub fn prepare(
     ))
 }
 
-/// Trains one classifier under `spec` from its checkpoint `key` (or from scratch), saving a
-/// checkpoint every `--checkpoint-every` steps and at SIGINT/SIGTERM (then stopping with the
-/// interrupted error). After each epoch `on_epoch(epoch, model, side)` may record evaluations
-/// of the evaluation model in `side`, which is checkpointed with the run. `tick` is called once
+/// Trains one classifier under `spec` from its checkpoint `key` (or from scratch), through
+/// [`RunContext::run_resumable`] (checkpoints every `--checkpoint-every` steps and at
+/// SIGINT/SIGTERM). After each epoch `on_epoch(epoch, model, side)` may record evaluations of
+/// the evaluation model in `side`, which is checkpointed with the run. `tick` is called once
 /// per step. Returns the trained model (training mode) and `side`.
 ///
 /// # Errors
@@ -181,50 +182,31 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
     spec: ClassifierSpec<'_>,
     data: ImageData<'_>,
     device: &Device,
-    mut tick: impl FnMut(),
+    tick: impl FnMut(),
     mut on_epoch: impl FnMut(usize, &ImageNet, &mut S) -> Result<(), HarnessError>,
 ) -> Result<(ImageNet, S), HarnessError> {
     let dataset = data.dataset();
-    let model = spec.init(data.shape, data.classes, device);
-    let failed = |e: String| HarnessError::run(format!("{key}: {e}"));
-    let (mut run, mut side) = match ctx.checkpoints.load_state::<S>(key)? {
-        Some((bytes, side)) => (
-            spec.resume(model, &bytes, &dataset, device).map_err(|e| {
-                HarnessError::input(format!(
-                    "{}: {e}",
-                    ctx.checkpoints.dir().join(format!("{key}.state")).display()
-                ))
-            })?,
-            side,
-        ),
-        None => (
-            spec.fit(model, &dataset, device)
-                .map_err(|e| failed(e.to_string()))?,
-            S::default(),
-        ),
-    };
-    for _ in 0..run.step() {
-        tick();
-    }
     let per_epoch = spec.train.steps_per_epoch(data.n());
-    while run.step() < run.steps() {
-        run.advance().map_err(|e| failed(e.to_string()))?;
-        tick();
-        if run.step().is_multiple_of(per_epoch) {
-            on_epoch(run.step() / per_epoch, &run.model().valid(), &mut side)?;
+    let on_step = |fit: &Fit<ImageNet>, side: &mut S| {
+        if fit.step().is_multiple_of(per_epoch) {
+            on_epoch(fit.step() / per_epoch, &fit.model().valid(), side)?;
         }
-        if ctx.checkpoints.due(run.step()) {
-            ctx.checkpoints.save_state(
-                key,
-                &run.checkpoint().map_err(|e| failed(e.to_string()))?,
-                &side,
-            )?;
-            if gaussmask_harness::checkpoint::interrupted() {
-                return Err(ctx.interrupted_error(&format!("{key} at step {}", run.step())));
-            }
-        }
-    }
-    Ok((run.into_model(), side))
+        Ok(())
+    };
+    let begin = |saved: Option<(&[u8], &_)>| {
+        let model = spec.init(data.shape, data.classes, device);
+        let fit = match saved {
+            Some((bytes, _)) => spec
+                .resume(model, bytes, &dataset, device)
+                .map_err(|e| e.to_string())?,
+            None => spec
+                .fit(model, &dataset, device)
+                .map_err(|e| e.to_string())?,
+        };
+        Ok(Training::new(fit, key, on_step))
+    };
+    let (training, side) = ctx.run_resumable(key, key, begin, |_| S::default(), tick)?;
+    Ok((training.into_fit().into_model(), side))
 }
 
 /// Test accuracy of the evaluation model `model` (mask off) on `images`.

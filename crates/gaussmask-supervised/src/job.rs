@@ -2,6 +2,8 @@
 //! checkpointed while it trains and kept once done, then the run directory: `metrics.csv`,
 //! `summary.csv`, the learning curves, and the models with everything `predict` needs.
 
+use std::sync::{Arc, Mutex};
+
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
@@ -9,7 +11,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use gaussmask_data::Dataset;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::provenance::sha256_hex;
-use gaussmask_harness::{Experiment, HarnessError, RunContext, mean_std};
+use gaussmask_harness::{HarnessError, RunContext, Study, Training, Unit, mean_std};
 use gaussmask_train::classify::{load_model_bytes, model_bytes};
 use gaussmask_train::fit::Fit;
 use serde::{Deserialize, Serialize};
@@ -45,15 +47,15 @@ pub struct MetricRow {
     pub val_metric: f64,
 }
 
-/// A finished model: its metrics and its Burn record.
+/// A finished model: its metrics and its Burn record (the output of one unit of work).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Unit {
+pub struct TrainedModel {
     rows: Vec<MetricRow>,
     record: Vec<u8>,
     test: Option<(f64, f64)>,
 }
 
-/// The data of a run, read and prepared once.
+/// The data of a run, read and prepared once per process (see [`TrainRun`]).
 pub(crate) struct Job {
     pub(crate) config: JobConfig,
     pub(crate) loaded: Loaded,
@@ -157,63 +159,45 @@ impl Job {
         key: &str,
         kappa: f64,
         seed: u64,
-        tick: &mut dyn FnMut(),
-    ) -> Result<Unit, HarnessError> {
+        tick: impl FnMut(),
+    ) -> Result<TrainedModel, HarnessError> {
         let device = ctx.device.clone().autodiff();
         let plain = ctx.device.clone();
         let train = &self.prepared.train;
-        let fit = self.config.train.fit_config(train.n, seed);
+        let settings = self.config.train.fit_config(train.n, seed);
         let model = self.network(kappa, seed, &device);
         let name = format!("κ = {}, seed {seed}", gaussmask_nn::kappa_label(kappa));
-        let failed = |e: String| HarnessError::run(format!("{name}: {e}"));
-        let (mut run, mut rows) = match ctx.checkpoints.load_state::<Vec<MetricRow>>(key)? {
-            Some((bytes, rows)) => (
-                Fit::resume(model, &bytes, train, &fit, &device).map_err(|e| {
-                    HarnessError::input(format!(
-                        "{}: {e}",
-                        ctx.checkpoints.dir().join(format!("{key}.state")).display()
-                    ))
-                })?,
-                rows,
-            ),
-            None => {
-                let run =
-                    Fit::new(model, train, &fit, &device).map_err(|e| failed(e.to_string()))?;
-                let first = self.row(&run.model().valid(), kappa, seed, 0, &plain);
-                (run, vec![first])
-            }
-        };
-        for _ in 0..run.step() {
-            tick();
-        }
         let every = self.config.train.log_interval(train.n);
-        while run.step() < run.steps() {
-            run.advance().map_err(|e| failed(e.to_string()))?;
-            tick();
-            let step = run.step();
-            if step.is_multiple_of(every) || step == run.steps() {
-                rows.push(self.row(&run.model().valid(), kappa, seed, step, &plain));
+        let on_step = |fit: &Fit<Network>, rows: &mut Vec<MetricRow>| {
+            let step = fit.step();
+            if step.is_multiple_of(every) || step == fit.steps() {
+                rows.push(self.row(&fit.model().valid(), kappa, seed, step, &plain));
             }
-            if ctx.checkpoints.due(step) && step < run.steps() {
-                ctx.checkpoints.save_state(
-                    key,
-                    &run.checkpoint().map_err(|e| failed(e.to_string()))?,
-                    &rows,
-                )?;
-                if gaussmask_harness::checkpoint::interrupted() {
-                    return Err(ctx.interrupted_error(&format!("{name} at step {step}")));
-                }
-            }
-        }
+            Ok(())
+        };
+        let begin = |saved: Option<(&[u8], &_)>| {
+            let fit = match saved {
+                Some((bytes, _)) => Fit::resume(model, bytes, train, &settings, &device)
+                    .map_err(|e| e.to_string())?,
+                None => Fit::new(model, train, &settings, &device).map_err(|e| e.to_string())?,
+            };
+            Ok(Training::new(fit, name.as_str(), on_step))
+        };
+        let first_row = |t: &Training<'_, Network, Vec<MetricRow>, _>| {
+            vec![self.row(&t.fit().model().valid(), kappa, seed, 0, &plain)]
+        };
+        let (training, rows) = ctx.run_resumable(key, &name, begin, first_row, tick)?;
+        let run = training.into_fit();
         let trained = run.model().valid();
         let test = self
             .prepared
             .test
             .as_ref()
             .map(|t| self.evaluate(&trained, t, &plain));
-        Ok(Unit {
+        Ok(TrainedModel {
             rows,
-            record: model_bytes(run.model()).map_err(|e| failed(e.to_string()))?,
+            record: model_bytes(run.model())
+                .map_err(|e| HarnessError::run(format!("{name}: {e}")))?,
             test,
         })
     }
@@ -242,7 +226,73 @@ impl Job {
     }
 }
 
-impl Experiment for Train {
+/// `gaussmask train`'s config as the harness parses it: the resolved table, and the job that
+/// `validate` reads and prepares from it (kept, so the data is read once per process).
+#[derive(Serialize, Deserialize)]
+pub struct TrainRun {
+    #[serde(flatten)]
+    table: Table,
+    #[serde(skip)]
+    job: Option<Arc<Job>>,
+}
+
+impl TrainRun {
+    fn job(&self) -> &Job {
+        self.job.as_ref().expect("validate prepares the job")
+    }
+}
+
+/// The job of `table`, read and prepared on first use; the warnings and the run's size are
+/// printed then.
+fn prepared_job(table: &Table) -> Result<Arc<Job>, HarnessError> {
+    static JOB: Mutex<Option<(Table, Arc<Job>)>> = Mutex::new(None);
+    let mut kept = JOB.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((t, job)) = kept.as_ref()
+        && t == table
+    {
+        return Ok(job.clone());
+    }
+    let job = Arc::new(Job::new(table)?);
+    for w in &job.loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    for &j in &job.prepared.constant {
+        eprintln!(
+            "warning: input '{}' is constant over the training rows: it is centred, not scaled",
+            job.loaded.features[j]
+        );
+    }
+    let c = &job.config;
+    let train_n = job.prepared.train.n;
+    eprintln!(
+        "{} rows: {} training, {} validation{}; {} model(s) of {} steps",
+        job.loaded.rows.n,
+        train_n,
+        job.prepared.validation.n,
+        job.prepared
+            .test
+            .as_ref()
+            .map(|t| format!(", {} test", t.n))
+            .unwrap_or_default(),
+        c.kappas.len() * c.train.seeds,
+        c.train.fit_config(train_n, 0).steps
+    );
+    *kept = Some((table.clone(), job.clone()));
+    Ok(job)
+}
+
+/// One model to train: its κ and seed.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelSpec {
+    kappa: f64,
+    seed: u64,
+}
+
+impl Study for Train {
+    type Config = TrainRun;
+    type Unit = ModelSpec;
+    type Output = TrainedModel;
+
     fn id(&self) -> &'static str {
         "train"
     }
@@ -255,70 +305,63 @@ impl Experiment for Train {
         include_str!("../../../configs/train.toml")
     }
 
-    fn check(&self, config: &Table) -> Result<(), HarnessError> {
-        Job::new(config).map(|_| ())
-    }
-
-    fn checkpoints(&self) -> bool {
-        true
-    }
-
     fn command(&self) -> String {
         "gaussmask train".into()
     }
 
-    fn run(&self, config: &Table, ctx: &mut RunContext) -> Result<(), HarnessError> {
-        let job = Job::new(config)?;
-        for w in &job.loaded.warnings {
-            eprintln!("warning: {w}");
-        }
-        for &j in &job.prepared.constant {
-            eprintln!(
-                "warning: input '{}' is constant over the training rows: it is centred, not scaled",
-                job.loaded.features[j]
-            );
-        }
-        let c = &job.config;
-        let train_n = job.prepared.train.n;
-        let steps = c.train.fit_config(train_n, 0).steps;
-        let units: Vec<(usize, f64, u64)> = c
-            .kappas
+    fn validate(&self, config: &mut TrainRun) -> Result<(), String> {
+        config.job = Some(prepared_job(&config.table).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    fn units(&self, config: &TrainRun) -> Vec<Unit<ModelSpec>> {
+        let c = &config.job().config;
+        c.kappas
             .iter()
             .enumerate()
-            .flat_map(|(i, &k)| (0..c.train.seeds as u64).map(move |s| (i, k, c.seed + s)))
-            .collect();
-        eprintln!(
-            "{} rows: {} training, {} validation{}; {} model(s) of {} steps",
-            job.loaded.rows.n,
-            train_n,
-            job.prepared.validation.n,
-            job.prepared
-                .test
-                .as_ref()
-                .map(|t| format!(", {} test", t.n))
-                .unwrap_or_default(),
-            units.len(),
-            steps
-        );
-        let bar = ctx.progress((units.len() * steps) as u64, "train");
-        let mut done = Vec::new();
-        for &(i, kappa, seed) in &units {
-            let key = format!("k{i}-s{seed}");
-            let unit = ctx.checkpoints.unit(&key, || {
-                job.train_unit(ctx, &key, kappa, seed, &mut || bar.inc(1))
-            })?;
-            bar.set_position(((done.len() + 1) * steps) as u64);
-            done.push((kappa, seed, unit));
-        }
+            .flat_map(|(i, &kappa)| {
+                (0..c.train.seeds as u64).map(move |s| {
+                    let seed = c.seed + s;
+                    Unit::new(format!("k{i}-s{seed}"), ModelSpec { kappa, seed })
+                })
+            })
+            .collect()
+    }
+
+    fn run_unit(
+        &self,
+        config: &TrainRun,
+        unit: &Unit<ModelSpec>,
+        ctx: &RunContext,
+    ) -> Result<TrainedModel, HarnessError> {
+        let job = config.job();
+        let steps = job.config.train.fit_config(job.prepared.train.n, 0).steps;
+        let bar = ctx.progress(steps as u64, &unit.key);
+        let model = job.train_unit(ctx, &unit.key, unit.spec.kappa, unit.spec.seed, || {
+            bar.inc(1)
+        })?;
         bar.finish_and_clear();
-        write_results(&job, ctx, &done)
+        Ok(model)
+    }
+
+    fn reduce(
+        &self,
+        config: &TrainRun,
+        outputs: Vec<(Unit<ModelSpec>, TrainedModel)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let done: Vec<(f64, u64, TrainedModel)> = outputs
+            .into_iter()
+            .map(|(u, model)| (u.spec.kappa, u.spec.seed, model))
+            .collect();
+        write_results(config.job(), ctx, &done)
     }
 }
 
 fn write_results(
     job: &Job,
     ctx: &RunContext,
-    done: &[(f64, u64, Unit)],
+    done: &[(f64, u64, TrainedModel)],
 ) -> Result<(), HarnessError> {
     let task = job.config.data.task;
     let metric = match task {
@@ -374,7 +417,7 @@ fn write_results(
     let mut table = Vec::new();
     let mut models = Vec::new();
     for &kappa in &job.config.kappas {
-        let of_kappa: Vec<&Unit> = done
+        let of_kappa: Vec<&TrainedModel> = done
             .iter()
             .filter(|(k, _, _)| *k == kappa)
             .map(|(_, _, u)| u)
@@ -468,10 +511,10 @@ fn write_results(
 
 /// Validation (solid) and training (dashed) metric against epochs, the mean over seeds, one
 /// colour per κ.
-fn learning_curves(job: &Job, done: &[(f64, u64, Unit)], metric: &str) -> LinePlot {
+fn learning_curves(job: &Job, done: &[(f64, u64, TrainedModel)], metric: &str) -> LinePlot {
     let mut series = Vec::new();
     for (i, &kappa) in job.config.kappas.iter().enumerate() {
-        let units: Vec<&Unit> = done
+        let units: Vec<&TrainedModel> = done
             .iter()
             .filter(|(k, _, _)| *k == kappa)
             .map(|(_, _, u)| u)

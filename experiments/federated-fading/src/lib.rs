@@ -10,7 +10,7 @@ use gaussmask_data::images::{ImageDataset, disjoint_splits};
 use gaussmask_data::{Dataset, SyntheticConfig};
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
+use gaussmask_harness::{HarnessError, Resumable, RunContext, Study, Unit};
 use gaussmask_images::{ImageDataConfig, Images, prepare};
 use gaussmask_nn::image::{ImageModelConfig, ImageNet};
 use gaussmask_nn::{InputMask, MaskConfig, TwoLayerReluConfig};
@@ -202,6 +202,90 @@ fn clean_metrics(model: &ImageNet, images: &Images, device: &Device) -> (f64, f6
     (accuracy(&p, &images.labels, images.classes), loss)
 }
 
+/// FedAvg on the image task for one (κ, K) as [`Resumable`] work: a step is a round, and the
+/// global model after it is what is saved.
+struct Rounds<'a> {
+    t: &'a ImageTask,
+    train: &'a Images,
+    test: &'a Images,
+    kappa: (usize, f64),
+    seed: u64,
+    datasets: Vec<Dataset>,
+    global: Parameters,
+    round: usize,
+    device: &'a Device,
+    label: &'a str,
+}
+
+impl Rounds<'_> {
+    /// A host model (mask off) holding the global parameters.
+    fn snapshot(&self) -> Result<ImageNet, HarnessError> {
+        with_parameters(
+            host_model(self.t, self.train, 0, self.device),
+            self.global.clone(),
+        )
+        .map_err(|e| HarnessError::run(format!("{}: {e}", self.label)))
+    }
+}
+
+impl Resumable for Rounds<'_> {
+    type Side = History;
+
+    fn step(&self) -> usize {
+        self.round
+    }
+
+    fn steps(&self) -> usize {
+        self.t.rounds
+    }
+
+    fn advance(&mut self, history: &mut History) -> Result<(), HarnessError> {
+        let ad = self.device.clone().autodiff();
+        let mut locals = Vec::with_capacity(self.datasets.len());
+        for (k, data) in self.datasets.iter().enumerate() {
+            let spec = ClassifierSpec {
+                model: &self.t.model,
+                train: &self.t.local,
+                kappa: self.kappa.1,
+                seed: client_seed(self.seed, self.kappa.0, self.round, k),
+            };
+            let start = with_parameters(
+                spec.init(self.train.shape, self.train.classes, &ad),
+                self.global.clone(),
+            )
+            .map_err(|e| HarnessError::run(e.to_string()))?;
+            let local = train_classifier(spec, start, data, &ad, || ()).map_err(|e| {
+                HarnessError::run(format!("{} round {}: {e}", self.label, self.round + 1))
+            })?;
+            locals.push(parameters(&local));
+        }
+        self.global = average(&locals);
+        self.round += 1;
+        let snapshot = self.snapshot()?;
+        let (test_accuracy, test_loss) = clean_metrics(&snapshot, self.test, self.device);
+        let (_, train_loss) = clean_metrics(&snapshot, self.train, self.device);
+        history.push(RoundRow {
+            round: self.round,
+            test_accuracy,
+            test_loss,
+            train_loss,
+        });
+        Ok(())
+    }
+
+    fn state(&self) -> Result<Vec<u8>, HarnessError> {
+        model_bytes(&self.snapshot()?).map_err(|e| HarnessError::run(e.to_string()))
+    }
+
+    fn save_every_step(&self) -> bool {
+        true
+    }
+
+    fn step_name(&self) -> &'static str {
+        "round"
+    }
+}
+
 /// FedAvg on the image task for one (κ, K), round checkpoints included.
 #[allow(clippy::too_many_arguments)]
 fn image_cell(
@@ -215,64 +299,43 @@ fn image_cell(
     bar: &indicatif::ProgressBar,
 ) -> Result<History, HarnessError> {
     let key = format!("image-k{}-c{clients}", kappa.1);
-    let ad = ctx.device.clone().autodiff();
     let shard = train.labels.len() / clients;
     let shards = disjoint_splits(train.labels.len(), &vec![shard; clients], seed)
         .map_err(HarnessError::input)?;
-    let (mut global, mut history): (Parameters, History) =
-        match ctx.checkpoints.load_state::<History>(&key)? {
-            Some((bytes, history)) => {
-                let model = load_model_bytes(host_model(t, train, 0, &ctx.device), &bytes)
-                    .map_err(|e| {
-                        let file = ctx.checkpoints.dir().join(format!("{key}.state"));
-                        HarnessError::input(format!("{}: {e}", file.display()))
-                    })?;
-                (parameters(&model), history)
-            }
-            None => (
-                parameters(&host_model(t, train, seed, &ctx.device)),
-                Vec::new(),
-            ),
-        };
     let datasets: Vec<Dataset> = shards
         .iter()
         .map(|rows| train.subset(rows).view().dataset())
         .collect();
     let per_round = t.local.steps_per_epoch(shard) * t.local.epochs * clients;
-    bar.inc((history.len() * per_round) as u64);
-    for round in history.len()..t.rounds {
-        let mut locals = Vec::with_capacity(clients);
-        for (k, data) in datasets.iter().enumerate() {
-            let spec = ClassifierSpec {
-                model: &t.model,
-                train: &t.local,
-                kappa: kappa.1,
-                seed: client_seed(seed, kappa.0, round, k),
-            };
-            let start = with_parameters(spec.init(train.shape, train.classes, &ad), global.clone())
-                .map_err(|e| HarnessError::run(e.to_string()))?;
-            let local = train_classifier(spec, start, data, &ad, || bar.inc(1))
-                .map_err(|e| HarnessError::run(format!("{key} round {}: {e}", round + 1)))?;
-            locals.push(parameters(&local));
-        }
-        global = average(&locals);
-        // One host model of the new global parameters: evaluated, then checkpointed.
-        let snapshot = with_parameters(host_model(t, train, 0, &ctx.device), global.clone())
-            .map_err(|e| HarnessError::run(e.to_string()))?;
-        let (test_accuracy, test_loss) = clean_metrics(&snapshot, test, &ctx.device);
-        let (_, train_loss) = clean_metrics(&snapshot, train, &ctx.device);
-        history.push(RoundRow {
-            round: round + 1,
-            test_accuracy,
-            test_loss,
-            train_loss,
-        });
-        let bytes = model_bytes(&snapshot).map_err(|e| HarnessError::run(e.to_string()))?;
-        ctx.checkpoints.save_state(&key, &bytes, &history)?;
-        if gaussmask_harness::checkpoint::interrupted() {
-            return Err(ctx.interrupted_error(&format!("{key} after round {}", round + 1)));
-        }
-    }
+    let begin = |saved: Option<(&[u8], &History)>| {
+        let (global, round) = match saved {
+            Some((bytes, history)) => {
+                let model = load_model_bytes(host_model(t, train, 0, &ctx.device), bytes)
+                    .map_err(|e| e.to_string())?;
+                (parameters(&model), history.len())
+            }
+            None => (parameters(&host_model(t, train, seed, &ctx.device)), 0),
+        };
+        Ok(Rounds {
+            t,
+            train,
+            test,
+            kappa,
+            seed,
+            datasets,
+            global,
+            round,
+            device: &ctx.device,
+            label: &key,
+        })
+    };
+    let (_, history) = ctx.run_resumable(
+        &key,
+        &key,
+        begin,
+        |_| Vec::new(),
+        || bar.inc(per_round as u64),
+    )?;
     Ok(history)
 }
 
