@@ -16,7 +16,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use gaussmask_data::{Dataset, SyntheticConfig};
 use gaussmask_nn::{InputMask, MaskConfig};
-use gaussmask_train::fit::{Batch, FitConfig, FitOptimizer, Trainable, batch, fit};
+use gaussmask_train::fit::{Batch, FitConfig, Optimizer, Trainable, batch, fit};
 
 // mimalloc where the harness's `mimalloc` feature is on (see `gaussmask_harness::Allocator`).
 #[global_allocator]
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         steps: 600,
         batch_size: Some(100),
         lr: 0.003,
-        optimizer: FitOptimizer::Adam,
+        optimizer: Optimizer::Adam,
         ..FitConfig::default()
     };
     let autodiff = device.clone().autodiff();

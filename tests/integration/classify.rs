@@ -10,9 +10,10 @@ use gaussmask_nn::image::{Architecture, ImageModelConfig};
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_train::classify::{
-    ClassifierSpec, ClassifyConfig, ClassifyOptimizer, DpSgd, ImageData, Parameters, Schedule,
-    accuracy, parameters, posteriors, train_classifier,
+    ClassifierSpec, ClassifyConfig, DpSgd, ImageData, Parameters, accuracy, parameters, posteriors,
+    train_classifier,
 };
+use gaussmask_train::fit::{Optimizer, Schedule};
 
 use crate::device64;
 
@@ -45,7 +46,7 @@ fn configs(architecture: Architecture) -> (ImageModelConfig, ClassifyConfig) {
         epochs: 3,
         batch_size: 16,
         lr: 0.01,
-        optimizer: ClassifyOptimizer::Adamw,
+        optimizer: Optimizer::AdamW,
         weight_decay: 1e-3,
         schedule: Schedule::Cosine,
         label_smoothing: 0.1,
@@ -74,7 +75,7 @@ fn a_resumed_run_ends_identical_to_an_uninterrupted_one() {
     let (x, labels) = toy_images(100, 1);
     let data = toy_data(&x, &labels).dataset();
     let dp = ClassifyConfig {
-        optimizer: ClassifyOptimizer::Sgd,
+        optimizer: Optimizer::Gd,
         dp: Some(DpSgd {
             clip: 0.5,
             noise_multiplier: 0.8,
@@ -151,7 +152,7 @@ fn the_cnn_trains_the_same_through_gaussmask_cpu_ops_as_through_burns_layers() {
     };
     let train = ClassifyConfig {
         epochs: 9,
-        optimizer: ClassifyOptimizer::Adam,
+        optimizer: Optimizer::Adam,
         ..configs(Architecture::Cnn).1
     };
     let spec = ClassifierSpec {
@@ -232,7 +233,7 @@ fn dp_sgd_without_clipping_or_noise_is_minibatch_sgd() {
     };
     let sgd = ClassifyConfig {
         epochs: 2,
-        optimizer: ClassifyOptimizer::Sgd,
+        optimizer: Optimizer::Gd,
         schedule: Schedule::Constant,
         weight_decay: 0.0,
         ..configs(Architecture::Mlp).1

@@ -6,7 +6,7 @@ use gaussmask_data::SyntheticConfig;
 use gaussmask_harness::{Backend, Dtype, make_device};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{MaskFamily, MaskNoise, MaskResample, Replica, TwoLayerReluConfig};
-use gaussmask_train::{Engine, LogRecord, Objective, OptimizerKind, TrainConfig, train_two_layer};
+use gaussmask_train::{Engine, LogRecord, Objective, Optimizer, TrainConfig, train_two_layer};
 
 use crate::device64;
 
@@ -41,7 +41,7 @@ fn base_config() -> TrainConfig {
         steps: 50,
         lr: 0.004,
         lr_output: None,
-        optimizer: OptimizerKind::Gd,
+        optimizer: Optimizer::Gd,
         momentum: 0.0,
         batch_size: None,
         objective: Objective::Masked,

@@ -8,8 +8,8 @@ use burn::tensor::activation::tanh;
 use gaussmask_data::SyntheticConfig;
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{InputMask, MaskConfig, MaskResample, Replica, TwoLayerReluConfig};
-use gaussmask_train::fit::{Batch, FitConfig, FitOptimizer, FitSchedule, Trainable, fit};
-use gaussmask_train::{Engine, Objective, OptimizerKind, TrainConfig, train_two_layer};
+use gaussmask_train::fit::{Batch, FitConfig, Optimizer, Schedule, Trainable, fit};
+use gaussmask_train::{Engine, Objective, TrainConfig, train_two_layer};
 
 use gaussmask_harness::{Backend, Dtype, make_device};
 
@@ -19,10 +19,10 @@ fn replicas() -> [Replica; 3] {
     [(0.0, 1), (0.4, 2), (1.2, 3)].map(|(kappa, seed)| Replica { kappa, seed })
 }
 
-fn train_config(optimizer: OptimizerKind, batch_size: Option<usize>, momentum: f64) -> TrainConfig {
+fn train_config(optimizer: Optimizer, batch_size: Option<usize>, momentum: f64) -> TrainConfig {
     TrainConfig {
         steps: 30,
-        lr: if optimizer == OptimizerKind::Adam {
+        lr: if optimizer == Optimizer::Adam {
             0.01
         } else {
             0.004
@@ -46,10 +46,7 @@ fn fit_config(t: &TrainConfig) -> FitConfig {
         steps: t.steps,
         batch_size: t.batch_size,
         lr: t.lr,
-        optimizer: match t.optimizer {
-            OptimizerKind::Gd => FitOptimizer::Gd,
-            OptimizerKind::Adam => FitOptimizer::Adam,
-        },
+        optimizer: t.optimizer,
         momentum: t.momentum,
         shuffle_seed: t.shuffle_seed,
         ..FitConfig::default()
@@ -64,17 +61,17 @@ fn fit_reproduces_the_reference_engine_on_the_two_layer_net() {
     for (name, t, resample) in [
         (
             "full-batch GD",
-            train_config(OptimizerKind::Gd, None, 0.0),
+            train_config(Optimizer::Gd, None, 0.0),
             MaskResample::Fresh,
         ),
         (
             "SGD with momentum, fixed masks",
-            train_config(OptimizerKind::Gd, Some(32), 0.9),
+            train_config(Optimizer::Gd, Some(32), 0.9),
             MaskResample::FixedPerSample,
         ),
         (
             "Adam minibatches",
-            train_config(OptimizerKind::Adam, Some(40), 0.0),
+            train_config(Optimizer::Adam, Some(40), 0.0),
             MaskResample::Fresh,
         ),
     ] {
@@ -157,9 +154,10 @@ fn a_users_own_module_trains_behind_the_mask_and_kappa_zero_is_clean_training() 
         steps: 150,
         batch_size: Some(50),
         lr: 0.01,
-        optimizer: FitOptimizer::AdamW,
+        optimizer: Optimizer::AdamW,
         weight_decay: 1e-4,
-        schedule: FitSchedule::Cosine { min_lr: 0.001 },
+        schedule: Schedule::Cosine,
+        min_lr: 0.001,
         ..FitConfig::default()
     };
     device.seed(3);
@@ -232,10 +230,11 @@ fn bad_settings_are_refused_naming_the_field() {
         ),
         (
             FitConfig {
-                schedule: FitSchedule::Cosine { min_lr: 1.0 },
+                schedule: Schedule::Cosine,
+                min_lr: 1.0,
                 ..FitConfig::default()
             },
-            "train.schedule.min_lr",
+            "train.min_lr",
         ),
         (
             FitConfig {
@@ -280,9 +279,10 @@ fn a_fit_stopped_and_resumed_from_its_checkpoint_ends_bit_exactly() {
         steps: 40,
         batch_size: Some(32),
         lr: 0.01,
-        optimizer: FitOptimizer::AdamW,
+        optimizer: Optimizer::AdamW,
         weight_decay: 1e-3,
-        schedule: FitSchedule::Cosine { min_lr: 0.001 },
+        schedule: Schedule::Cosine,
+        min_lr: 0.001,
         masks_per_step: 2,
         shuffle_seed: 9,
         ..FitConfig::default()

@@ -4,7 +4,7 @@
 use gaussmask_data::SyntheticConfig;
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{Replica, TwoLayerReluConfig};
-use gaussmask_train::{Engine, Objective, OptimizerKind, TrainConfig, train_two_layer};
+use gaussmask_train::{Engine, Objective, Optimizer, TrainConfig, train_two_layer};
 use masked_neurons::train::{Net, Scheme, Setting, train};
 
 use crate::device64;
@@ -14,7 +14,7 @@ fn gd(steps: usize, lr: f64, engine: Engine) -> TrainConfig {
         steps,
         lr,
         lr_output: None,
-        optimizer: OptimizerKind::Gd,
+        optimizer: Optimizer::Gd,
         momentum: 0.0,
         batch_size: None,
         objective: Objective::Masked,

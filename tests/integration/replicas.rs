@@ -2,7 +2,7 @@
 
 use gaussmask_data::SyntheticConfig;
 use gaussmask_nn::{Replica, TwoLayerReluConfig};
-use gaussmask_train::{Engine, LogRecord, Objective, OptimizerKind, TrainConfig, train_two_layer};
+use gaussmask_train::{Engine, LogRecord, Objective, Optimizer, TrainConfig, train_two_layer};
 
 use crate::device64;
 
@@ -17,7 +17,7 @@ fn train(replicas: &[Replica], config: &TrainConfig) -> Vec<LogRecord> {
     logs
 }
 
-fn config(optimizer: OptimizerKind, batch_size: Option<usize>) -> TrainConfig {
+fn config(optimizer: Optimizer, batch_size: Option<usize>) -> TrainConfig {
     TrainConfig {
         steps: 30,
         lr: 0.05,
@@ -53,9 +53,9 @@ fn replica_trajectory_is_identical_alone_and_in_a_batch() {
         },
     ];
     for (optimizer, batch_size) in [
-        (OptimizerKind::Gd, None),
-        (OptimizerKind::Adam, None),
-        (OptimizerKind::Gd, Some(8)),
+        (Optimizer::Gd, None),
+        (Optimizer::Adam, None),
+        (Optimizer::Gd, Some(8)),
     ] {
         let cfg = config(optimizer, batch_size);
         let together = train(&batch, &cfg);
@@ -85,8 +85,8 @@ fn zero_kappa_masked_training_equals_clean_training() {
         kappa: 0.0,
         seed: 4,
     }];
-    let masked = train(&rep, &config(OptimizerKind::Gd, None));
-    let mut clean_cfg = config(OptimizerKind::Gd, None);
+    let masked = train(&rep, &config(Optimizer::Gd, None));
+    let mut clean_cfg = config(Optimizer::Gd, None);
     clean_cfg.objective = Objective::Clean;
     let clean = train(&rep, &clean_cfg);
     for (m, c) in masked.iter().zip(&clean) {
@@ -100,7 +100,7 @@ fn every_objective_reduces_to_clean_training_at_zero_kappa() {
         kappa: 0.0,
         seed: 4,
     }];
-    let mut clean_cfg = config(OptimizerKind::Gd, None);
+    let mut clean_cfg = config(Optimizer::Gd, None);
     clean_cfg.objective = Objective::Clean;
     let clean = train(&rep, &clean_cfg);
     for objective in [
@@ -108,7 +108,7 @@ fn every_objective_reduces_to_clean_training_at_zero_kappa() {
         Objective::Proxy,
         Objective::ExpectedExact,
     ] {
-        let mut cfg = config(OptimizerKind::Gd, None);
+        let mut cfg = config(Optimizer::Gd, None);
         cfg.objective = objective;
         cfg.masks_per_step = 3;
         let run = train(&rep, &cfg);
@@ -131,7 +131,7 @@ fn proxy_and_masked_k_objectives_train_with_mask_noise() {
         Objective::Proxy,
         Objective::ExpectedExact,
     ] {
-        let mut cfg = config(OptimizerKind::Gd, None);
+        let mut cfg = config(Optimizer::Gd, None);
         cfg.objective = objective;
         cfg.masks_per_step = 4;
         let run = train(&rep, &cfg);

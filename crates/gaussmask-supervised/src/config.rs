@@ -8,7 +8,7 @@ use gaussmask_harness::HarnessError;
 use gaussmask_harness::config::{parse, require};
 use gaussmask_nn::MaskConfig;
 use gaussmask_nn::image::{Activation, Architecture, ImageModelConfig};
-use gaussmask_train::fit::{FitConfig, FitOptimizer, FitSchedule};
+use gaussmask_train::fit::{FitConfig, Optimizer, Schedule};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
@@ -205,24 +205,13 @@ impl ModelConfig {
     }
 }
 
-/// The learning-rate schedule.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ScheduleKind {
-    /// `lr` at every step.
-    #[default]
-    Constant,
-    /// Cosine annealing from `lr` to 0 over the run.
-    Cosine,
-}
-
 /// The `[train]` section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSection {
     /// `gd` (with `momentum`), `adam` or `adamw`.
     #[serde(default = "adam")]
-    pub optimizer: FitOptimizer,
+    pub optimizer: Optimizer,
     /// Learning rate (the schedule's start).
     #[serde(default = "default_lr")]
     pub lr: f64,
@@ -234,7 +223,7 @@ pub struct TrainSection {
     pub weight_decay: f64,
     /// Learning-rate schedule.
     #[serde(default)]
-    pub schedule: ScheduleKind,
+    pub schedule: Schedule,
     /// Passes over the training part (give `epochs` or `steps`).
     #[serde(default)]
     pub epochs: Option<usize>,
@@ -255,8 +244,8 @@ pub struct TrainSection {
     pub log_every: usize,
 }
 
-fn adam() -> FitOptimizer {
-    FitOptimizer::Adam
+fn adam() -> Optimizer {
+    Optimizer::Adam
 }
 fn default_lr() -> f64 {
     1e-3
@@ -305,10 +294,8 @@ impl TrainSection {
             optimizer: self.optimizer,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
-            schedule: match self.schedule {
-                ScheduleKind::Constant => FitSchedule::Constant,
-                ScheduleKind::Cosine => FitSchedule::Cosine { min_lr: 0.0 },
-            },
+            schedule: self.schedule,
+            min_lr: 0.0,
             masks_per_step: 1,
             shuffle_seed: seed,
             log_every: 1,

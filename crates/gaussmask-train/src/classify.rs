@@ -21,31 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::StateError;
 use crate::TrainError;
 pub use crate::fit::DpSgd;
-use crate::fit::{Batch, Fit, FitConfig, FitOptimizer, FitSchedule, Trainable};
-
-/// The optimizer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClassifyOptimizer {
-    /// Adam; weight decay is an L2 term added to the gradient (PyTorch's `Adam(weight_decay)`).
-    #[default]
-    Adam,
-    /// AdamW: weight decay decoupled from the gradient, w ← w − lr·λ·w.
-    Adamw,
-    /// Plain SGD; weight decay as an L2 term.
-    Sgd,
-}
-
-/// The learning-rate schedule over the whole run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Schedule {
-    /// lr at every step.
-    #[default]
-    Constant,
-    /// lr · ½(1 + cos(π t/T)) at step t of T.
-    Cosine,
-}
+use crate::fit::{Batch, Fit, FitConfig, Optimizer, Schedule, Trainable};
 
 /// How a classifier is trained.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,10 +35,10 @@ pub struct ClassifyConfig {
     pub batch_size: usize,
     /// Peak learning rate.
     pub lr: f64,
-    /// Optimizer.
-    #[serde(default)]
-    pub optimizer: ClassifyOptimizer,
-    /// Weight decay λ (see [`ClassifyOptimizer`] for how each optimizer applies it).
+    /// Optimizer (default `adam`).
+    #[serde(default = "adam")]
+    pub optimizer: Optimizer,
+    /// Weight decay λ (see [`Optimizer`] for how each optimizer applies it).
     #[serde(default)]
     pub weight_decay: f64,
     /// Learning-rate schedule.
@@ -76,6 +52,10 @@ pub struct ClassifyConfig {
     pub dp: Option<DpSgd>,
 }
 
+fn adam() -> Optimizer {
+    Optimizer::Adam
+}
+
 impl ClassifyConfig {
     /// Checks every field; the error names it (under `prefix`, e.g. `train`).
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
@@ -85,15 +65,7 @@ impl ClassifyConfig {
         if self.batch_size == 0 {
             return Err(format!("{prefix}.batch_size must be ≥ 1, got 0"));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("{prefix}.lr must be a number > 0, got {}", self.lr));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(format!(
-                "{prefix}.weight_decay must be a number ≥ 0, got {}",
-                self.weight_decay
-            ));
-        }
+        Optimizer::check(prefix, self.lr, 0.0, self.weight_decay)?;
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(format!(
                 "{prefix}.label_smoothing must be in [0, 1), got {}",
@@ -135,17 +107,11 @@ impl ClassifyConfig {
             steps,
             batch_size: Some(self.batch_size.min(n)),
             lr: self.lr,
-            optimizer: match self.optimizer {
-                ClassifyOptimizer::Adam => FitOptimizer::Adam,
-                ClassifyOptimizer::Adamw => FitOptimizer::AdamW,
-                ClassifyOptimizer::Sgd => FitOptimizer::Gd,
-            },
+            optimizer: self.optimizer,
             momentum: 0.0,
             weight_decay: self.weight_decay,
-            schedule: match self.schedule {
-                Schedule::Constant => FitSchedule::Constant,
-                Schedule::Cosine => FitSchedule::Cosine { min_lr: 0.0 },
-            },
+            schedule: self.schedule,
+            min_lr: 0.0,
             masks_per_step: 1,
             shuffle_seed: seed,
             log_every: 1,

@@ -9,10 +9,8 @@ use burn::tensor::Device;
 use gaussmask_data::Dataset;
 use gaussmask_nn::{DeepRelu, MaskNoise, Replica, TwoLayerReluConfig, deep_init, half_sse};
 
-use crate::fit::{FitConfig, FitOptimizer, fit};
-use crate::{
-    LogRecord, Objective, OptimizerKind, TrainConfig, TrainError, check_finite, tensor_io,
-};
+use crate::fit::{FitConfig, fit};
+use crate::{LogRecord, Objective, TrainConfig, TrainError, check_finite, tensor_io};
 
 /// Checks that `config` is one [`train_deep`] runs: objective masked or clean, and the output
 /// signs frozen. The error names the field.
@@ -61,10 +59,7 @@ pub fn train_deep(
         steps: config.steps,
         batch_size: config.batch_size,
         lr: config.lr,
-        optimizer: match config.optimizer {
-            OptimizerKind::Gd => FitOptimizer::Gd,
-            OptimizerKind::Adam => FitOptimizer::Adam,
-        },
+        optimizer: config.optimizer,
         momentum: config.momentum,
         shuffle_seed: config.shuffle_seed,
         log_every: config.log_every,

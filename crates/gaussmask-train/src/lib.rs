@@ -5,13 +5,15 @@
 //! - [`train_two_layer`]: the paper's replica sweeps, with the fused fast paths.
 //! - [`train_deep`], [`classify`]: deeper MLPs and image classifiers.
 
-use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use gaussmask_data::Dataset;
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io;
 use gaussmask_nn::{MaskNoise, Replica, TwoLayerRelu, TwoLayerReluConfig};
 use serde::{Deserialize, Serialize};
+
+pub use fit::Optimizer;
 
 mod autodiff;
 pub mod classify;
@@ -69,17 +71,6 @@ pub enum Objective {
     Clean,
 }
 
-/// Update rule.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OptimizerKind {
-    /// Plain (stochastic) gradient descent W ← W − η ∇L.
-    #[default]
-    Gd,
-    /// Adam (Kingma & Ba).
-    Adam,
-}
-
 /// Optimizer and schedule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,9 +82,9 @@ pub struct TrainConfig {
     /// Learning rate of the output signs when they are trained; defaults to `lr`.
     #[serde(default)]
     pub lr_output: Option<f64>,
-    /// Update rule.
+    /// Update rule: `gd` (with `momentum`) or `adam`.
     #[serde(default)]
-    pub optimizer: OptimizerKind,
+    pub optimizer: Optimizer,
     /// Heavy-ball momentum of GD (0 = none).
     #[serde(default)]
     pub momentum: f64,
@@ -139,23 +130,19 @@ impl TrainConfig {
         if self.steps == 0 {
             return Err("train.steps must be ≥ 1, got 0".into());
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!(
-                "train.lr must be a finite number > 0, got {}",
-                self.lr
-            ));
+        Optimizer::check("train", self.lr, self.momentum, 0.0)?;
+        if self.optimizer == Optimizer::AdamW {
+            return Err(
+                "train.optimizer = \"adamw\" has nothing to decouple here (the two-layer \
+                 engines have no weight decay): use \"gd\" or \"adam\""
+                    .into(),
+            );
         }
         if let Some(lr) = self.lr_output
             && !(lr.is_finite() && lr >= 0.0)
         {
             return Err(format!(
                 "train.lr_output must be a finite number ≥ 0, got {lr}"
-            ));
-        }
-        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
-            return Err(format!(
-                "train.momentum must lie in [0, 1), got {}",
-                self.momentum
             ));
         }
         if let Some(b) = self.batch_size
@@ -186,7 +173,7 @@ impl TrainConfig {
     /// Whether the fused engines cover this objective and optimizer.
     fn fusable(&self) -> bool {
         matches!(self.objective, Objective::Masked | Objective::Clean)
-            && self.optimizer == OptimizerKind::Gd
+            && self.optimizer == Optimizer::Gd
     }
 
     /// The engine `auto` resolves to on a CPU (`gpu` false) or GPU device.
@@ -212,17 +199,7 @@ impl TrainConfig {
     }
 
     fn optimizer(&self) -> ModuleOptimizer {
-        match self.optimizer {
-            OptimizerKind::Gd if self.momentum > 0.0 => SgdConfig::new()
-                .with_momentum(Some(
-                    burn::optim::momentum::MomentumConfig::new()
-                        .with_momentum(self.momentum)
-                        .with_dampening(0.0),
-                ))
-                .init(),
-            OptimizerKind::Gd => SgdConfig::new().init(),
-            OptimizerKind::Adam => AdamConfig::new().init(),
-        }
+        self.optimizer.init(self.momentum, 0.0)
     }
 }
 
@@ -453,7 +430,7 @@ mod tests {
             steps: 10,
             lr: f64::NAN,
             lr_output: None,
-            optimizer: OptimizerKind::Gd,
+            optimizer: Optimizer::Gd,
             momentum: 0.0,
             batch_size: None,
             objective: Objective::Masked,
@@ -471,11 +448,11 @@ mod tests {
         c.batch_size = Some(5);
         assert!(c.validate(5).is_ok());
         c.engine = Engine::Host;
-        c.optimizer = OptimizerKind::Adam;
+        c.optimizer = Optimizer::Adam;
         assert!(c.validate(5).unwrap_err().contains("train.engine"));
         c.engine = Engine::Auto;
         assert_eq!(c.resolved_engine(false), Engine::Autodiff);
-        c.optimizer = OptimizerKind::Gd;
+        c.optimizer = Optimizer::Gd;
         assert_eq!(c.resolved_engine(false), Engine::Host);
         assert_eq!(c.resolved_engine(true), Engine::Fused);
     }

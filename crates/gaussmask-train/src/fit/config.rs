@@ -7,35 +7,85 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
 use serde::{Deserialize, Serialize};
 
-/// The optimizer of [`fit`](super::fit), from `burn::optim`.
+/// The optimizer, from `burn::optim`: the one vocabulary of every training config (`fit`, the
+/// image classifiers, `gaussmask train`, the two-layer engines).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum FitOptimizer {
+pub enum Optimizer {
     /// (Stochastic) gradient descent, with heavy-ball momentum when `momentum` > 0; weight
-    /// decay added to the gradient (L2).
+    /// decay added to the gradient (L2, PyTorch's `SGD(weight_decay)`).
     #[default]
     #[serde(alias = "sgd")]
     Gd,
-    /// Adam, weight decay added to the gradient (L2).
+    /// Adam (Kingma & Ba); weight decay added to the gradient (L2, PyTorch's
+    /// `Adam(weight_decay)`).
     Adam,
-    /// AdamW, decoupled weight decay.
-    #[serde(alias = "adamw")]
+    /// AdamW: weight decay decoupled from the gradient, w ← w − lr·λ·w.
+    #[serde(rename = "adamw", alias = "adam-w")]
     AdamW,
 }
 
-/// The learning-rate schedule of [`fit`](super::fit), from `burn::optim::lr_scheduler`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum FitSchedule {
+impl Optimizer {
+    /// The `burn::optim` optimizer with `momentum` (GD only) and weight decay λ.
+    pub fn init(self, momentum: f64, weight_decay: f64) -> ModuleOptimizer {
+        let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
+        match self {
+            Self::Gd => SgdConfig::new()
+                .with_weight_decay(decay)
+                .with_momentum((momentum > 0.0).then(|| {
+                    MomentumConfig::new()
+                        .with_momentum(momentum)
+                        .with_dampening(0.0)
+                }))
+                .init(),
+            Self::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+            Self::AdamW => AdamWConfig::new()
+                .with_weight_decay(weight_decay as f32)
+                .init(),
+        }
+    }
+
+    /// Checks the rates every optimizer config has; errors name the field under `at` (e.g.
+    /// `train`).
+    pub fn check(at: &str, lr: f64, momentum: f64, weight_decay: f64) -> Result<(), String> {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(format!("{at}.lr must be a finite number > 0, got {lr}"));
+        }
+        if !(0.0..1.0).contains(&momentum) {
+            return Err(format!("{at}.momentum must lie in [0, 1), got {momentum}"));
+        }
+        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+            return Err(format!(
+                "{at}.weight_decay must be a finite number ≥ 0, got {weight_decay}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The learning-rate schedule over the whole run, from `burn::optim::lr_scheduler`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
     /// `lr` at every step.
     #[default]
     Constant,
-    /// Cosine annealing from `lr` to `min_lr` over the run.
-    Cosine {
-        /// Final learning rate.
-        #[serde(default)]
-        min_lr: f64,
-    },
+    /// Cosine annealing from `lr` to `min_lr` over the run: lr_t = min_lr + ½(lr − min_lr)(1 +
+    /// cos(π t/T)).
+    Cosine,
+}
+
+impl Schedule {
+    /// The `burn::optim::lr_scheduler` schedule from `lr` (to `min_lr`, cosine) over `steps`.
+    pub fn init(self, lr: f64, min_lr: f64, steps: usize) -> Result<ModuleLrScheduler, String> {
+        match self {
+            Self::Constant => Ok(ModuleLrScheduler::new(lr)),
+            Self::Cosine => CosineAnnealingLrSchedulerConfig::new(lr, steps)
+                .with_min_lr(min_lr)
+                .init()
+                .map_err(|e| format!("train.schedule: {e}")),
+        }
+    }
 }
 
 /// Settings of [`fit`](super::fit).
@@ -51,7 +101,7 @@ pub struct FitConfig {
     pub lr: f64,
     /// Optimizer.
     #[serde(default)]
-    pub optimizer: FitOptimizer,
+    pub optimizer: Optimizer,
     /// Momentum of `gd` (0 = none).
     #[serde(default)]
     pub momentum: f64,
@@ -60,7 +110,10 @@ pub struct FitConfig {
     pub weight_decay: f64,
     /// Learning-rate schedule.
     #[serde(default)]
-    pub schedule: FitSchedule,
+    pub schedule: Schedule,
+    /// Final learning rate of the cosine schedule.
+    #[serde(default)]
+    pub min_lr: f64,
     /// Masks drawn per step; the loss is their mean (the masked-k objective). 1 with `dp`.
     #[serde(default = "one")]
     pub masks_per_step: usize,
@@ -118,10 +171,11 @@ impl Default for FitConfig {
             steps: 100,
             batch_size: None,
             lr: 1e-3,
-            optimizer: FitOptimizer::Gd,
+            optimizer: Optimizer::Gd,
             momentum: 0.0,
             weight_decay: 0.0,
-            schedule: FitSchedule::Constant,
+            schedule: Schedule::Constant,
+            min_lr: 0.0,
             masks_per_step: 1,
             shuffle_seed: 0,
             log_every: 1,
@@ -134,16 +188,10 @@ impl FitConfig {
     /// Checks every field against a dataset of `n` rows; the error names the field (under
     /// `train.`).
     pub fn validate(&self, n: usize) -> Result<(), String> {
-        let positive = |v: f64| v.is_finite() && v > 0.0;
         if self.steps == 0 {
             return Err("train.steps must be ≥ 1, got 0".into());
         }
-        if !positive(self.lr) {
-            return Err(format!(
-                "train.lr must be a finite number > 0, got {}",
-                self.lr
-            ));
-        }
+        Optimizer::check("train", self.lr, self.momentum, self.weight_decay)?;
         if let Some(b) = self.batch_size
             && !(1..=n).contains(&b)
         {
@@ -151,23 +199,10 @@ impl FitConfig {
                 "train.batch_size must lie in 1..={n} (the rows), got {b}"
             ));
         }
-        if !(0.0..1.0).contains(&self.momentum) {
+        if self.schedule == Schedule::Cosine && !(0.0..=self.lr).contains(&self.min_lr) {
             return Err(format!(
-                "train.momentum must lie in [0, 1), got {}",
-                self.momentum
-            ));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(format!(
-                "train.weight_decay must be ≥ 0, got {}",
-                self.weight_decay
-            ));
-        }
-        if let FitSchedule::Cosine { min_lr } = self.schedule
-            && !(0.0..=self.lr).contains(&min_lr)
-        {
-            return Err(format!(
-                "train.schedule.min_lr must lie in [0, lr], got {min_lr}"
+                "train.min_lr must lie in [0, lr], got {}",
+                self.min_lr
             ));
         }
         if self.masks_per_step == 0 {
@@ -192,34 +227,54 @@ impl FitConfig {
 
     /// The `burn::optim` optimizer these settings describe.
     pub fn optimizer(&self) -> ModuleOptimizer {
-        let decay =
-            (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
-        match self.optimizer {
-            FitOptimizer::Gd => SgdConfig::new()
-                .with_weight_decay(decay)
-                .with_momentum((self.momentum > 0.0).then(|| {
-                    MomentumConfig::new()
-                        .with_momentum(self.momentum)
-                        .with_dampening(0.0)
-                }))
-                .init(),
-            FitOptimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
-            FitOptimizer::AdamW => AdamWConfig::new()
-                .with_weight_decay(self.weight_decay as f32)
-                .init(),
-        }
+        self.optimizer.init(self.momentum, self.weight_decay)
     }
 
     /// The `burn::optim::lr_scheduler` schedule these settings describe.
     pub fn scheduler(&self) -> Result<ModuleLrScheduler, String> {
-        match self.schedule {
-            FitSchedule::Constant => Ok(ModuleLrScheduler::new(self.lr)),
-            FitSchedule::Cosine { min_lr } => {
-                CosineAnnealingLrSchedulerConfig::new(self.lr, self.steps)
-                    .with_min_lr(min_lr)
-                    .init()
-                    .map_err(|e| format!("train.schedule: {e}"))
-            }
+        self.schedule.init(self.lr, self.min_lr, self.steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Section {
+        optimizer: Optimizer,
+        schedule: Schedule,
+    }
+
+    #[test]
+    fn every_spelling_of_an_optimizer_in_the_configs_parses_to_one_name() {
+        let parse = |o: &str| {
+            toml::from_str::<Section>(&format!("optimizer = \"{o}\"\nschedule = \"cosine\""))
+                .map(|s| (s.optimizer, s.schedule))
+        };
+        for (text, optimizer) in [
+            ("gd", Optimizer::Gd),
+            ("sgd", Optimizer::Gd),
+            ("adam", Optimizer::Adam),
+            ("adamw", Optimizer::AdamW),
+            ("adam-w", Optimizer::AdamW),
+        ] {
+            assert_eq!(
+                parse(text).unwrap(),
+                (optimizer, Schedule::Cosine),
+                "{text}"
+            );
         }
+        assert!(parse("rmsprop").is_err());
+    }
+
+    #[test]
+    fn the_two_layer_engines_refuse_adamw_naming_the_field() {
+        let config = crate::TrainConfig {
+            optimizer: Optimizer::AdamW,
+            ..toml::from_str("steps = 10\nlr = 0.1").unwrap()
+        };
+        let e = config.validate(10).unwrap_err();
+        assert!(e.starts_with("train.optimizer"), "{e}");
     }
 }

@@ -99,7 +99,7 @@ mod checkpoint;
 mod config;
 mod dp;
 
-pub use config::{DpSgd, FitConfig, FitOptimizer, FitSchedule};
+pub use config::{DpSgd, FitConfig, Optimizer, Schedule};
 use dp::dp_gradients;
 
 /// What [`fit`] reports at a logged step (every `log_every` steps, and step `steps`, the
