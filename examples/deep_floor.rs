@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     let tail = &logs[logs.len() * 4 / 5..];
     let floor = |r: usize| tail.iter().map(|l| l.loss[r]).sum::<f64>() / tail.len() as f64;
     let (x, y) = data.all_tensors(&device);
-    let clean = to_f64(half_sse(model.valid().forward(x), y));
+    let clean = to_f64(half_sse(model.valid().forward_unmasked(x), y));
     println!("depth {depth}, width {m}, {steps} GD steps on ½Σ(f − y)² over {n} samples");
     println!("kappa  start     floor (masked)  clean at end");
     let mut ok = true;

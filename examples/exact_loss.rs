@@ -66,7 +66,7 @@ fn main() -> ExitCode {
     let samples: Vec<f64> = (0..draws)
         .map(|_| {
             let xc: Tensor<3> = InputMask::apply(x.clone(), mask.sample(&rows, d), 1, &device);
-            to_f64(half_sse(model.forward(xc), y.clone()))[0]
+            to_f64(half_sse(model.forward_unmasked(xc), y.clone()))[0]
         })
         .collect();
     let mean = samples.iter().sum::<f64>() / draws as f64;

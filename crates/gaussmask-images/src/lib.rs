@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use gaussmask_data::images::{ImageDataset, ImageSet, Normalizer, disjoint_splits};
 use gaussmask_harness::config::require;
 use gaussmask_harness::{HarnessError, RunContext, Training};
-use gaussmask_nn::image::{ImageModelConfig, ImageNet};
+use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
 use gaussmask_train::classify::{ClassifierSpec, ImageData, accuracy, posteriors};
 use gaussmask_train::fit::Fit;
 use serde::de::DeserializeOwned;
@@ -183,11 +183,11 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
     data: ImageData<'_>,
     device: &Device,
     tick: impl FnMut(),
-    mut on_epoch: impl FnMut(usize, &ImageNet, &mut S) -> Result<(), HarnessError>,
-) -> Result<(ImageNet, S), HarnessError> {
+    mut on_epoch: impl FnMut(usize, &MaskedNet, &mut S) -> Result<(), HarnessError>,
+) -> Result<(MaskedNet, S), HarnessError> {
     let dataset = data.dataset();
     let per_epoch = spec.train.steps_per_epoch(data.n());
-    let on_step = |fit: &Fit<ImageNet>, side: &mut S| {
+    let on_step = |fit: &Fit<MaskedNet>, side: &mut S| {
         if fit.step().is_multiple_of(per_epoch) {
             on_epoch(fit.step() / per_epoch, &fit.model().valid(), side)?;
         }
@@ -210,7 +210,7 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
 }
 
 /// Test accuracy of the evaluation model `model` (mask off) on `images`.
-pub fn test_accuracy(model: &ImageNet, images: &Images, device: &Device) -> f64 {
+pub fn test_accuracy(model: &MaskedNet, images: &Images, device: &Device) -> f64 {
     let p = posteriors(model, images.view(), 500, device);
     accuracy(&p, &images.labels, images.classes)
 }

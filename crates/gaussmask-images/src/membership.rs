@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use gaussmask_data::images::{ImageDataset, Normalizer, disjoint_splits};
 use gaussmask_harness::config::require;
 use gaussmask_harness::{HarnessError, RunContext};
-use gaussmask_nn::image::{ImageModelConfig, ImageNet};
+use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
 use gaussmask_privacy::{AttackMetrics, MembershipFeatures, attack, top_sorted};
 use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, accuracy, posteriors};
 use serde::{Deserialize, Serialize};
@@ -109,7 +109,7 @@ pub type Evals = Vec<EpochEval>;
 
 fn evaluate(
     epochs: usize,
-    net: &ImageNet,
+    net: &MaskedNet,
     members: &Images,
     non_members: &Images,
     device: &Device,

@@ -67,12 +67,12 @@ impl DeepRelu {
         self.layers.len() + 1
     }
 
-    /// Output on inputs that are already masked (or clean).
+    /// Output without the mask: on clean inputs, or on inputs masked elsewhere.
     ///
     /// # Shapes
     /// - `x`: `[R, n, d]` or `[1, n, d]`
     /// - returns `[R, n]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+    pub fn forward_unmasked(&self, x: Tensor<3>) -> Tensor<2> {
         let [r, m, d] = self.layers[0].val().dims();
         let n = x.dims()[1];
         let x = if x.dims()[0] == r {
@@ -89,12 +89,12 @@ impl DeepRelu {
         out.reshape([r, n]) * (1.0 / (m as f64).sqrt())
     }
 
-    /// Output on freshly masked inputs.
+    /// Output on freshly masked inputs (the mask is the identity after `valid()`).
     ///
     /// # Shapes
     /// - `x`: `[1, n, d]` or `[R, n, d]`, `rows`: dataset indices of the n samples
     /// - returns `[R, n]`
-    pub fn forward_masked(&self, x: Tensor<3>, rows: &[usize]) -> Tensor<2> {
-        self.forward(self.mask.forward_indexed(x, rows))
+    pub fn forward(&self, x: Tensor<3>, rows: &[usize]) -> Tensor<2> {
+        self.forward_unmasked(self.mask.forward_indexed(x, rows))
     }
 }

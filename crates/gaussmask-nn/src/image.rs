@@ -1,6 +1,6 @@
 //! Image classifiers behind the Gaussian input mask: an MLP (one hidden layer or more) and a
 //! small CNN (conv → batch norm → ReLU → 2×2 max-pool blocks, then dropout and a dense head).
-//! Both are one module, [`ImageNet`], built from `burn::nn` layers ([`Linear`], [`Conv2d`],
+//! Both are one module, [`MaskedNet`], built from `burn::nn` layers ([`Linear`], [`Conv2d`],
 //! [`BatchNorm`], [`MaxPool2d`], [`Dropout`]) behind an [`InputMask`]: an MLP is the case with
 //! no conv blocks.
 //!
@@ -83,6 +83,10 @@ pub struct ImageModelConfig {
     /// Dropout probability before the dense head (CNN) or after each hidden layer (MLP).
     #[serde(default)]
     pub dropout: f64,
+    /// The input mask's family and sharing (`[model.mask]`; the Gaussian mask by default); κ
+    /// and the seed are given to [`ImageModelConfig::init`].
+    #[serde(default)]
+    pub mask: MaskConfig,
 }
 
 fn default_hidden() -> Vec<usize> {
@@ -108,6 +112,7 @@ impl Default for ImageModelConfig {
             kernel: default_kernel(),
             batch_norm: true,
             dropout: 0.0,
+            mask: MaskConfig::default(),
         }
     }
 }
@@ -116,6 +121,7 @@ impl ImageModelConfig {
     /// Checks every field for images of `shape` = (channels, height, width); the error names
     /// the field.
     pub fn validate(&self, shape: [usize; 3]) -> Result<(), String> {
+        self.mask.validate("model.mask")?;
         if self.hidden.contains(&0) {
             return Err(format!(
                 "model.hidden must be widths ≥ 1, got {:?}",
@@ -158,11 +164,10 @@ impl ImageModelConfig {
         }
     }
 
-    /// Builds the model for images of `shape` and `classes` classes behind a Gaussian mask of
-    /// level `kappa` (0: none), weights drawn from the seed's init stream like PyTorch's
+    /// Builds the model for images of `shape` and `classes` classes behind the config's mask
+    /// at level `kappa` (0: none), weights drawn from the seed's init stream like PyTorch's
     /// defaults: U(−1/√fan_in, 1/√fan_in) for weights and biases; batch-norm scale 1, shift 0.
-    /// The mask's stream is keyed by `seed` too; for another mask family, replace the model's
-    /// `mask` with `MaskConfig::init` of that family (as `gaussmask train` does).
+    /// The mask's stream is keyed by `seed` too.
     pub fn init(
         &self,
         shape: [usize; 3],
@@ -170,7 +175,7 @@ impl ImageModelConfig {
         kappa: f64,
         seed: u64,
         device: &Device,
-    ) -> ImageNet {
+    ) -> MaskedNet {
         let mut stream = Stream::new(seed, tag::INIT);
         let mut uniform = |count: usize, fan_in: usize| -> Vec<f64> {
             let bound = 1.0 / (fan_in as f64).sqrt();
@@ -223,8 +228,8 @@ impl ImageModelConfig {
             dense.push(linear);
             fan_in = out;
         }
-        ImageNet {
-            mask: MaskConfig::default().init(kappa, seed),
+        MaskedNet {
+            mask: self.mask.init(kappa, seed),
             convs,
             norms,
             pool: MaxPool2dConfig::new([2, 2]).init(),
@@ -256,7 +261,7 @@ impl ImageModelConfig {
 /// assert!(logits.clone().equal(eval.forward(Tensor::ones([8, 784], &Device::flex()))).all().into_scalar::<bool>());
 /// ```
 #[derive(Module, Debug)]
-pub struct ImageNet {
+pub struct MaskedNet {
     /// The input mask (identity after `valid()`).
     pub mask: InputMask,
     /// Conv layers of the blocks, input side first.
@@ -285,7 +290,7 @@ pub struct ImageNet {
     pub cpu_ops: bool,
 }
 
-impl ImageNet {
+impl MaskedNet {
     /// The same model trained with label smoothing `epsilon`.
     pub fn with_label_smoothing(self, epsilon: f64) -> Self {
         Self {
@@ -294,7 +299,7 @@ impl ImageNet {
         }
     }
 
-    /// The same model with the `gaussmask-cpu-ops` path on or off (see [`ImageNet::cpu_ops`]).
+    /// The same model with the `gaussmask-cpu-ops` path on or off (see [`MaskedNet::cpu_ops`]).
     pub fn with_cpu_ops(self, on: bool) -> Self {
         Self {
             cpu_ops: on,
@@ -420,5 +425,38 @@ mod tests {
                 .unwrap_err()
                 .contains("model.dropout")
         );
+    }
+
+    #[test]
+    fn the_config_s_mask_family_is_the_model_s() {
+        // A Bernoulli mask with keep probability ½ zeroes about half the inputs; the Gaussian
+        // mask at the same κ zeroes none.
+        let device = Device::flex();
+        let x = Tensor::<2>::ones([4, 28 * 28], &device);
+        let zeros = |family: crate::mask::MaskFamily| {
+            let config = ImageModelConfig {
+                mask: MaskConfig {
+                    family,
+                    ..MaskConfig::default()
+                },
+                ..ImageModelConfig::default()
+            };
+            config.validate([1, 28, 28]).unwrap();
+            let net = config.init([1, 28, 28], 10, 1.0, 7, &device);
+            let masked = crate::tensor_io::to_f64(net.mask.forward(x.clone()));
+            masked.iter().filter(|&&v| v == 0.0).count() as f64 / masked.len() as f64
+        };
+        assert_eq!(zeros(crate::mask::MaskFamily::Gaussian), 0.0);
+        let dropped = zeros(crate::mask::MaskFamily::Bernoulli);
+        assert!((dropped - 0.5).abs() < 0.05, "{dropped}");
+        let bad = ImageModelConfig {
+            mask: MaskConfig {
+                truncation: -1.0,
+                ..MaskConfig::default()
+            },
+            ..ImageModelConfig::default()
+        };
+        let e = bad.validate([1, 28, 28]).unwrap_err();
+        assert!(e.contains("model.mask.truncation"), "{e}");
     }
 }

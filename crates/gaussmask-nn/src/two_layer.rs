@@ -104,8 +104,8 @@ impl TwoLayerReluConfig {
 /// assert_eq!(net.dims(), [3, 16, 4]);
 /// let x = Tensor::<3>::ones([1, 5, 4], &device); // 5 samples shared by every replica
 /// let rows: Vec<usize> = (0..5).collect();
-/// assert_eq!(net.forward_masked(x.clone(), &rows).dims(), [3, 5]);
-/// assert_eq!(net.forward(x).dims(), [3, 5]); // clean output
+/// assert_eq!(net.forward(x.clone(), &rows).dims(), [3, 5]);
+/// assert_eq!(net.forward_unmasked(x).dims(), [3, 5]); // no mask
 /// ```
 #[derive(Module, Debug)]
 pub struct TwoLayerRelu {
@@ -145,26 +145,28 @@ impl TwoLayerRelu {
         self.w.val().dims()
     }
 
-    /// Network output on inputs that are already masked (or clean).
+    /// Network output without the mask: on clean inputs, or on inputs masked elsewhere.
     ///
     /// # Shapes
     /// - `x`: `[R, n, d]` or `[1, n, d]`
     /// - returns `[R, n]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+    pub fn forward_unmasked(&self, x: Tensor<3>) -> Tensor<2> {
         output(self.w.val(), self.a.val(), x)
     }
 
-    /// Output on freshly masked inputs (identity mask in evaluation mode).
+    /// Output on freshly masked inputs (the mask is the identity after `valid()`), like
+    /// `burn::nn::Dropout`, which acts in `forward` too.
     ///
     /// # Shapes
     /// - `x`: `[1, n, d]` or `[R, n, d]`, `rows`: dataset indices of the n samples
     /// - returns `[R, n]`
-    pub fn forward_masked(&self, x: Tensor<3>, rows: &[usize]) -> Tensor<2> {
-        self.forward(self.mask.forward_indexed(x, rows))
+    pub fn forward(&self, x: Tensor<3>, rows: &[usize]) -> Tensor<2> {
+        self.forward_unmasked(self.mask.forward_indexed(x, rows))
     }
 }
 
-/// f(W, x) = (1/√m) relu(x Wᵀ) a for every replica: [`TwoLayerRelu::forward`] on raw tensors.
+/// f(W, x) = (1/√m) relu(x Wᵀ) a for every replica: [`TwoLayerRelu::forward_unmasked`] on raw
+/// tensors.
 ///
 /// # Shapes
 /// - `w`: `[R, m, d]`, `a`: `[R, m]`, `x`: `[R, n, d]` or `[1, n, d]`

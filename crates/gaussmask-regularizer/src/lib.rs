@@ -110,7 +110,7 @@ pub fn decompose(
     let r = kappas.len();
     let kappa = kappa_tensor(&kappas, device);
     let (w, a) = (model.w.val(), model.a.val());
-    let clean = to_f64(half_sse(model.forward(x.clone()), y.clone()));
+    let clean = to_f64(half_sse(model.forward_unmasked(x.clone()), y.clone()));
     let exact = ExactLoss::new(
         w.clone(),
         a.clone(),
@@ -185,7 +185,7 @@ fn monte_carlo(
     for _ in 0..mc.samples {
         let c = mask.sample(&rows, d);
         let xc = InputMask::apply(x.clone(), c, r, device);
-        let masked = to_f64(half_sse(model.forward(xc.clone()), y.clone()));
+        let masked = to_f64(half_sse(model.forward_unmasked(xc.clone()), y.clone()));
         let f_lin = (xc * g.clone()).sum_dim(2).reshape([r, n]);
         let lin = to_f64(half_sse(f_lin, y.clone()));
         for i in 0..r {
@@ -292,11 +292,14 @@ pub fn gradient_probe(
         .total(),
     );
     let proxy = grad_of(ProxyLoss::new(w, a, x.clone(), y.clone(), kappa).total());
-    let clean = grad_of(half_sse(model.forward(x.clone()), y.clone()));
+    let clean = grad_of(half_sse(model.forward_unmasked(x.clone()), y.clone()));
     let mask = mc.mask(&model.mask.config, &kappas);
     let (mut sum, mut sum2) = (vec![0.0; r * size], vec![0.0; r * size]);
     for _ in 0..mc.samples {
-        let g = grad_of(half_sse(model.forward(mask.forward(x.clone())), y.clone()));
+        let g = grad_of(half_sse(
+            model.forward_unmasked(mask.forward(x.clone())),
+            y.clone(),
+        ));
         for (k, v) in g.iter().enumerate() {
             sum[k] += v;
             sum2[k] += v * v;

@@ -201,6 +201,7 @@ impl ModelConfig {
             kernel: self.kernel,
             batch_norm: self.batch_norm,
             dropout: self.dropout,
+            mask: self.mask.clone(),
         }
     }
 }

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor};
 use gaussmask_data::Dataset;
-use gaussmask_nn::image::ImageNet;
+use gaussmask_nn::image::MaskedNet;
 use gaussmask_nn::tensor_io::{from_f64, to_f64};
 use gaussmask_nn::{Replica, TwoLayerRelu, TwoLayerReluConfig};
 use gaussmask_train::fit::{Batch, Trainable};
@@ -18,7 +18,7 @@ pub struct Network {
     /// The paper's two-layer ReLU network (one replica).
     pub two_layer: Option<TwoLayerRelu>,
     /// An MLP or CNN (mask, `burn::nn` layers).
-    pub dense: Option<ImageNet>,
+    pub dense: Option<MaskedNet>,
     /// Regression (one output, squared error) or classification (logits, cross-entropy).
     #[module(skip)]
     pub task: Task,
@@ -62,11 +62,10 @@ impl Network {
                 }
             }
             ModelKind::Mlp | ModelKind::Cnn => {
-                let mut net = model
+                let net = model
                     .dense()
                     .init(dims.shape, dims.outputs, kappa, seed, device)
                     .with_label_smoothing(label_smoothing);
-                net.mask = model.mask.init(kappa, seed);
                 Self {
                     two_layer: None,
                     dense: Some(net),
@@ -83,9 +82,7 @@ impl Network {
     /// - `x`: `[b, d]`, `rows`: b indices; returns `[b, 1]` (regression) or `[b, classes]`
     pub fn forward_indexed(&self, x: Tensor<2>, rows: &[usize]) -> Tensor<2> {
         match (&self.two_layer, &self.dense) {
-            (Some(net), _) => net
-                .forward_masked(x.unsqueeze_dim::<3>(0), rows)
-                .swap_dims(0, 1),
+            (Some(net), _) => net.forward(x.unsqueeze_dim::<3>(0), rows).swap_dims(0, 1),
             (None, Some(net)) => net.forward_indexed(x, rows),
             (None, None) => unreachable!("a network holds one of its two kinds"),
         }

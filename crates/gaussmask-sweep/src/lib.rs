@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 /// `configs/trajectories.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrajectoriesConfig {
+pub struct SweepConfig {
     /// Base seed: replica s of each κ uses seed + s for its weights and masks.
     #[serde(default)]
     pub seed: u64,
@@ -38,7 +38,7 @@ pub struct TrajectoriesConfig {
     pub train: TrainConfig,
 }
 
-impl TrajectoriesConfig {
+impl SweepConfig {
     /// Fills the defaults that depend on other fields and validates everything.
     pub fn resolve(&mut self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
@@ -167,11 +167,8 @@ pub struct Curve {
 }
 
 /// Trains every replica on `config.data` (in chunks of `replica_chunk`) and returns their
-/// curves, in [`TrajectoriesConfig::replicas`] order; saves the weights on `--save-weights`.
-pub fn train_curves(
-    config: &TrajectoriesConfig,
-    ctx: &RunContext,
-) -> Result<Vec<Curve>, HarnessError> {
+/// curves, in [`SweepConfig::replicas`] order; saves the weights on `--save-weights`.
+pub fn train_curves(config: &SweepConfig, ctx: &RunContext) -> Result<Vec<Curve>, HarnessError> {
     let runs = train_runs(config, &config.data.generate(), ctx)?;
     if ctx.save_weights {
         save_weights(&config.replicas(), &runs.weights, config, ctx)?;
@@ -181,7 +178,7 @@ pub fn train_curves(
 
 /// Curves and final weights of every replica of a run.
 pub struct Runs {
-    /// Logged losses, in [`TrajectoriesConfig::replicas`] order.
+    /// Logged losses, in [`SweepConfig::replicas`] order.
     pub curves: Vec<Curve>,
     /// Final (W `[m, d]`, a `[m]`) of each replica, row-major, same order.
     pub weights: Vec<(Vec<f64>, Vec<f64>)>,
@@ -199,7 +196,7 @@ pub struct KappaRuns {
 /// Trains the seeds of κ = `kappa` of `config` on `data` (keeping the final weights when the
 /// run saves them), timed.
 pub fn train_kappa(
-    config: &TrajectoriesConfig,
+    config: &SweepConfig,
     kappa: f64,
     data: &Dataset,
     ctx: &RunContext,
@@ -219,7 +216,7 @@ pub fn train_kappa(
 
 /// Trains every replica on `data` (in chunks of `replica_chunk`).
 pub fn train_runs(
-    config: &TrajectoriesConfig,
+    config: &SweepConfig,
     data: &Dataset,
     ctx: &RunContext,
 ) -> Result<Runs, HarnessError> {
@@ -291,7 +288,7 @@ pub fn train_runs(
 pub fn save_weights(
     replicas: &[Replica],
     weights: &[(Vec<f64>, Vec<f64>)],
-    config: &TrajectoriesConfig,
+    config: &SweepConfig,
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
     let (m, d) = (config.model.width, config.data.d);
@@ -354,7 +351,7 @@ pub fn tail_mean(values: &[f64], fraction: f64) -> f64 {
 
 /// Computes the per-κ summary from the curves.
 pub fn summarize(
-    config: &TrajectoriesConfig,
+    config: &SweepConfig,
     curves: &[Curve],
     replica_chunk: usize,
     engine: Engine,

@@ -47,13 +47,13 @@ pub(crate) fn train(
         let mut terms: Vec<Tensor<1>> = Vec::new();
         let mut chunk_grads = None;
         match config.objective {
-            Objective::Masked => terms.push(half_sse(model.forward_masked(x, &rows), y)),
+            Objective::Masked => terms.push(half_sse(model.forward(x, &rows), y)),
             Objective::MaskedK => {
                 // A product, not `/ k`: Burn 0.22.1's backward of a scalar division rounds the
                 // scalar to f32, which would put f32 error into f64 gradients.
                 let scale = 1.0 / config.masks_per_step as f64;
                 for _ in 0..config.masks_per_step {
-                    let masked = model.forward_masked(x.clone(), &rows);
+                    let masked = model.forward(x.clone(), &rows);
                     terms.push(half_sse(masked, y.clone()) * scale);
                 }
             }
@@ -87,7 +87,7 @@ pub(crate) fn train(
                 }
                 chunk_grads = Some((acc_w.grads(), acc_a.grads()));
             }
-            Objective::Clean => terms.push(half_sse(model.forward(x), y)),
+            Objective::Clean => terms.push(half_sse(model.forward_unmasked(x), y)),
         }
         if logged {
             let value = terms
@@ -102,7 +102,7 @@ pub(crate) fn train(
             );
             let record = LogRecord {
                 step,
-                clean_loss: tensor_io::to_f64(half_sse(inner.forward(x_clean), y_clean)),
+                clean_loss: tensor_io::to_f64(half_sse(inner.forward_unmasked(x_clean), y_clean)),
                 masked_loss: tensor_io::to_f64(value),
                 weights: config
                     .wants_weights(step)

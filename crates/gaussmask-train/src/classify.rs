@@ -1,4 +1,4 @@
-//! Minibatch training of the image classifiers ([`gaussmask_nn::image::ImageNet`]) under the
+//! Minibatch training of the image classifiers ([`gaussmask_nn::image::MaskedNet`]) under the
 //! input mask, on the generic trainer ([`crate::fit`]): the classifier is [`Trainable`] with
 //! `burn::nn`'s cross-entropy (label smoothing included) as its loss, and the settings of an
 //! image experiment's `[train]` section ([`ClassifyConfig`]: Adam, AdamW or SGD, weight decay,
@@ -14,7 +14,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use gaussmask_data::Dataset;
-use gaussmask_nn::image::{ImageModelConfig, ImageNet};
+use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
 use gaussmask_nn::tensor_io::to_f64;
 use serde::{Deserialize, Serialize};
 
@@ -160,7 +160,7 @@ impl ImageData<'_> {
     }
 }
 
-impl Trainable for ImageNet {
+impl Trainable for MaskedNet {
     /// Cross-entropy of the logits of the masked images against the classes (`batch.y`), with
     /// the model's label smoothing: `burn::nn::loss::CrossEntropyLoss`.
     fn loss(&self, batch: &Batch) -> Tensor<1> {
@@ -188,7 +188,7 @@ pub struct ClassifierSpec<'a> {
 
 impl ClassifierSpec<'_> {
     /// The untrained model for images of `shape` and `classes` classes.
-    pub fn init(&self, shape: [usize; 3], classes: usize, device: &Device) -> ImageNet {
+    pub fn init(&self, shape: [usize; 3], classes: usize, device: &Device) -> MaskedNet {
         self.model
             .init(shape, classes, self.kappa, self.seed, device)
             .with_label_smoothing(self.train.label_smoothing)
@@ -201,10 +201,10 @@ impl ClassifierSpec<'_> {
     /// Settings that do not fit the data (a batch larger than the images).
     pub fn fit<'a>(
         &self,
-        model: ImageNet,
+        model: MaskedNet,
         data: &'a Dataset,
         device: &Device,
-    ) -> Result<Fit<'a, ImageNet>, TrainError> {
+    ) -> Result<Fit<'a, MaskedNet>, TrainError> {
         Fit::new(
             model,
             data,
@@ -220,11 +220,11 @@ impl ClassifierSpec<'_> {
     /// A one-line message when the bytes are not a checkpoint of this run.
     pub fn resume<'a>(
         &self,
-        model: ImageNet,
+        model: MaskedNet,
         bytes: &[u8],
         data: &'a Dataset,
         device: &Device,
-    ) -> Result<Fit<'a, ImageNet>, StateError> {
+    ) -> Result<Fit<'a, MaskedNet>, StateError> {
         let config = self.train.fit_config(data.n, self.seed);
         Fit::resume(model, bytes, data, &config, device)
     }
@@ -236,11 +236,11 @@ impl ClassifierSpec<'_> {
 /// As [`Fit::advance`].
 pub fn train_classifier(
     spec: ClassifierSpec<'_>,
-    model: ImageNet,
+    model: MaskedNet,
     data: &Dataset,
     device: &Device,
     mut tick: impl FnMut(),
-) -> Result<ImageNet, TrainError> {
+) -> Result<MaskedNet, TrainError> {
     let mut run = spec.fit(model, data, device)?;
     while run.step() < run.steps() {
         run.advance()?;
@@ -350,7 +350,7 @@ impl ModuleMapper for Load<'_> {
 /// # Shapes
 /// - returns `[n, classes]` row-major
 pub fn posteriors(
-    model: &ImageNet,
+    model: &MaskedNet,
     data: ImageData<'_>,
     batch: usize,
     device: &Device,

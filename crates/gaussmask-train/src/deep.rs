@@ -69,7 +69,7 @@ pub fn train_deep(
     let (x_all, y_all) = (x_all.without_autodiff(), y_all.without_autodiff());
     let mut failed = None;
     let model = fit(model, data, &fit_config, &device, |step, model| {
-        let clean = half_sse(model.valid().forward(x_all.clone()), y_all.clone());
+        let clean = half_sse(model.valid().forward_unmasked(x_all.clone()), y_all.clone());
         let record = LogRecord {
             step: step.step,
             clean_loss: tensor_io::to_f64(clean),

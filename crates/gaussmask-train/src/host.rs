@@ -76,9 +76,9 @@ struct Weights<T> {
     velocity_a: Vec<T>,
 }
 
-/// A unit of parallel work: one replica's share of the rows (at most [`UNIT_ROWS`]), with its
+/// A share of parallel work: one replica's share of the rows (at most [`UNIT_ROWS`]), with its
 /// scratch buffers.
-struct Unit<T> {
+struct Share<T> {
     replica: usize,
     /// Positions in the step's batch, whole mask blocks.
     rows: std::ops::Range<usize>,
@@ -164,12 +164,12 @@ fn run<T: Real>(
     // Every replica has the same number of units (for the batch rows and the clean rows).
     let batch = config.batch_size.unwrap_or(data.n);
     let parts = batch.max(data.n).div_ceil(UNIT_ROWS);
-    let mut units: Vec<Unit<T>> = (0..r_count)
+    let mut units: Vec<Share<T>> = (0..r_count)
         .flat_map(|r| {
             split(batch, parts)
                 .into_iter()
                 .zip(split(data.n, parts))
-                .map(move |(rows, clean_rows)| Unit {
+                .map(move |(rows, clean_rows)| Share {
                     replica: r,
                     x_masked: vec![T::ZERO; rows.len() * d],
                     mask: vec![0.0; MASK_BLOCK_ROWS * d],
@@ -212,7 +212,7 @@ fn run<T: Real>(
             full_batch: batch_rows.is_none(),
             backward: step < config.steps,
         };
-        let task = |u: &mut Unit<T>| u.step(&shape, &weights[u.replica], &input);
+        let task = |u: &mut Share<T>| u.step(&shape, &weights[u.replica], &input);
         let losses: Vec<(f64, f64)> = if units.len() > 1 {
             units.par_iter_mut().map(task).collect()
         } else {
@@ -279,7 +279,7 @@ fn gather<T: Real>(rows: &[usize], d: usize, x: &[T], y: &[T], xb: &mut Vec<T>, 
     }
 }
 
-impl<T: Real> Unit<T> {
+impl<T: Real> Share<T> {
     /// The unit's share of one step: masks into X̃, Z = X̃ Wᵀ, residuals and G (in place of
     /// Z), ∂L/∂a and ∂L/∂W, and the clean loss when logged. Returns (clean, masked) loss shares.
     fn step(&mut self, shape: &Shape<T>, weights: &Weights<T>, input: &StepInput<T>) -> (f64, f64) {

@@ -337,17 +337,10 @@ pub fn train_two_layer(
     }
 }
 
-/// Whether `device` is a GPU (a cubecl device); CPU backends report no identity.
+/// Whether `device` is a GPU, asked of the device at run time (so it needs no backend feature):
+/// cubecl devices keep a memory pool and report it, CPU backends (flex, ndarray) report none.
 fn is_gpu(device: &Device) -> bool {
-    #[cfg(feature = "wgpu")]
-    {
-        device.identity().is_some()
-    }
-    #[cfg(not(feature = "wgpu"))]
-    {
-        let _ = device;
-        false
-    }
+    device.memory_pool_usage().is_some()
 }
 
 /// The batch schedule every engine shares: the full batch, or minibatches in an order all

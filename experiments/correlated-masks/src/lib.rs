@@ -7,7 +7,7 @@ use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit, mean_std};
 use gaussmask_nn::MaskResample;
-use gaussmask_sweep::{TrajectoriesConfig, check_tail_fraction, floor_over_runs, train_runs};
+use gaussmask_sweep::{SweepConfig, check_tail_fraction, floor_over_runs, train_runs};
 use serde::{Deserialize, Serialize};
 
 mod tables;
@@ -25,7 +25,7 @@ pub struct CorrelatedMasksConfig {
     pub tail_fraction: f64,
     /// Everything else, as in trajectories (its `model.mask.resample` is set per mode).
     #[serde(flatten)]
-    pub base: TrajectoriesConfig,
+    pub base: SweepConfig,
 }
 
 impl CorrelatedMasksConfig {

@@ -6,7 +6,7 @@ use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
-use gaussmask_sweep::{Curve, TrajectoriesConfig, check_tail_fraction, floor_over_runs, seed_mean};
+use gaussmask_sweep::{Curve, SweepConfig, check_tail_fraction, floor_over_runs, seed_mean};
 use gaussmask_train::{LogRecord, check_deep, train_deep_grouped};
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ pub struct DepthConfig {
     pub tail_fraction: f64,
     /// Everything else, as in trajectories (unknown keys are refused there).
     #[serde(flatten)]
-    pub base: TrajectoriesConfig,
+    pub base: SweepConfig,
 }
 
 impl DepthConfig {

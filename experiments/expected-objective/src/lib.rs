@@ -6,7 +6,7 @@
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Backend, HarnessError, RunContext, Study, Timed, Unit};
-use gaussmask_sweep::{Curve, TrajectoriesConfig, seed_mean, summarize, train_curves};
+use gaussmask_sweep::{Curve, SweepConfig, seed_mean, summarize, train_curves};
 use gaussmask_train::Objective;
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,7 @@ pub struct ExpectedObjectiveConfig {
     /// The training setting (its `train.objective` is replaced by each of `objectives`;
     /// unknown keys are refused there).
     #[serde(flatten)]
-    pub base: TrajectoriesConfig,
+    pub base: SweepConfig,
 }
 
 impl ExpectedObjectiveConfig {

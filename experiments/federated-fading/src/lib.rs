@@ -12,7 +12,7 @@ use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, Resumable, RunContext, Study, Unit};
 use gaussmask_images::{ImageDataConfig, Images, prepare};
-use gaussmask_nn::image::{ImageModelConfig, ImageNet};
+use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
 use gaussmask_nn::{InputMask, MaskConfig, TwoLayerReluConfig};
 use gaussmask_train::classify::{
     ClassifierSpec, ClassifyConfig, Parameters, accuracy, load_model_bytes, model_bytes,
@@ -185,13 +185,13 @@ fn average(models: &[Parameters]) -> Parameters {
 }
 
 /// The image task's model of `seed`'s initial weights on the host device, mask off.
-fn host_model(t: &ImageTask, train: &Images, seed: u64, device: &Device) -> ImageNet {
+fn host_model(t: &ImageTask, train: &Images, seed: u64, device: &Device) -> MaskedNet {
     // Evaluation only: no mask; the host device is not an autodiff one, so dropout and batch
     // statistics are off too.
     t.model.init(train.shape, train.classes, 0.0, seed, device)
 }
 
-fn clean_metrics(model: &ImageNet, images: &Images, device: &Device) -> (f64, f64) {
+fn clean_metrics(model: &MaskedNet, images: &Images, device: &Device) -> (f64, f64) {
     let p = posteriors(model, images.view(), 500, device);
     let loss = p
         .chunks_exact(images.classes)
@@ -219,7 +219,7 @@ struct Rounds<'a> {
 
 impl Rounds<'_> {
     /// A host model (mask off) holding the global parameters.
-    fn snapshot(&self) -> Result<ImageNet, HarnessError> {
+    fn snapshot(&self) -> Result<MaskedNet, HarnessError> {
         with_parameters(
             host_model(self.t, self.train, 0, self.device),
             self.global.clone(),

@@ -12,9 +12,7 @@ use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::stats::{LineFit, excess_exponent};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_nn::TwoLayerReluConfig;
-use gaussmask_sweep::{
-    TrajectoriesConfig, check_tail_fraction, floor_over_runs, lambda0, train_kappa,
-};
+use gaussmask_sweep::{SweepConfig, check_tail_fraction, floor_over_runs, lambda0, train_kappa};
 use gaussmask_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
@@ -114,8 +112,8 @@ impl FloorScalingConfig {
         out
     }
 
-    fn cell_config(&self, (m, n, tau): (usize, usize, f64)) -> Result<TrajectoriesConfig, String> {
-        let mut c = TrajectoriesConfig {
+    fn cell_config(&self, (m, n, tau): (usize, usize, f64)) -> Result<SweepConfig, String> {
+        let mut c = SweepConfig {
             seed: self.seed,
             seeds: self.seeds,
             kappas: self.kappas.clone(),

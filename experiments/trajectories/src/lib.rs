@@ -4,7 +4,7 @@
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_sweep::{
-    Curve, KappaRuns, Summary, TrajectoriesConfig, lambda0, save_weights, seed_mean, summarize,
+    Curve, KappaRuns, Summary, SweepConfig, lambda0, save_weights, seed_mean, summarize,
     train_kappa,
 };
 use serde::Serialize;
@@ -15,7 +15,7 @@ mod tables;
 pub struct Trajectories;
 
 impl Study for Trajectories {
-    type Config = TrajectoriesConfig;
+    type Config = SweepConfig;
     type Unit = f64;
     type Output = Timed<KappaRuns>;
 
@@ -31,7 +31,7 @@ impl Study for Trajectories {
         include_str!("../../../configs/trajectories.toml")
     }
 
-    fn validate(&self, config: &mut TrajectoriesConfig) -> Result<(), String> {
+    fn validate(&self, config: &mut SweepConfig) -> Result<(), String> {
         config.resolve()
     }
 
@@ -39,7 +39,7 @@ impl Study for Trajectories {
         true
     }
 
-    fn units(&self, config: &TrajectoriesConfig) -> Vec<Unit<f64>> {
+    fn units(&self, config: &SweepConfig) -> Vec<Unit<f64>> {
         config
             .kappas
             .iter()
@@ -49,7 +49,7 @@ impl Study for Trajectories {
 
     fn run_unit(
         &self,
-        config: &TrajectoriesConfig,
+        config: &SweepConfig,
         unit: &Unit<f64>,
         ctx: &RunContext,
     ) -> Result<Timed<KappaRuns>, HarnessError> {
@@ -58,7 +58,7 @@ impl Study for Trajectories {
 
     fn reduce(
         &self,
-        config: &TrajectoriesConfig,
+        config: &SweepConfig,
         outputs: Vec<(Unit<f64>, Timed<KappaRuns>)>,
         ctx: &mut RunContext,
     ) -> Result<(), HarnessError> {
@@ -111,7 +111,7 @@ struct DiagnosticsRow {
 }
 
 fn write_outputs(
-    config: &TrajectoriesConfig,
+    config: &SweepConfig,
     curves: &[Curve],
     summary: &Summary,
     ctx: &RunContext,
@@ -179,7 +179,7 @@ fn write_outputs(
 /// `diagnostics.csv` (one row per replica and diagnostics step), `ntk.json` (λ₀ of the data)
 /// and a figure of the relative weight movement.
 fn write_diagnostics(
-    config: &TrajectoriesConfig,
+    config: &SweepConfig,
     curves: &[Curve],
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {

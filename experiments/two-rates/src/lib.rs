@@ -7,7 +7,7 @@
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit, mean_std};
-use gaussmask_sweep::{TrajectoriesConfig, train_runs};
+use gaussmask_sweep::{SweepConfig, train_runs};
 use serde::{Deserialize, Serialize};
 
 mod tables;
@@ -22,7 +22,7 @@ pub struct TwoRatesConfig {
     pub widths: Vec<usize>,
     /// Everything else, as in trajectories (unknown keys are refused there).
     #[serde(flatten)]
-    pub base: TrajectoriesConfig,
+    pub base: SweepConfig,
 }
 
 impl TwoRatesConfig {
@@ -48,7 +48,7 @@ impl TwoRatesConfig {
         Ok(())
     }
 
-    fn cell(&self, m: usize, rho: f64) -> Result<TrajectoriesConfig, String> {
+    fn cell(&self, m: usize, rho: f64) -> Result<SweepConfig, String> {
         let mut c = self.base.clone();
         c.model.width = m;
         c.train.lr_output = Some(rho * c.train.lr);

@@ -1,9 +1,9 @@
 //! Multiplicative input masks: x ↦ x ⊙ c with E c = 1.
 //!
 //! The Gaussian mask c ~ N(1, κ²) is the paper's; the other families share the interface, so a
-//! model takes another one by swapping its `InputMask`. The two-layer experiments and `gaussmask
-//! train` expose that as the `[model.mask]` config section; the image experiments' models
-//! (`ImageModelConfig::init`) are built behind the Gaussian mask.
+//! model takes another one by swapping its `InputMask`. Every model config exposes that as the
+//! `[model.mask]` section (`TwoLayerReluConfig::mask`, `ImageModelConfig::mask`); the default is
+//! the Gaussian mask.
 
 use burn::module::{Flag, Module, Param};
 use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};

@@ -77,10 +77,7 @@ impl Trainable for TwoLayerRelu {
     /// ½ Σ_i (f(W, x_i ⊙ c_i) − y_i)² per replica, the paper's masked loss.
     fn loss(&self, batch: &Batch) -> Tensor<1> {
         let x = batch.x.clone().unsqueeze_dim::<3>(0);
-        half_sse(
-            self.forward_masked(x, &batch.rows),
-            batch.y.clone().unsqueeze(),
-        )
+        half_sse(self.forward(x, &batch.rows), batch.y.clone().unsqueeze())
     }
 }
 
@@ -88,10 +85,7 @@ impl Trainable for DeepRelu {
     /// ½ Σ_i (f(x_i ⊙ c_i) − y_i)² per replica.
     fn loss(&self, batch: &Batch) -> Tensor<1> {
         let x = batch.x.clone().unsqueeze_dim::<3>(0);
-        half_sse(
-            self.forward_masked(x, &batch.rows),
-            batch.y.clone().unsqueeze(),
-        )
+        half_sse(self.forward(x, &batch.rows), batch.y.clone().unsqueeze())
     }
 }
 
