@@ -155,6 +155,18 @@ fn fused_engine_follows_autodiff_in_f32_on_wgpu() {
 }
 
 #[test]
+fn gpu_devices_are_recognised_at_run_time() {
+    // `engine = "auto"` picks the host engine on a CPU and the fused one on a GPU.
+    let flex = burn::tensor::Device::flex();
+    assert!(!gaussmask_train::is_gpu(&flex));
+    assert!(!gaussmask_train::is_gpu(&flex.autodiff()));
+    require_feature(cfg!(feature = "wgpu"), "wgpu");
+    let device = make_device(Backend::Wgpu, Dtype::F32).expect("wgpu device (lavapipe in CI)");
+    assert!(gaussmask_train::is_gpu(&device));
+    assert!(gaussmask_train::is_gpu(&device.autodiff()));
+}
+
+#[test]
 fn host_engine_results_do_not_depend_on_batch_mates() {
     // Units of work are fixed-size row blocks, so a replica's gradient is summed in the same
     // order alone and in a sweep: bit-identical, not just close.

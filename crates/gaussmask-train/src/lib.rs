@@ -339,7 +339,7 @@ pub fn train_two_layer(
 
 /// Whether `device` is a GPU, asked of the device at run time (so it needs no backend feature):
 /// cubecl devices keep a memory pool and report it, CPU backends (flex, ndarray) report none.
-fn is_gpu(device: &Device) -> bool {
+pub fn is_gpu(device: &Device) -> bool {
     device.memory_pool_usage().is_some()
 }
 
