@@ -1,6 +1,8 @@
 //! What a run may hold at once: sizes from a config are checked against this machine's memory
 //! before anything starts, since a run the kernel kills mid-way ends without an error message.
 
+use crate::InputError;
+
 /// This machine's memory in bytes (`MemTotal` of `/proc/meminfo`), where it can be read.
 pub fn physical_memory() -> Option<u128> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -14,14 +16,15 @@ pub fn physical_memory() -> Option<u128> {
 ///
 /// # Errors
 /// A message naming `fields`, the estimate and the memory there is.
-pub fn require_memory(what: &str, bytes: u128, fields: &str) -> Result<(), String> {
+pub fn require_memory(what: &str, bytes: u128, fields: &str) -> Result<(), InputError> {
     let gib = |b: u128| b as f64 / (1u128 << 30) as f64;
     match physical_memory() {
         Some(total) if bytes > total => Err(format!(
             "{fields}: {what} needs about {:.1} GiB at once, more than this machine's {:.1} GiB",
             gib(bytes),
             gib(total)
-        )),
+        )
+        .into()),
         _ => Ok(()),
     }
 }

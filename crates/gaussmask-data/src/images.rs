@@ -6,6 +6,7 @@
 //! a dimension that overflows or a count that does not match is an error naming the file, never
 //! a panic (the readers are fuzzed with proptest in `crates/gaussmask-data/tests/readers.rs`).
 
+use gaussmask_core::InputError;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,21 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use gaussmask_core::rng::{Stream, tag};
 
-/// Why a dataset could not be loaded. The message names the file (or, for a missing dataset,
-/// the places looked in and the exact install command).
-#[derive(Clone, Debug, PartialEq)]
-pub struct DataError(pub String);
-
-impl fmt::Display for DataError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DataError {}
-
-fn file_error(path: &Path, reason: impl fmt::Display) -> DataError {
-    DataError(format!("{}: {reason}", path.display()))
+fn file_error(path: &Path, reason: impl fmt::Display) -> InputError {
+    InputError::new(format!("{}: {reason}", path.display()))
 }
 
 /// A labelled image set, pixels as stored (0–255), channel-major per image.
@@ -161,12 +149,12 @@ impl ImageDataset {
     ///
     /// # Errors
     /// The dataset is nowhere: the message lists where it looked and the install command.
-    pub fn locate(self, path: Option<&Path>) -> Result<PathBuf, DataError> {
+    pub fn locate(self, path: Option<&Path>) -> Result<PathBuf, InputError> {
         if let Some(dir) = path {
             return if self.files_in(dir).is_some() {
                 Ok(dir.to_path_buf())
             } else {
-                Err(DataError(format!(
+                Err(InputError::new(format!(
                     "data.path = {}: no {self} files there (expected {}); install: {}",
                     dir.display(),
                     self.expected_files(),
@@ -180,7 +168,7 @@ impl ImageDataset {
             .cloned()
             .ok_or_else(|| {
                 let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-                DataError(format!(
+                InputError::new(format!(
                     "dataset {self} not found (looked in {}); install: {}",
                     looked.join(", "),
                     self.install_command()
@@ -227,7 +215,7 @@ impl ImageDataset {
     ///
     /// # Errors
     /// A missing dataset (with the install command) or a corrupt file (naming it).
-    pub fn load(self, path: Option<&Path>) -> Result<(ImageSet, ImageSet), DataError> {
+    pub fn load(self, path: Option<&Path>) -> Result<(ImageSet, ImageSet), InputError> {
         let dir = self.locate(path)?;
         let (train, test) = self.files_in(&dir).expect("locate checked the files");
         match self {
@@ -235,7 +223,7 @@ impl ImageDataset {
                 let mut sets = train.iter().map(|p| read_cifar10(p));
                 let first = sets.next().expect("five batches")?;
                 let train =
-                    sets.try_fold(first, |acc, set| Ok::<_, DataError>(acc.concat(&set?)))?;
+                    sets.try_fold(first, |acc, set| Ok::<_, InputError>(acc.concat(&set?)))?;
                 Ok((train, read_cifar10(&test[0])?))
             }
             _ => Ok((
@@ -250,13 +238,13 @@ impl ImageDataset {
 ///
 /// # Errors
 /// The file cannot be read or its gzip stream is corrupt.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, InputError> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
     gunzip_if_needed(&bytes).map_err(|e| file_error(path, e))
 }
 
 /// `bytes` gunzipped when they start with the gzip magic (1f 8b), else unchanged.
-pub fn gunzip_if_needed(bytes: &[u8]) -> Result<Vec<u8>, String> {
+pub fn gunzip_if_needed(bytes: &[u8]) -> Result<Vec<u8>, InputError> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(bytes.to_vec());
     }
@@ -278,19 +266,21 @@ pub struct Idx {
 
 /// Parses an IDX file of unsigned bytes (type code 0x08): magic `00 00 08 ndim`, ndim
 /// big-endian u32 dimensions, then exactly their product of bytes.
-pub fn parse_idx(bytes: &[u8]) -> Result<Idx, String> {
+pub fn parse_idx(bytes: &[u8]) -> Result<Idx, InputError> {
     let header = bytes.get(..4).ok_or("truncated: no IDX header")?;
     if header[0] != 0 || header[1] != 0 {
         return Err(format!(
             "wrong magic number {:02x}{:02x}{:02x}{:02x} (not an IDX file)",
             header[0], header[1], header[2], header[3]
-        ));
+        )
+        .into());
     }
     if header[2] != 0x08 {
         return Err(format!(
             "IDX type code 0x{:02x} is not unsigned bytes (0x08)",
             header[2]
-        ));
+        )
+        .into());
     }
     let ndim = header[3] as usize;
     if ndim == 0 {
@@ -318,7 +308,8 @@ pub fn parse_idx(bytes: &[u8]) -> Result<Idx, String> {
             } else {
                 ""
             }
-        ));
+        )
+        .into());
     }
     Ok(Idx {
         dims,
@@ -331,7 +322,7 @@ pub fn parse_idx(bytes: &[u8]) -> Result<Idx, String> {
 /// # Errors
 /// Either file corrupt (named), image and label counts different (both named), or a label
 /// ≥ `classes` (label file named).
-pub fn read_idx_pair(images: &Path, labels: &Path, classes: usize) -> Result<ImageSet, DataError> {
+pub fn read_idx_pair(images: &Path, labels: &Path, classes: usize) -> Result<ImageSet, InputError> {
     let img = parse_idx(&read_maybe_gz(images)?).map_err(|e| file_error(images, e))?;
     let lab = parse_idx(&read_maybe_gz(labels)?).map_err(|e| file_error(labels, e))?;
     if img.dims.len() != 3 {
@@ -369,13 +360,14 @@ pub fn read_idx_pair(images: &Path, labels: &Path, classes: usize) -> Result<Ima
     })
 }
 
-fn check_labels(labels: &[u8], classes: usize) -> Result<(), String> {
+fn check_labels(labels: &[u8], classes: usize) -> Result<(), InputError> {
     match labels.iter().position(|&l| l as usize >= classes) {
         Some(i) => Err(format!(
             "label {} of record {i} is not a class (0–{})",
             labels[i],
             classes - 1
-        )),
+        )
+        .into()),
         None => Ok(()),
     }
 }
@@ -384,7 +376,7 @@ fn check_labels(labels: &[u8], classes: usize) -> Result<(), String> {
 pub const CIFAR10_RECORD: usize = 1 + 3 * 32 * 32;
 
 /// Parses a CIFAR-10 binary batch: any number of 3073-byte records.
-pub fn parse_cifar10(bytes: &[u8]) -> Result<ImageSet, String> {
+pub fn parse_cifar10(bytes: &[u8]) -> Result<ImageSet, InputError> {
     if bytes.is_empty() {
         return Err("empty file".into());
     }
@@ -392,7 +384,8 @@ pub fn parse_cifar10(bytes: &[u8]) -> Result<ImageSet, String> {
         return Err(format!(
             "{} bytes is not a whole number of {CIFAR10_RECORD}-byte records (truncated?)",
             bytes.len()
-        ));
+        )
+        .into());
     }
     let n = bytes.len() / CIFAR10_RECORD;
     let mut labels = Vec::with_capacity(n);
@@ -414,7 +407,7 @@ pub fn parse_cifar10(bytes: &[u8]) -> Result<ImageSet, String> {
 }
 
 /// Reads one CIFAR-10 binary batch file (gzipped or not).
-pub fn read_cifar10(path: &Path) -> Result<ImageSet, DataError> {
+pub fn read_cifar10(path: &Path) -> Result<ImageSet, InputError> {
     parse_cifar10(&read_maybe_gz(path)?).map_err(|e| file_error(path, e))
 }
 
@@ -473,12 +466,16 @@ impl Normalizer {
 ///
 /// # Errors
 /// The sizes add up to more than n (the message gives both).
-pub fn disjoint_splits(n: usize, sizes: &[usize], seed: u64) -> Result<Vec<Vec<usize>>, String> {
+pub fn disjoint_splits(
+    n: usize,
+    sizes: &[usize],
+    seed: u64,
+) -> Result<Vec<Vec<usize>>, InputError> {
     let total: usize = sizes.iter().sum();
     if total > n {
-        return Err(format!(
-            "the splits need {total} images ({sizes:?}) but the dataset has {n}"
-        ));
+        return Err(
+            format!("the splits need {total} images ({sizes:?}) but the dataset has {n}").into(),
+        );
     }
     let mut order: Vec<usize> = (0..n).collect();
     let mut stream = Stream::new(seed, tag::SPLIT);

@@ -11,6 +11,7 @@ pub mod table;
 pub use gaussmask_core::memory;
 
 use burn::tensor::{Device, Tensor};
+use gaussmask_core::InputError;
 use gaussmask_core::memory::{f64_bytes, require_memory};
 use gaussmask_core::rng::{Stream, tag};
 use gaussmask_core::tensor_io::from_f64;
@@ -89,7 +90,7 @@ impl SyntheticConfig {
     }
 
     /// Checks every field; the error names the offending one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InputError> {
         if self.n == 0 {
             return Err("data.n must be ≥ 1, got 0".into());
         }
@@ -103,7 +104,8 @@ impl SyntheticConfig {
             return Err(format!(
                 "data.label_noise must be a finite number ≥ 0, got {}",
                 self.label_noise
-            ));
+            )
+            .into());
         }
         // The inputs and their teacher's activations.
         let bytes =

@@ -1,7 +1,7 @@
 //! NumPy `.npy` files (format versions 1.0–3.0, little-endian floats and integers, C order) and
 //! safetensors files, for checking numbers against a user's own NumPy code.
 
-use std::fmt;
+use gaussmask_core::InputError;
 use std::path::Path;
 
 /// A dense float array read from or written to a `.npy` file.
@@ -13,29 +13,17 @@ pub struct Array {
     pub data: Vec<f64>,
 }
 
-/// Why a file could not be read; the message names the file.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NpyError(pub String);
-
-impl fmt::Display for NpyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NpyError {}
-
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Reads a `.npy` file of float or integer values (as f64).
-pub fn read(path: &Path) -> Result<Array, NpyError> {
+pub fn read(path: &Path) -> Result<Array, InputError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| NpyError(format!("cannot read {}: {e}", path.display())))?;
-    parse(&bytes).map_err(|e| NpyError(format!("{}: {e}", path.display())))
+        .map_err(|e| InputError::new(format!("cannot read {}: {e}", path.display())))?;
+    parse(&bytes).map_err(|e| InputError::new(format!("{}: {e}", path.display())))
 }
 
 /// Parses the bytes of a `.npy` file.
-pub fn parse(bytes: &[u8]) -> Result<Array, String> {
+pub fn parse(bytes: &[u8]) -> Result<Array, InputError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         return Err("not a .npy file: it is gzip-compressed (decompress it first)".into());
     }
@@ -54,7 +42,7 @@ pub fn parse(bytes: &[u8]) -> Result<Array, String> {
                 12,
             )
         }
-        v => return Err(format!("unsupported .npy format version {v}")),
+        v => return Err(format!("unsupported .npy format version {v}").into()),
     };
     let header = bytes
         .get(start..start + header_len)
@@ -100,7 +88,8 @@ pub fn parse(bytes: &[u8]) -> Result<Array, String> {
                 return Err(format!(
                     "dtype '{other}' is not supported (expected float64 '<f8', float32 '<f4' \
                      or a little-endian integer type)"
-                ));
+                )
+                .into());
             }
         };
     let shape: Vec<usize> = shape
@@ -124,7 +113,8 @@ pub fn parse(bytes: &[u8]) -> Result<Array, String> {
         return Err(format!(
             "truncated or padded data: shape {shape:?} needs {bytes_needed} bytes, the file has {}",
             body.len()
-        ));
+        )
+        .into());
     }
     let data = body.chunks_exact(width).map(decode).collect();
     Ok(Array { shape, data })

@@ -2,11 +2,10 @@
 //! the `csv` crate. Every error is one line naming the file, and where it applies the row
 //! (1-based, counting data rows), the line of the file and the column.
 
+use gaussmask_core::InputError;
 use std::path::Path;
 
 use csv::{ErrorKind, ReaderBuilder, Trim};
-
-use crate::images::DataError;
 
 /// A CSV file's cells, as text, checked to be rectangular.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,21 +25,21 @@ pub struct CsvTable {
 /// # Errors
 /// The file cannot be read, is empty, has no data rows, a header with an empty or repeated
 /// name, a row with more or fewer fields than the header, or text that is not UTF-8.
-pub fn read_csv(path: &Path, delimiter: u8) -> Result<CsvTable, DataError> {
+pub fn read_csv(path: &Path, delimiter: u8) -> Result<CsvTable, InputError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| DataError(format!("cannot read {}: {e}", path.display())))?;
-    parse_csv(&bytes, &path.display().to_string(), delimiter).map_err(DataError)
+        .map_err(|e| InputError::new(format!("cannot read {}: {e}", path.display())))?;
+    parse_csv(&bytes, &path.display().to_string(), delimiter)
 }
 
 /// Parses CSV `bytes`; errors start with `origin`.
 ///
 /// # Errors
 /// As [`read_csv`], without the file access.
-pub fn parse_csv(bytes: &[u8], origin: &str, delimiter: u8) -> Result<CsvTable, String> {
+pub fn parse_csv(bytes: &[u8], origin: &str, delimiter: u8) -> Result<CsvTable, InputError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        return Err(format!(
-            "{origin}: the file is gzip-compressed: decompress it first (gunzip)"
-        ));
+        return Err(
+            format!("{origin}: the file is gzip-compressed: decompress it first (gunzip)").into(),
+        );
     }
     let mut reader = ReaderBuilder::new()
         .delimiter(delimiter)
@@ -77,7 +76,7 @@ pub fn parse_csv(bytes: &[u8], origin: &str, delimiter: u8) -> Result<CsvTable, 
     };
     let header = reader.headers().map_err(|e| describe(e, &[]))?.clone();
     if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-        return Err(format!("{origin}: empty file (expected a header row)"));
+        return Err(format!("{origin}: empty file (expected a header row)").into());
     }
     let columns: Vec<String> = header.iter().map(str::to_string).collect();
     for (i, name) in columns.iter().enumerate() {
@@ -85,13 +84,15 @@ pub fn parse_csv(bytes: &[u8], origin: &str, delimiter: u8) -> Result<CsvTable, 
             return Err(format!(
                 "{origin}: line 1: column {} of the header has no name",
                 i + 1
-            ));
+            )
+            .into());
         }
         if columns[..i].contains(name) {
             return Err(format!(
                 "{origin}: line 1: column '{}' appears twice in the header",
                 shown(name)
-            ));
+            )
+            .into());
         }
     }
     let mut cells = Vec::new();
@@ -102,7 +103,7 @@ pub fn parse_csv(bytes: &[u8], origin: &str, delimiter: u8) -> Result<CsvTable, 
         cells.extend(record.iter().map(str::to_string));
     }
     if lines.is_empty() {
-        return Err(format!("{origin}: no data rows under the header"));
+        return Err(format!("{origin}: no data rows under the header").into());
     }
     Ok(CsvTable {
         origin: origin.to_string(),
@@ -122,7 +123,7 @@ impl CsvTable {
     ///
     /// # Errors
     /// No such column: the message lists the columns there are.
-    pub fn column(&self, name: &str) -> Result<usize, String> {
+    pub fn column(&self, name: &str) -> Result<usize, InputError> {
         self.columns.iter().position(|c| c == name).ok_or_else(|| {
             let columns: Vec<String> = self.columns.iter().map(|c| shown(c)).collect();
             // One column whose name holds another separator: the file uses that one.
@@ -140,12 +141,12 @@ impl CsvTable {
                     .unwrap_or_default(),
                 _ => String::new(),
             };
-            format!(
+            InputError::new(format!(
                 "{}: no column '{}' (columns: {}){hint}",
                 self.origin,
                 shown(name),
                 columns.join(", ")
-            )
+            ))
         })
     }
 
@@ -180,11 +181,11 @@ impl CsvTable {
     /// # Errors
     /// An empty cell, text that is not a number, NaN or an infinite value: the message names
     /// the file, row, line and column.
-    pub fn numbers(&self, col: usize) -> Result<Vec<f64>, String> {
+    pub fn numbers(&self, col: usize) -> Result<Vec<f64>, InputError> {
         (0..self.rows())
             .map(|row| {
                 parse_number(self.cell(row, col))
-                    .map_err(|why| format!("{}: {why}", self.locate(row, col)))
+                    .map_err(|why| InputError::new(format!("{}: {why}", self.locate(row, col))))
             })
             .collect()
     }
@@ -202,18 +203,17 @@ pub fn shown(text: &str) -> String {
 }
 
 /// A finite number, or why the cell is not one.
-fn parse_number(cell: &str) -> Result<f64, String> {
+fn parse_number(cell: &str) -> Result<f64, InputError> {
     if cell.is_empty() {
         return Err("empty cell (expected a number)".into());
     }
     match cell.parse::<f64>() {
-        Ok(v) if v.is_nan() => Err(format!(
-            "'{}' is NaN (missing values are not allowed)",
-            shown(cell)
-        )),
-        Ok(v) if v.is_infinite() => Err(format!("'{}' is infinite", shown(cell))),
+        Ok(v) if v.is_nan() => {
+            Err(format!("'{}' is NaN (missing values are not allowed)", shown(cell)).into())
+        }
+        Ok(v) if v.is_infinite() => Err(format!("'{}' is infinite", shown(cell)).into()),
         Ok(v) => Ok(v),
-        Err(_) => Err(format!("'{}' is not a number", shown(cell))),
+        Err(_) => Err(format!("'{}' is not a number", shown(cell)).into()),
     }
 }
 
@@ -221,7 +221,7 @@ fn parse_number(cell: &str) -> Result<f64, String> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<CsvTable, String> {
+    fn parse(text: &str) -> Result<CsvTable, InputError> {
         parse_csv(text.as_bytes(), "t.csv", b',')
     }
 
@@ -240,7 +240,7 @@ mod tests {
         let t = parse("a,b\n1,2\n3,x\n").unwrap();
         assert_eq!(
             t.numbers(1).unwrap_err(),
-            "t.csv: row 2 (line 3), column 'b': 'x' is not a number"
+            "t.csv: row 2 (line 3), column 'b': 'x' is not a number".into()
         );
         let t = parse("a,b\n1,NaN\n").unwrap();
         assert!(
@@ -259,6 +259,7 @@ mod tests {
         assert_eq!(
             parse("a,b,c\n1,2,3\n4,5\n").unwrap_err(),
             "t.csv: row 2 (line 3) has 2 fields where the header has 3 (column 'c' is missing)"
+                .into()
         );
         assert!(
             parse("a,b\n1,2,3\n")
@@ -267,11 +268,11 @@ mod tests {
         );
         assert_eq!(
             parse("").unwrap_err(),
-            "t.csv: empty file (expected a header row)"
+            "t.csv: empty file (expected a header row)".into()
         );
         assert_eq!(
             parse("a,b\n").unwrap_err(),
-            "t.csv: no data rows under the header"
+            "t.csv: no data rows under the header".into()
         );
         assert!(
             parse("a,a\n1,2\n")
@@ -291,7 +292,7 @@ mod tests {
         let t = parse("a\n1\n").unwrap();
         assert_eq!(
             t.column("y").unwrap_err(),
-            "t.csv: no column 'y' (columns: a)"
+            "t.csv: no column 'y' (columns: a)".into()
         );
     }
 }

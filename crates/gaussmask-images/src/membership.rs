@@ -58,7 +58,7 @@ pub fn resolve_epochs(epochs: &mut Vec<usize>, train: &mut ClassifyConfig) -> Re
     train.epochs = longest;
     epochs.sort_unstable();
     epochs.dedup();
-    train.validate("train")
+    Ok(train.validate("train")?)
 }
 
 /// The four normalized splits.

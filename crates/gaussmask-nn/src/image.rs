@@ -18,6 +18,7 @@ use burn::nn::{
 };
 use burn::tensor::activation::{relu, tanh};
 use burn::tensor::{Device, Tensor};
+use gaussmask_core::InputError;
 use serde::{Deserialize, Serialize};
 
 use crate::mask::{InputMask, MaskConfig};
@@ -120,29 +121,24 @@ impl Default for ImageModelConfig {
 impl ImageModelConfig {
     /// Checks every field for images of `shape` = (channels, height, width); the error names
     /// the field.
-    pub fn validate(&self, shape: [usize; 3]) -> Result<(), String> {
+    pub fn validate(&self, shape: [usize; 3]) -> Result<(), InputError> {
         self.mask.validate("model.mask")?;
         if self.hidden.contains(&0) {
-            return Err(format!(
-                "model.hidden must be widths ≥ 1, got {:?}",
-                self.hidden
-            ));
+            return Err(format!("model.hidden must be widths ≥ 1, got {:?}", self.hidden).into());
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!(
-                "model.dropout must be in [0, 1), got {}",
-                self.dropout
-            ));
+            return Err(format!("model.dropout must be in [0, 1), got {}", self.dropout).into());
         }
         if self.architecture == Architecture::Cnn {
             if self.channels.is_empty() || self.channels.contains(&0) {
                 return Err(format!(
                     "model.channels must be a non-empty list of counts ≥ 1, got {:?}",
                     self.channels
-                ));
+                )
+                .into());
             }
             if self.kernel.is_multiple_of(2) {
-                return Err(format!("model.kernel must be odd, got {}", self.kernel));
+                return Err(format!("model.kernel must be odd, got {}", self.kernel).into());
             }
             let side = shape[1].min(shape[2]);
             if side >> self.channels.len() == 0 {
@@ -151,7 +147,8 @@ impl ImageModelConfig {
                     self.channels.len(),
                     shape[1],
                     shape[2]
-                ));
+                )
+                .into());
             }
         }
         Ok(())

@@ -1,6 +1,8 @@
 //! Mask levels κ: the one check every config applies to them, and the label a κ takes in unit
 //! keys, folder names and messages.
 
+use gaussmask_core::InputError;
+
 /// The largest mask level accepted. Masks are drawn as c = 1 + κz with z ~ N(0, 1); an f32
 /// holds 24 bits, so once κ|z| ≥ 2²⁴ ≈ 1.7·10⁷ the mean 1 of c is rounded away. At κ = 10⁶ that
 /// takes |z| ≥ 17 (never drawn); at 10⁷ it is |z| ≥ 1.7, a tenth of all draws: no training at
@@ -11,7 +13,7 @@ pub const KAPPA_MAX: f64 = 1e6;
 ///
 /// # Errors
 /// A message naming `field`.
-pub fn check_kappa(field: &str, kappa: f64) -> Result<(), String> {
+pub fn check_kappa(field: &str, kappa: f64) -> Result<(), InputError> {
     if kappa.is_finite() && (0.0..=KAPPA_MAX).contains(&kappa) {
         Ok(())
     } else {
@@ -20,7 +22,8 @@ pub fn check_kappa(field: &str, kappa: f64) -> Result<(), String> {
              got {}",
             kappa_label(KAPPA_MAX),
             kappa_label(kappa)
-        ))
+        )
+        .into())
     }
 }
 
@@ -29,9 +32,9 @@ pub fn check_kappa(field: &str, kappa: f64) -> Result<(), String> {
 ///
 /// # Errors
 /// A message naming `field`.
-pub fn check_kappa_grid(field: &str, kappas: &[f64]) -> Result<(), String> {
+pub fn check_kappa_grid(field: &str, kappas: &[f64]) -> Result<(), InputError> {
     if kappas.is_empty() {
-        return Err(format!("{field} must be a non-empty list, got []"));
+        return Err(format!("{field} must be a non-empty list, got []").into());
     }
     for &k in kappas {
         check_kappa(field, k)?;
@@ -40,7 +43,8 @@ pub fn check_kappa_grid(field: &str, kappas: &[f64]) -> Result<(), String> {
         Some(i) => Err(format!(
             "{field} must be distinct values, got {} twice",
             kappa_label(kappas[i])
-        )),
+        )
+        .into()),
         None => Ok(()),
     }
 }

@@ -3,6 +3,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use gaussmask_core::InputError;
 use serde::{Deserialize, Serialize};
 
 use crate::mask::{InputMask, MaskConfig, Replica};
@@ -46,7 +47,7 @@ impl TwoLayerReluConfig {
     }
 
     /// Checks every field; the error names the offending one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InputError> {
         if self.input_dim == 0 {
             return Err("model.input_dim must be ≥ 1, got 0".into());
         }
@@ -54,10 +55,7 @@ impl TwoLayerReluConfig {
             return Err("model.width must be ≥ 1, got 0".into());
         }
         if !(self.tau.is_finite() && self.tau > 0.0) {
-            return Err(format!(
-                "model.tau must be a finite number > 0, got {}",
-                self.tau
-            ));
+            return Err(format!("model.tau must be a finite number > 0, got {}", self.tau).into());
         }
         self.mask.validate("model.mask")
     }

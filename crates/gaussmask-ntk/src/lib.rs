@@ -11,6 +11,7 @@
 //!
 //! Matrices are row-major `Vec<f64>`; `x` is `[n, d]`, `w` is `[m, d]`.
 
+use gaussmask_core::InputError;
 use std::f64::consts::PI;
 
 use gaussmask_core::rng::{Stream, tag};
@@ -27,7 +28,7 @@ pub const UNIT_NORM_TOLERANCE: f64 = 1e-6;
 /// # Errors
 /// If some row of `x` is not unit-norm (the closed form holds only there; use
 /// [`h_infinity_monte_carlo`]).
-pub fn h_infinity(x: &[f64], d: usize) -> Result<Vec<f64>, String> {
+pub fn h_infinity(x: &[f64], d: usize) -> Result<Vec<f64>, InputError> {
     let n = rows(x, d);
     for (i, xi) in x.chunks_exact(d).enumerate() {
         let norm = dot(xi, xi).sqrt();
@@ -35,7 +36,8 @@ pub fn h_infinity(x: &[f64], d: usize) -> Result<Vec<f64>, String> {
             return Err(format!(
                 "input {i} has norm {norm:.6}: the closed-form H∞ needs unit-norm inputs \
                  (use the Monte-Carlo H∞)"
-            ));
+            )
+            .into());
         }
     }
     let mut h = vec![0.0; n * n];

@@ -9,6 +9,7 @@
 //!   (Mironov, Talwar & Zhang 2019), converted to (ε, δ) with the bound of Balle et al. 2020
 //!   (as TensorFlow Privacy's `compute_dp_sgd_privacy` does).
 
+use gaussmask_core::InputError;
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
@@ -83,7 +84,7 @@ pub struct AttackMetrics {
 pub fn attack(
     shadow: &MembershipFeatures,
     target: &MembershipFeatures,
-) -> Result<AttackMetrics, String> {
+) -> Result<AttackMetrics, InputError> {
     let (x, y) = shadow.records();
     let model = LogisticRegression::default()
         .max_iterations(200)

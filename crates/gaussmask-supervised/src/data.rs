@@ -122,7 +122,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
     let mut loaded = match config.source {
         Source::Csv => {
             let path = config.path.as_deref().expect("validated: data.path");
-            let table = read_csv(path, delimiter).map_err(|e| e.0)?;
+            let table = read_csv(path, delimiter)?;
             let target = config.target.clone().expect("validated: data.target");
             let (features, mut warnings) =
                 pick_features(&table, &target, config.features.as_deref())?;
@@ -135,7 +135,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
             }
             let test = match &config.test_path {
                 Some(p) => {
-                    let t = read_csv(p, delimiter).map_err(|e| e.0)?;
+                    let t = read_csv(p, delimiter)?;
                     Some(csv_dataset(&t, &features, &target, config.task, Some(&classes))?.0)
                 }
                 None => None,
@@ -385,7 +385,7 @@ fn csv_dataset(
 
 /// Inputs `[n, …]` of a `.npy` file, flattened per row, and their image shape.
 pub fn npy_inputs(path: &Path) -> Result<(Vec<f64>, usize, [usize; 3]), String> {
-    let a = npy::read(path).map_err(|e| e.0)?;
+    let a = npy::read(path)?;
     let shape = match a.shape[..] {
         [_, d] => [1, 1, d],
         [_, h, w] => [1, h, w],
@@ -412,7 +412,7 @@ pub fn npy_inputs(path: &Path) -> Result<(Vec<f64>, usize, [usize; 3]), String> 
 
 /// Targets `[n]` of a `.npy` file: class indices (integers ≥ 0) for classification.
 pub fn npy_targets(path: &Path, task: Task) -> Result<Vec<f64>, String> {
-    let a = npy::read(path).map_err(|e| e.0)?;
+    let a = npy::read(path)?;
     if a.shape.len() != 1 && !(a.shape.len() == 2 && a.shape[1] == 1) {
         return Err(format!(
             "{}: targets must be an array [n], got shape {:?}",
@@ -473,7 +473,7 @@ fn npy_dataset(
 }
 
 fn idx_dataset(images: &Path, labels: &Path) -> Result<(Dataset, [usize; 3]), String> {
-    let set = read_idx_pair(images, labels, 256).map_err(|e| e.0)?;
+    let set = read_idx_pair(images, labels, 256)?;
     let d = set.dim();
     if set.n == 0 || d == 0 {
         return Err(format!("{}: no images", images.display()));

@@ -147,7 +147,7 @@ impl Predictor {
                 t.display()
             ));
         }
-        let table = read_csv(path, b',').map_err(|e| e.0)?;
+        let table = read_csv(path, b',')?;
         let x = csv_inputs(&table, &m.features)?;
         let truth = if table.columns.contains(&m.target) {
             Some(csv_targets(&table, &m.target, m.task, Some(&m.classes))?.0)

@@ -59,7 +59,8 @@ impl SweepConfig {
             "the sweep",
             self.working_set_bytes(),
             "seeds × kappas, data.n, data.d, model.width, train.steps",
-        )
+        )?;
+        Ok(())
     }
 
     /// An estimate of what the sweep holds at once: per replica its weights and their

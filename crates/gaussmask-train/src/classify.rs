@@ -6,6 +6,7 @@
 //! [`Fit::checkpoint`]'s (Burn records of the model and optimizer, plus the streams and the
 //! step), so a resumed run ends bit-identical to an uninterrupted one on the same CPU backend.
 
+use gaussmask_core::InputError;
 use std::collections::VecDeque;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
@@ -58,19 +59,20 @@ fn adam() -> Optimizer {
 
 impl ClassifyConfig {
     /// Checks every field; the error names it (under `prefix`, e.g. `train`).
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+    pub fn validate(&self, prefix: &str) -> Result<(), InputError> {
         if self.epochs == 0 {
-            return Err(format!("{prefix}.epochs must be ≥ 1, got 0"));
+            return Err(format!("{prefix}.epochs must be ≥ 1, got 0").into());
         }
         if self.batch_size == 0 {
-            return Err(format!("{prefix}.batch_size must be ≥ 1, got 0"));
+            return Err(format!("{prefix}.batch_size must be ≥ 1, got 0").into());
         }
         Optimizer::check(prefix, self.lr, 0.0, self.weight_decay)?;
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(format!(
                 "{prefix}.label_smoothing must be in [0, 1), got {}",
                 self.label_smoothing
-            ));
+            )
+            .into());
         }
         if let Some(dp) = &self.dp {
             dp.validate(&format!("{prefix}.dp"))?;
@@ -80,7 +82,7 @@ impl ClassifyConfig {
 
     /// Checks that `model` can be trained with this config: DP-SGD's per-sample gradients are
     /// not defined through batch norm.
-    pub fn check_model(&self, prefix: &str, model: &ImageModelConfig) -> Result<(), String> {
+    pub fn check_model(&self, prefix: &str, model: &ImageModelConfig) -> Result<(), InputError> {
         if self.dp.is_some()
             && model.architecture == gaussmask_nn::image::Architecture::Cnn
             && model.batch_norm
@@ -88,7 +90,8 @@ impl ClassifyConfig {
             return Err(format!(
                 "{prefix}.dp: per-sample gradients are not defined through batch norm \
                  (set model.batch_norm = false)"
-            ));
+            )
+            .into());
         }
         Ok(())
     }

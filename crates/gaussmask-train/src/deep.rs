@@ -1,6 +1,7 @@
 //! Masked GD on ReLU MLPs of any depth ([`gaussmask_nn::DeepRelu`]) through the generic loop
 //! [`crate::fit::fit`], logged like the two-layer engines.
 
+use gaussmask_core::InputError;
 use std::collections::VecDeque;
 use std::sync::mpsc;
 
@@ -14,12 +15,13 @@ use crate::{LogRecord, Objective, TrainConfig, TrainError, check_finite, tensor_
 
 /// Checks that `config` is one [`train_deep`] runs: objective masked or clean, and the output
 /// signs frozen. The error names the field.
-pub fn check_deep(model: &TwoLayerReluConfig, config: &TrainConfig) -> Result<(), String> {
+pub fn check_deep(model: &TwoLayerReluConfig, config: &TrainConfig) -> Result<(), InputError> {
     if !matches!(config.objective, Objective::Masked | Objective::Clean) {
         return Err(format!(
             "train.objective = {:?} is not available for deep networks (masked or clean)",
             config.objective
-        ));
+        )
+        .into());
     }
     if model.train_output {
         return Err("model.train_output must be false for deep networks".into());

@@ -7,6 +7,7 @@
 
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
+use gaussmask_core::InputError;
 use gaussmask_data::Dataset;
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io;
@@ -126,7 +127,7 @@ fn default_exact_chunk() -> usize {
 
 impl TrainConfig {
     /// Checks every field; the error names the offending one.
-    pub fn validate(&self, n: usize) -> Result<(), String> {
+    pub fn validate(&self, n: usize) -> Result<(), InputError> {
         if self.steps == 0 {
             return Err("train.steps must be ≥ 1, got 0".into());
         }
@@ -141,14 +142,12 @@ impl TrainConfig {
         if let Some(lr) = self.lr_output
             && !(lr.is_finite() && lr >= 0.0)
         {
-            return Err(format!(
-                "train.lr_output must be a finite number ≥ 0, got {lr}"
-            ));
+            return Err(format!("train.lr_output must be a finite number ≥ 0, got {lr}").into());
         }
         if let Some(b) = self.batch_size
             && !(1..=n).contains(&b)
         {
-            return Err(format!("train.batch_size must lie in 1..={n}, got {b}"));
+            return Err(format!("train.batch_size must lie in 1..={n}, got {b}").into());
         }
         if self.exact_chunk == 0 {
             return Err("train.exact_chunk must be ≥ 1, got 0".into());
@@ -165,7 +164,8 @@ impl TrainConfig {
                  \"gd\" only; use engine \"autodiff\" (or \"auto\") for objective {:?} with \
                  optimizer {:?}",
                 self.engine, self.objective, self.optimizer
-            ));
+            )
+            .into());
         }
         Ok(())
     }
@@ -230,7 +230,7 @@ pub enum TrainError {
         value: f64,
     },
     /// The model and training configs do not fit together (the message names the fields).
-    Config(String),
+    Config(InputError),
     /// A step was asked of a training whose `steps` are all done.
     Finished {
         /// The training's `steps`.

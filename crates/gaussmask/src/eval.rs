@@ -59,7 +59,7 @@ struct Report {
 }
 
 fn load(path: &Path, what: &str, rank: usize) -> Result<Array, HarnessError> {
-    let a = npy::read(path).map_err(|e| HarnessError::input(e.0))?;
+    let a = npy::read(path).map_err(HarnessError::input)?;
     if a.shape.len() != rank {
         return Err(HarnessError::input(format!(
             "{}: {what} must be a {rank}-D array, got shape {:?}",

@@ -67,11 +67,11 @@ impl DecompositionConfig {
         // a few tensors deep (Φ₂ and its arguments).
         let chunk = self.sample_chunk.min(self.data.n);
         let m = self.model.width;
-        gaussmask_harness::config::require_memory(
+        Ok(gaussmask_harness::config::require_memory(
             "the exact expected loss",
             gaussmask_harness::config::f64_bytes(&[8, self.kappas.len(), chunk, m, m]),
             "model.width, sample_chunk, kappas",
-        )
+        )?)
     }
 }
 

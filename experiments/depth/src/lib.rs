@@ -51,7 +51,7 @@ impl DepthConfig {
             "a list containing 0 (the clean floor)",
             format!("{:?}", self.base.kappas),
         )?;
-        check_deep(&self.base.model, &self.base.train)
+        Ok(check_deep(&self.base.model, &self.base.train)?)
     }
 }
 

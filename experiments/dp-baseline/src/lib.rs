@@ -86,7 +86,7 @@ impl DpBaselineConfig {
             clip: self.clip,
             noise_multiplier: 1.0,
         });
-        dp.check_model("train", &self.model)
+        Ok(dp.check_model("train", &self.model)?)
     }
 }
 

@@ -57,7 +57,7 @@ impl ImageAccuracyConfig {
             // Shapes are checked against the smallest image the datasets have (28×28).
             m.validate([1, 28, 28])?;
         }
-        self.train.validate("train")
+        Ok(self.train.validate("train")?)
     }
 }
 

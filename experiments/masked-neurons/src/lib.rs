@@ -100,7 +100,7 @@ impl MaskedNeuronsConfig {
             &format!("0 or data.d = {}", self.data.d),
             self.model.input_dim,
         )?;
-        self.model.validate()
+        Ok(self.model.validate()?)
     }
 
     /// The settings of `scheme`, in output order.

@@ -2,6 +2,7 @@
 //! per-replica κ and seed.
 
 use burn::module::Param;
+use gaussmask_core::InputError;
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Stream;
@@ -128,23 +129,25 @@ impl MaskConfig {
 
     /// Checks every field; the error names the offending one by its full key, the section the
     /// config sits in being `at` (e.g. `model.mask`).
-    pub fn validate(&self, at: &str) -> Result<(), String> {
+    pub fn validate(&self, at: &str) -> Result<(), InputError> {
         if !(self.truncation.is_finite() && self.truncation >= 0.5) {
             return Err(format!(
                 "{at}.truncation must be a finite number ≥ 0.5, got {}",
                 self.truncation
-            ));
+            )
+            .into());
         }
         if let Some(p) = self.keep_prob
             && !(p > 0.0 && p <= 1.0)
         {
-            return Err(format!("{at}.keep_prob must lie in (0, 1], got {p}"));
+            return Err(format!("{at}.keep_prob must lie in (0, 1], got {p}").into());
         }
         if self.noise == MaskNoise::Device && self.resample == MaskResample::FixedPerSample {
             return Err(format!(
                 "{at}.noise = \"device\" cannot keep one mask per sample; use \"stream\" with \
                  {at}.resample = \"fixed-per-sample\""
-            ));
+            )
+            .into());
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 
 use burn::module::{Flag, Module, Param};
 use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
+use gaussmask_core::InputError;
 
 use crate::rng::Stream;
 use crate::tensor_io::from_f64;
@@ -74,14 +75,15 @@ impl InputMask {
     }
 
     /// Restores a state saved by [`InputMask::noise_state`].
-    pub fn load_noise_state(&self, state: MaskState) -> Result<(), String> {
+    pub fn load_noise_state(&self, state: MaskState) -> Result<(), InputError> {
         let r = self.replicas();
         if state.streams.len() != r || state.roots.len() != r {
             return Err(format!(
                 "mask state holds {} streams and {} roots for {r} replicas",
                 state.streams.len(),
                 state.roots.len()
-            ));
+            )
+            .into());
         }
         *self.streams.lock() = state;
         Ok(())

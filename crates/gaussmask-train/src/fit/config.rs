@@ -5,6 +5,7 @@ use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
+use gaussmask_core::InputError;
 use serde::{Deserialize, Serialize};
 
 /// The optimizer, from `burn::optim`: the one vocabulary of every training config (`fit`, the
@@ -47,17 +48,18 @@ impl Optimizer {
 
     /// Checks the rates every optimizer config has; errors name the field under `at` (e.g.
     /// `train`).
-    pub fn check(at: &str, lr: f64, momentum: f64, weight_decay: f64) -> Result<(), String> {
+    pub fn check(at: &str, lr: f64, momentum: f64, weight_decay: f64) -> Result<(), InputError> {
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(format!("{at}.lr must be a finite number > 0, got {lr}"));
+            return Err(format!("{at}.lr must be a finite number > 0, got {lr}").into());
         }
         if !(0.0..1.0).contains(&momentum) {
-            return Err(format!("{at}.momentum must lie in [0, 1), got {momentum}"));
+            return Err(format!("{at}.momentum must lie in [0, 1), got {momentum}").into());
         }
         if !(weight_decay.is_finite() && weight_decay >= 0.0) {
             return Err(format!(
                 "{at}.weight_decay must be a finite number ≥ 0, got {weight_decay}"
-            ));
+            )
+            .into());
         }
         Ok(())
     }
@@ -77,13 +79,13 @@ pub enum Schedule {
 
 impl Schedule {
     /// The `burn::optim::lr_scheduler` schedule from `lr` (to `min_lr`, cosine) over `steps`.
-    pub fn init(self, lr: f64, min_lr: f64, steps: usize) -> Result<ModuleLrScheduler, String> {
+    pub fn init(self, lr: f64, min_lr: f64, steps: usize) -> Result<ModuleLrScheduler, InputError> {
         match self {
             Self::Constant => Ok(ModuleLrScheduler::new(lr)),
             Self::Cosine => CosineAnnealingLrSchedulerConfig::new(lr, steps)
                 .with_min_lr(min_lr)
                 .init()
-                .map_err(|e| format!("train.schedule: {e}")),
+                .map_err(|e| InputError::new(format!("train.schedule: {e}"))),
         }
     }
 }
@@ -144,18 +146,16 @@ pub struct DpSgd {
 
 impl DpSgd {
     /// Checks both fields; the error names the field under `at` (e.g. `train.dp`).
-    pub fn validate(&self, at: &str) -> Result<(), String> {
+    pub fn validate(&self, at: &str) -> Result<(), InputError> {
         if !(self.clip.is_finite() && self.clip > 0.0) {
-            return Err(format!(
-                "{at}.clip must be a finite number > 0, got {}",
-                self.clip
-            ));
+            return Err(format!("{at}.clip must be a finite number > 0, got {}", self.clip).into());
         }
         if !(self.noise_multiplier.is_finite() && self.noise_multiplier >= 0.0) {
             return Err(format!(
                 "{at}.noise_multiplier must be a finite number ≥ 0, got {}",
                 self.noise_multiplier
-            ));
+            )
+            .into());
         }
         Ok(())
     }
@@ -187,7 +187,7 @@ impl Default for FitConfig {
 impl FitConfig {
     /// Checks every field against a dataset of `n` rows; the error names the field (under
     /// `train.`).
-    pub fn validate(&self, n: usize) -> Result<(), String> {
+    pub fn validate(&self, n: usize) -> Result<(), InputError> {
         if self.steps == 0 {
             return Err("train.steps must be ≥ 1, got 0".into());
         }
@@ -195,15 +195,10 @@ impl FitConfig {
         if let Some(b) = self.batch_size
             && !(1..=n).contains(&b)
         {
-            return Err(format!(
-                "train.batch_size must lie in 1..={n} (the rows), got {b}"
-            ));
+            return Err(format!("train.batch_size must lie in 1..={n} (the rows), got {b}").into());
         }
         if self.schedule == Schedule::Cosine && !(0.0..=self.lr).contains(&self.min_lr) {
-            return Err(format!(
-                "train.min_lr must lie in [0, lr], got {}",
-                self.min_lr
-            ));
+            return Err(format!("train.min_lr must lie in [0, lr], got {}", self.min_lr).into());
         }
         if self.masks_per_step == 0 {
             return Err("train.masks_per_step must be ≥ 1, got 0".into());
@@ -219,7 +214,8 @@ impl FitConfig {
                     "train.masks_per_step must be 1 with train.dp (DP-SGD clips one masked \
                      gradient per sample), got {}",
                     self.masks_per_step
-                ));
+                )
+                .into());
             }
         }
         self.scheduler().map(|_| ())
@@ -231,7 +227,7 @@ impl FitConfig {
     }
 
     /// The `burn::optim::lr_scheduler` schedule these settings describe.
-    pub fn scheduler(&self) -> Result<ModuleLrScheduler, String> {
+    pub fn scheduler(&self) -> Result<ModuleLrScheduler, InputError> {
         self.schedule.init(self.lr, self.min_lr, self.steps)
     }
 }
