@@ -13,7 +13,9 @@ pub mod data;
 pub mod job;
 pub mod network;
 pub mod predict;
+mod results;
 pub mod saved;
+mod train;
 
-pub use job::Train;
 pub use predict::{Prediction, Predictor};
+pub use train::Train;
