@@ -23,6 +23,21 @@ pub mod tag {
     pub const DROPOUT: u64 = 0xD209_0000_0000_0007;
     /// DP-SGD gradient noise.
     pub const PRIVACY: u64 = 0xD95D_0000_0000_0008;
+    /// The seeds of a federated run's clients (per κ, round and client).
+    pub const CLIENT: u64 = 0xC11E_0000_0000_0009;
+    /// The seeds of Monte Carlo mask replicas.
+    pub const MONTE_CARLO: u64 = 0x3C3C_0000_0000_000A;
+}
+
+/// A seed for the unit at `path` (e.g. `[κ index, round, client]`) under `seed` and `tag`:
+/// the stream's sub-streams along `path`, so two paths never share a seed by construction of
+/// the digits (as `seed · 1000 + i` would for i ≥ 1000).
+pub fn derive_seed(seed: u64, tag: u64, path: &[u64]) -> u64 {
+    let mut stream = Stream::new(seed, tag);
+    for &i in path {
+        stream = stream.substream(i);
+    }
+    stream.next_u64()
 }
 
 /// xoshiro256++ generator with SplitMix64 seeding: fast, small state, identical on every platform.
@@ -270,6 +285,31 @@ fn zig_tail(stream: &mut Stream, negative: bool) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_seeds_differ_where_a_hand_mix_collides() {
+        // seed · 1000 + i gives seed 0, replica 1000 the seed of seed 1, replica 0.
+        assert_ne!(
+            derive_seed(0, tag::MONTE_CARLO, &[1000]),
+            derive_seed(1, tag::MONTE_CARLO, &[0])
+        );
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..20 {
+            for a in 0..20 {
+                for b in 0..20 {
+                    assert!(seen.insert(derive_seed(seed, tag::CLIENT, &[a, b])));
+                }
+            }
+        }
+        assert_eq!(
+            derive_seed(7, tag::CLIENT, &[1, 2]),
+            derive_seed(7, tag::CLIENT, &[1, 2])
+        );
+        assert_ne!(
+            derive_seed(7, tag::CLIENT, &[1, 2]),
+            derive_seed(7, tag::CLIENT, &[2, 1])
+        );
+    }
 
     #[test]
     fn a_stream_restored_from_its_state_continues_identically() {

@@ -3,6 +3,7 @@
 //! between them, and Monte-Carlo estimates (with standard errors) to check each against.
 
 use burn::tensor::{Device, Tensor};
+use gaussmask_core::rng::{derive_seed, tag};
 use gaussmask_nn::tensor_io::to_f64;
 use gaussmask_nn::{InputMask, MaskConfig, Replica, TwoLayerRelu, half_sse};
 use gaussmask_smooth::expected::ExactLoss;
@@ -80,14 +81,14 @@ pub struct MonteCarlo {
 }
 
 impl MonteCarlo {
-    /// A mask of `config` for replicas of noise levels `kappas`, its streams keyed by (seed,
-    /// replica index).
+    /// A mask of `config` for replicas of noise levels `kappas`, replica i's stream keyed by a
+    /// seed derived from (seed, i).
     fn mask(&self, config: &MaskConfig, kappas: &[f64]) -> InputMask {
         let replicas: Vec<Replica> = (0..kappas.len() as u64)
             .zip(kappas)
             .map(|(i, &kappa)| Replica {
                 kappa,
-                seed: self.seed.wrapping_mul(1000).wrapping_add(i),
+                seed: derive_seed(self.seed, tag::MONTE_CARLO, &[i]),
             })
             .collect();
         config.init_replicas(&replicas)

@@ -1,7 +1,7 @@
 //! The config of `gaussmask train` (`configs/train.toml` is the commented default): `[data]`
 //! where the samples come from, `[model]` and `[model.mask]` what is trained, `[train]` how.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use gaussmask_data::SyntheticConfig;
 use gaussmask_harness::HarnessError;
@@ -97,6 +97,71 @@ pub struct DataConfig {
     /// The synthetic problem (`source = "synthetic"`).
     #[serde(default)]
     pub synthetic: Option<SyntheticConfig>,
+}
+
+/// The files of `[data]` its source reads, each one there: what [`crate::data::load`] opens.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Files<'a> {
+    /// A CSV file and the column to predict.
+    Csv {
+        /// `data.path`.
+        path: &'a Path,
+        /// `data.target`.
+        target: &'a str,
+    },
+    /// `.npy` inputs and targets.
+    Npy {
+        /// `data.inputs`.
+        inputs: &'a Path,
+        /// `data.targets`.
+        targets: &'a Path,
+    },
+    /// IDX images and labels.
+    Idx {
+        /// `data.path`.
+        path: &'a Path,
+        /// `data.labels`.
+        labels: &'a Path,
+    },
+    /// The synthetic problem: no files.
+    Synthetic,
+}
+
+impl DataConfig {
+    /// The files the source needs.
+    ///
+    /// # Errors
+    /// A field the source needs and the config lacks, named.
+    pub fn files(&self) -> Result<Files<'_>, String> {
+        fn need<'a, T: ?Sized>(
+            value: Option<&'a T>,
+            field: &str,
+            source: Source,
+        ) -> Result<&'a T, String> {
+            value.ok_or_else(|| {
+                format!(
+                    "data.{field} must be set for source = \"{}\", got nothing",
+                    source_name(source)
+                )
+            })
+        }
+        let s = self.source;
+        Ok(match s {
+            Source::Csv => Files::Csv {
+                path: need(self.path.as_deref(), "path", s)?,
+                target: need(self.target.as_deref(), "target", s)?,
+            },
+            Source::Npy => Files::Npy {
+                inputs: need(self.inputs.as_deref(), "inputs", s)?,
+                targets: need(self.targets.as_deref(), "targets", s)?,
+            },
+            Source::Idx => Files::Idx {
+                path: need(self.path.as_deref(), "path", s)?,
+                labels: need(self.labels.as_deref(), "labels", s)?,
+            },
+            Source::Synthetic => Files::Synthetic,
+        })
+    }
 }
 
 fn comma() -> String {
@@ -372,26 +437,10 @@ impl JobConfig {
     /// Checks every field that can be checked without reading the data.
     pub fn validate(&self) -> Result<(), String> {
         let d = &self.data;
-        let need = |field: &str, value: bool| {
-            require(
-                value,
-                &format!("data.{field}"),
-                &format!("set for source = \"{}\"", source_name(d.source)),
-                "nothing",
-            )
-        };
+        d.files()?;
         match d.source {
-            Source::Csv => {
-                need("path", d.path.is_some())?;
-                need("target", d.target.is_some())?;
-            }
-            Source::Npy => {
-                need("inputs", d.inputs.is_some())?;
-                need("targets", d.targets.is_some())?;
-            }
+            Source::Csv | Source::Npy => {}
             Source::Idx => {
-                need("path", d.path.is_some())?;
-                need("labels", d.labels.is_some())?;
                 require(
                     d.test_path.is_some() == d.test_labels.is_some(),
                     "data.test_labels",

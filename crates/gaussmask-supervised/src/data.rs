@@ -9,7 +9,7 @@ use gaussmask_data::table::{CsvTable, read_csv, shown};
 use gaussmask_data::{Dataset, SyntheticConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DataConfig, Source, Task};
+use crate::config::{DataConfig, Files, Task};
 
 /// Samples as read: inputs row-major, targets as values (regression) or class indices.
 #[derive(Clone, Debug, PartialEq)]
@@ -119,11 +119,10 @@ pub struct Prepared {
 /// Reads the samples the config names; every error names the file (and row and column).
 pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
     let delimiter = config.delimiter.as_bytes().first().copied().unwrap_or(b',');
-    let mut loaded = match config.source {
-        Source::Csv => {
-            let path = config.path.as_deref().expect("validated: data.path");
+    let mut loaded = match config.files()? {
+        Files::Csv { path, target } => {
             let table = read_csv(path, delimiter)?;
-            let target = config.target.clone().expect("validated: data.target");
+            let target = target.to_string();
             let (features, mut warnings) =
                 pick_features(&table, &target, config.features.as_deref())?;
             let (rows, classes) = csv_dataset(&table, &features, &target, config.task, None)?;
@@ -151,9 +150,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
                 warnings,
             }
         }
-        Source::Npy => {
-            let inputs = config.inputs.as_deref().expect("validated: data.inputs");
-            let targets = config.targets.as_deref().expect("validated: data.targets");
+        Files::Npy { inputs, targets } => {
             let (rows, shape) = npy_dataset(inputs, Some(targets), config.task)?;
             let test = match &config.test_path {
                 Some(p) => {
@@ -177,9 +174,10 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
                 warnings: Vec::new(),
             }
         }
-        Source::Idx => {
-            let images = config.path.as_deref().expect("validated: data.path");
-            let labels = config.labels.as_deref().expect("validated: data.labels");
+        Files::Idx {
+            path: images,
+            labels,
+        } => {
             let (rows, shape) = idx_dataset(images, labels)?;
             let test = match (&config.test_path, &config.test_labels) {
                 (Some(i), Some(l)) => {
@@ -200,7 +198,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
                 warnings: Vec::new(),
             }
         }
-        Source::Synthetic => {
+        Files::Synthetic => {
             let synthetic = config
                 .synthetic
                 .clone()

@@ -4,6 +4,7 @@
 //! - [`fit`]: one autodiff loop for any Burn model with an input mask ([`fit::Trainable`]).
 //! - [`train_two_layer`]: the paper's replica sweeps, with the fused fast paths.
 //! - [`train_deep`], [`classify`]: deeper MLPs and image classifiers.
+//! - [`reference`]: the two-layer loss and gradient in scalar f64, for host-side loops.
 
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
@@ -22,6 +23,7 @@ mod deep;
 pub mod fit;
 mod fused;
 mod host;
+pub mod reference;
 
 pub use deep::{check_deep, train_deep, train_deep_grouped};
 

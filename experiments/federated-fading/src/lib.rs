@@ -13,11 +13,13 @@ use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, Resumable, RunContext, Study, Unit};
 use gaussmask_images::{ImageDataConfig, Images, prepare};
 use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
+use gaussmask_nn::rng::{derive_seed, tag};
 use gaussmask_nn::{InputMask, MaskConfig, TwoLayerReluConfig};
 use gaussmask_train::classify::{
     ClassifierSpec, ClassifyConfig, Parameters, accuracy, load_model_bytes, model_bytes,
     parameters, posteriors, train_classifier, with_parameters,
 };
+use gaussmask_train::reference::two_layer_gradient;
 use serde::{Deserialize, Serialize};
 
 mod tables;
@@ -164,12 +166,13 @@ pub struct RoundRow {
 /// Per-round history of one cell (what its checkpoint keeps besides the global model).
 pub type History = Vec<RoundRow>;
 
-/// A client's seed in a round: distinct streams for every (round, client).
+/// A client's seed in a round: distinct streams for every (κ, round, client).
 fn client_seed(seed: u64, kappa_index: usize, round: usize, client: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9)
-        ^ ((kappa_index as u64) << 48)
-        ^ ((round as u64) << 20)
-        ^ client as u64
+    derive_seed(
+        seed,
+        tag::CLIENT,
+        &[kappa_index as u64, round as u64, client as u64],
+    )
 }
 
 /// Equal-weight average of the clients' parameters.
@@ -339,7 +342,7 @@ fn image_cell(
     Ok(history)
 }
 
-/// The masked two-layer network's clean loss ½Σ(f − y)²/n and gradient pieces, on the host.
+/// The two-layer network with fixed output signs `a`, on inputs of dimension `d`.
 struct TwoLayer<'a> {
     a: &'a [f64],
     d: usize,
@@ -349,35 +352,15 @@ impl TwoLayer<'_> {
     /// GD step on ½Σ_i (f(W, x̃_i) − y_i)² over `rows`, x̃ = x ⊙ c with c drawn by `mask`
     /// fresh per sample (and per step).
     fn step(&self, w: &mut [f64], data: &Dataset, rows: &[usize], mask: &InputMask, lr: f64) {
-        let (d, m) = (self.d, self.a.len());
-        let scale = 1.0 / (m as f64).sqrt();
-        let mut grad = vec![0.0; m * d];
-        let mut xt = vec![0.0; d];
-        let mut pre = vec![0.0; m];
+        let d = self.d;
         let c = mask.sample(rows, d);
+        let mut x = Vec::with_capacity(rows.len() * d);
         for (&i, c) in rows.iter().zip(c.chunks_exact(d)) {
-            for ((t, &x), c) in xt.iter_mut().zip(&data.x[i * d..(i + 1) * d]).zip(c) {
-                *t = x * c;
-            }
-            let mut f = 0.0;
-            for (r, p) in pre.iter_mut().enumerate() {
-                *p = w[r * d..(r + 1) * d]
-                    .iter()
-                    .zip(&xt)
-                    .map(|(a, b)| a * b)
-                    .sum();
-                f += self.a[r] * p.max(0.0);
-            }
-            let residual = scale * f - data.y[i];
-            for (r, &p) in pre.iter().enumerate() {
-                if p > 0.0 {
-                    let c = residual * scale * self.a[r];
-                    for (g, &x) in grad[r * d..(r + 1) * d].iter_mut().zip(&xt) {
-                        *g += c * x;
-                    }
-                }
-            }
+            x.extend(data.x[i * d..(i + 1) * d].iter().zip(c).map(|(x, c)| x * c));
         }
+        let y: Vec<f64> = rows.iter().map(|&i| data.y[i]).collect();
+        let mut grad = vec![0.0; w.len()];
+        two_layer_gradient(w, self.a, None, 1.0, &x, &y, &mut grad);
         for (wv, g) in w.iter_mut().zip(grad) {
             *wv -= lr * g;
         }

@@ -6,6 +6,7 @@
 use gaussmask_data::Dataset;
 use gaussmask_nn::MaskConfig;
 use gaussmask_nn::rng::{Stream, tag};
+use gaussmask_train::reference::two_layer_gradient;
 
 /// How the subnetworks pick their neurons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,36 +67,7 @@ pub fn masked_gradient(
     y: &[f64],
     grad: &mut [f64],
 ) -> f64 {
-    let m = net.a.len();
-    let d = net.w.len() / m;
-    let c = scale / (m as f64).sqrt();
-    grad.iter_mut().for_each(|g| *g = 0.0);
-    let mut z = vec![0.0; m];
-    let mut loss = 0.0;
-    for (xi, &yi) in x.chunks_exact(d).zip(y) {
-        let mut f = 0.0;
-        for r in 0..m {
-            z[r] = net.w[r * d..(r + 1) * d]
-                .iter()
-                .zip(xi)
-                .map(|(p, q)| p * q)
-                .sum();
-            if keep[r] && z[r] > 0.0 {
-                f += net.a[r] * z[r];
-            }
-        }
-        let res = c * f - yi;
-        loss += 0.5 * res * res;
-        for r in 0..m {
-            if keep[r] && z[r] > 0.0 {
-                let coef = res * c * net.a[r];
-                for (g, q) in grad[r * d..(r + 1) * d].iter_mut().zip(xi) {
-                    *g += coef * q;
-                }
-            }
-        }
-    }
-    loss
+    two_layer_gradient(&net.w, &net.a, Some(keep), scale, x, y, grad)
 }
 
 /// Clean full-network loss ½ Σ (f(x_i) − y_i)².
