@@ -3,7 +3,7 @@
 //! tolerance, the statistical claims checked, and every bad input one line with exit 2.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use crate::cli::{assert_ok, assert_one_line_error, gaussmask, scratch, stderr};
 
@@ -19,7 +19,20 @@ fn records(args: &[&str], root: &Path) -> Output {
     let mut full = vec!["records"];
     full.extend_from_slice(args);
     full.extend(["--root", root.to_str().unwrap()]);
-    gaussmask(&full, root)
+    isolated(&full, root)
+}
+
+/// The CLI run in `root`, outside any git checkout: what run.json says of the code (commit,
+/// uncommitted changes) is then the test's, not the state of the tree the tests run in.
+fn isolated(args: &[&str], root: &Path) -> Output {
+    Command::new(crate::cli::BIN)
+        .args(args)
+        .current_dir(root)
+        .env("GAUSSMASK_RESULTS", root)
+        .env("GIT_CEILING_DIRECTORIES", root.parent().unwrap())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the CLI starts")
 }
 
 /// A full (not smoke) run of `id` with `sets`, saved as a record under `root`.
@@ -29,7 +42,7 @@ fn recorded_run(root: &Path, id: &str, sets: &[&str]) -> PathBuf {
     for s in sets {
         args.extend(["--set", s]);
     }
-    assert_ok(&gaussmask(&args, root));
+    assert_ok(&isolated(&args, root));
     assert_ok(&records(&["save", run.to_str().unwrap()], root));
     root.join("records").join(id)
 }
@@ -224,6 +237,22 @@ fn bad_input_to_records_is_one_line_and_exit_2() {
     ));
     let o = records(&["save", run.to_str().unwrap(), "--name", "../x"], &root);
     assert_one_line_error(&o, "--name");
+
+    // A run no commit names is not a record: uncommitted changes, or a binary of another commit.
+    let run_json = run.join("run.json");
+    let good = std::fs::read_to_string(&run_json).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&good).unwrap();
+    value["uncommitted_changes"] = serde_json::Value::Bool(true);
+    std::fs::write(&run_json, value.to_string()).unwrap();
+    let o = records(&["save", run.to_str().unwrap(), "--replace"], &root);
+    assert_one_line_error(&o, "uncommitted changes");
+    value["uncommitted_changes"] = serde_json::Value::Bool(false);
+    value["git_revision"] = serde_json::Value::String("a".repeat(40));
+    value["build_revision"] = serde_json::Value::String("b".repeat(40));
+    std::fs::write(&run_json, value.to_string()).unwrap();
+    let o = records(&["save", run.to_str().unwrap(), "--replace"], &root);
+    assert_one_line_error(&o, "built from bbbbbbb but ran in a checkout at aaaaaaa");
+    std::fs::write(&run_json, good).unwrap();
 
     assert_one_line_error(
         &records(&["check", "nothing"], &root),

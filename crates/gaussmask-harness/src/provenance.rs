@@ -16,6 +16,10 @@ pub struct RunRecord {
     /// seen), when it was built in a git checkout.
     #[serde(default)]
     pub build_revision: Option<String>,
+    /// Whether tracked files of the working directory differed from `git_revision` when the
+    /// run started (then neither revision names the code that ran).
+    #[serde(default)]
+    pub uncommitted_changes: Option<bool>,
     /// Backend name.
     pub backend: String,
     /// Device description.
@@ -88,6 +92,17 @@ pub(crate) fn git_revision() -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Whether tracked files of the working directory differ from its `HEAD`, when it is a git
+/// checkout.
+pub(crate) fn uncommitted_changes() -> Option<bool> {
+    let out = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then_some(!out.stdout.is_empty())
 }
 
 /// The SHA-256 of `bytes`, in hex.

@@ -12,7 +12,9 @@ use toml::Table;
 use crate::backend::{Backend, Dtype};
 use crate::error::HarnessError;
 use crate::output::{RunDir, utc_stamp};
-use crate::provenance::{RunRecord, build_revision, cpu_features, cpu_model, git_revision};
+use crate::provenance::{
+    RunRecord, build_revision, cpu_features, cpu_model, git_revision, uncommitted_changes,
+};
 use crate::records::{Record, Tables};
 
 /// An experiment the harness can run.
@@ -141,6 +143,7 @@ impl RunContext {
             version: env!("CARGO_PKG_VERSION").to_string(),
             git_revision: git_revision(),
             build_revision: build_revision(),
+            uncommitted_changes: uncommitted_changes(),
             backend: backend.to_string(),
             device: format!("{device:?}"),
             dtype: dtype.to_string(),

@@ -59,7 +59,9 @@ fn read(path: &Path) -> Result<Vec<u8>, HarnessError> {
 /// defaults to the experiment id). An existing record is replaced only with `replace`.
 ///
 /// # Errors
-/// Not a finished run, a smoke run, an existing record without `replace`, or a failed write.
+/// Not a finished run, a smoke run, a run whose code no commit names (uncommitted changes, or
+/// a binary built from another commit than the checkout it ran in), an existing record without
+/// `replace`, or a failed write.
 pub fn save(
     run_dir: &Path,
     root: &Path,
@@ -72,6 +74,27 @@ pub fn save(
     if run.run.smoke {
         return Err(HarnessError::input(format!(
             "{}: a smoke run is not a record (record the full run)",
+            run_dir.display()
+        )));
+    }
+    // A record names the commit that made it; that is only true of a clean, matching build.
+    let r = &run.run;
+    let unnamed = if r.uncommitted_changes == Some(true) {
+        Some("its working directory had uncommitted changes".to_string())
+    } else if let (Some(built), Some(checkout)) = (&r.build_revision, &r.git_revision)
+        && built != checkout
+    {
+        Some(format!(
+            "its binary was built from {} but ran in a checkout at {}",
+            super::short_revision(built),
+            super::short_revision(checkout)
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = unnamed {
+        return Err(HarnessError::input(format!(
+            "{}: no commit names the code of this run ({why}); commit, rebuild and run it again",
             run_dir.display()
         )));
     }

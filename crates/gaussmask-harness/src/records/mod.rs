@@ -153,7 +153,7 @@ impl Record {
             .build_revision
             .as_deref()
             .or(run.git_revision.as_deref())
-            .map(|r| format!(" at commit {}", &r[..r.len().min(7)]))
+            .map(|r| format!(" at commit {}", short_revision(r)))
             .unwrap_or_default();
         let vector = if run.cpu_features.iter().any(|f| f.starts_with("avx512")) {
             ", AVX-512"
@@ -582,6 +582,11 @@ impl Tables {
     pub fn claims(&self) -> &[Claim] {
         &self.claims
     }
+}
+
+/// The first 7 hex digits of a commit, as git shows it.
+pub(crate) fn short_revision(revision: &str) -> &str {
+    &revision[..revision.len().min(7)]
 }
 
 #[cfg(test)]
