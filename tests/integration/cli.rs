@@ -1021,16 +1021,16 @@ mod eval_loss {
             &["--kappa", "0.4", "--weights", &w1],
             "W1.npy: W must be a 2-D array",
         );
-        // Wrong dtype: big-endian float64 (same bytes, the header's '<f8' changed to '>f8').
-        let mut big = std::fs::read(f.root.join("a.npy")).unwrap();
-        let at = big.windows(3).position(|w| w == b"<f8").unwrap();
-        big[at] = b'>';
-        std::fs::write(f.root.join("a_big.npy"), big).unwrap();
-        let ab = f.path("a_big.npy");
+        // Wrong dtype: complex64 (same bytes, the header's '<f8' changed to '<c8').
+        let mut complex = std::fs::read(f.root.join("a.npy")).unwrap();
+        let at = complex.windows(3).position(|w| w == b"<f8").unwrap();
+        complex[at + 1] = b'c';
+        std::fs::write(f.root.join("a_complex.npy"), complex).unwrap();
+        let ac = f.path("a_complex.npy");
         rejected(
             &f,
-            &["--kappa", "0.4", "--signs", &ab],
-            "'>f8' is not supported",
+            &["--kappa", "0.4", "--signs", &ac],
+            "'<c8' is not supported",
         );
         // Truncated.
         let good = std::fs::read(f.root.join("X.npy")).unwrap();

@@ -13,8 +13,6 @@ pub struct Array {
     pub data: Vec<f64>,
 }
 
-const MAGIC: &[u8] = b"\x93NUMPY";
-
 /// Reads a `.npy` file of float or integer values (as f64).
 pub fn read(path: &Path) -> Result<Array, InputError> {
     let bytes = std::fs::read(path)
@@ -22,93 +20,47 @@ pub fn read(path: &Path) -> Result<Array, InputError> {
     parse(&bytes).map_err(|e| InputError::new(format!("{}: {e}", path.display())))
 }
 
-/// Parses the bytes of a `.npy` file.
+/// Parses the bytes of a `.npy` file (format versions 1.0–3.0 through `npyz`): floats of 4 or
+/// 8 bytes and integers of 1–8 bytes, either byte order, C order, as f64.
 pub fn parse(bytes: &[u8]) -> Result<Array, InputError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         return Err("not a .npy file: it is gzip-compressed (decompress it first)".into());
     }
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+    if !bytes.starts_with(MAGIC) {
         return Err("not a .npy file (bad magic bytes)".into());
     }
-    let major = bytes[6];
-    let (header_len, start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => {
-            if bytes.len() < 12 {
-                return Err("truncated header".into());
-            }
-            (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            )
-        }
-        v => return Err(format!("unsupported .npy format version {v}").into()),
-    };
-    let header = bytes
-        .get(start..start + header_len)
-        .ok_or("truncated header")?;
-    let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
-    let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
-    let fortran = dict_value(header, "fortran_order").ok_or("header has no 'fortran_order'")?;
-    let shape = dict_value(header, "shape").ok_or("header has no 'shape'")?;
-    if fortran.trim() != "False" {
+    let mut reader = std::io::Cursor::new(bytes);
+    let header = npyz::NpyHeader::from_reader(&mut reader)
+        .map_err(|e| InputError::new(format!("bad .npy header: {e}")))?;
+    let body = &bytes[reader.position() as usize..];
+    let npy = npyz::NpyFile::with_header(header, body);
+    if npy.order() != npyz::Order::C {
         return Err(
             "Fortran-order arrays are not supported (save with np.ascontiguousarray)".into(),
         );
     }
-    // Integer arrays are read too: class labels are saved as integers.
-    type Decode = fn(&[u8]) -> f64;
-    let (width, decode): (usize, Decode) =
-        match descr.trim().trim_matches(|c| c == '\'' || c == '"') {
-            "<f8" => (8, |c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
-            "<f4" => (4, |c| {
-                f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64
-            }),
-            "<i8" => (8, |c| {
-                i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64
-            }),
-            "<i4" => (4, |c| {
-                i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64
-            }),
-            "<i2" => (2, |c| {
-                i16::from_le_bytes(c.try_into().expect("2 bytes")) as f64
-            }),
-            "|i1" => (1, |c| c[0] as i8 as f64),
-            "<u8" => (8, |c| {
-                u64::from_le_bytes(c.try_into().expect("8 bytes")) as f64
-            }),
-            "<u4" => (4, |c| {
-                u32::from_le_bytes(c.try_into().expect("4 bytes")) as f64
-            }),
-            "<u2" => (2, |c| {
-                u16::from_le_bytes(c.try_into().expect("2 bytes")) as f64
-            }),
-            "|u1" => (1, |c| c[0] as f64),
-            other => {
-                return Err(format!(
-                    "dtype '{other}' is not supported (expected float64 '<f8', float32 '<f4' \
-                     or a little-endian integer type)"
-                )
-                .into());
-            }
-        };
-    let shape: Vec<usize> = shape
-        .trim()
-        .trim_start_matches('(')
-        .trim_end_matches(')')
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| format!("bad shape entry '{s}'"))
-        })
-        .collect::<Result<_, _>>()?;
+    let shape: Vec<usize> = npy
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| InputError::new(format!("shape {:?} is too large", npy.shape())))?;
+    let dtype = npy.dtype();
+    let unsupported = || {
+        InputError::new(format!(
+            "dtype {} is not supported (expected floats of 4 or 8 bytes or integers, either \
+             byte order)",
+            dtype.descr()
+        ))
+    };
+    let npyz::DType::Plain(ts) = &dtype else {
+        return Err(unsupported());
+    };
+    let width = ts.num_bytes().ok_or_else(unsupported)?;
     let bytes_needed = shape
         .iter()
         .try_fold(width, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
-    let body = &bytes[start + header_len..];
+        .ok_or_else(|| InputError::new(format!("shape {shape:?} is too large")))?;
     if body.len() != bytes_needed {
         return Err(format!(
             "truncated or padded data: shape {shape:?} needs {bytes_needed} bytes, the file has {}",
@@ -116,23 +68,43 @@ pub fn parse(bytes: &[u8]) -> Result<Array, InputError> {
         )
         .into());
     }
-    let data = body.chunks_exact(width).map(decode).collect();
+    use npyz::TypeChar::{Float, Int, Uint};
+    let data: std::io::Result<Vec<f64>> = match (ts.type_char(), width) {
+        (Float, 8) => npy.into_vec::<f64>(),
+        (Float, 4) => widen(npy.into_vec::<f32>()),
+        (Int, 8) => widen(npy.into_vec::<i64>()),
+        (Int, 4) => widen(npy.into_vec::<i32>()),
+        (Int, 2) => widen(npy.into_vec::<i16>()),
+        (Int, 1) => widen(npy.into_vec::<i8>()),
+        (Uint, 8) => widen(npy.into_vec::<u64>()),
+        (Uint, 4) => widen(npy.into_vec::<u32>()),
+        (Uint, 2) => widen(npy.into_vec::<u16>()),
+        (Uint, 1) => widen(npy.into_vec::<u8>()),
+        _ => return Err(unsupported()),
+    };
+    let data = data.map_err(|e| InputError::new(format!("bad .npy data: {e}")))?;
     Ok(Array { shape, data })
 }
 
-/// The text of `key`'s value in the header's Python dict literal.
-fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let at = header.find(&format!("'{key}'"))? + key.len() + 2;
-    let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')')? + 1
-    } else {
-        rest.find([',', '}'])?
-    };
-    Some(&rest[..end])
+/// The values as f64 (exact for floats and for integers up to 2⁵³).
+fn widen<T: Copy + ToF64>(values: std::io::Result<Vec<T>>) -> std::io::Result<Vec<f64>> {
+    values.map(|v| v.into_iter().map(ToF64::to_f64).collect())
 }
 
-/// Encodes float64 values as a version-1.0 `.npy` file.
+trait ToF64 {
+    fn to_f64(self) -> f64;
+}
+
+macro_rules! to_f64 {
+    ($($t:ty),*) => {$(impl ToF64 for $t { fn to_f64(self) -> f64 { self as f64 } })*};
+}
+to_f64!(f32, i64, i32, i16, i8, u64, u32, u16, u8);
+
+/// The `.npy` magic string.
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// Encodes float64 values as a version-1.0 `.npy` file, laid out as NumPy writes it (the
+/// header padded so the data starts on a 64-byte boundary, which `npyz`'s writer does not do).
 pub fn encode(array: &Array) -> Vec<u8> {
     let shape = match array.shape.len() {
         1 => format!("({},)", array.shape[0]),
@@ -246,14 +218,40 @@ mod tests {
                 .unwrap_err()
                 .contains("truncated")
         );
-        let mut big_endian = good.clone();
-        let at = big_endian.windows(3).position(|w| w == b"<f8").unwrap();
-        big_endian[at] = b'>';
+        let mut complex = good.clone();
+        let at = complex.windows(3).position(|w| w == b"<f8").unwrap();
+        complex[at + 1] = b'c';
         assert!(
-            parse(&big_endian)
+            parse(&complex)
                 .unwrap_err()
-                .contains("'>f8' is not supported")
+                .contains("'<c8' is not supported"),
+            "{}",
+            parse(&complex).unwrap_err()
         );
+        let mut fortran = good.clone();
+        let at = fortran.windows(5).position(|w| w == b"False").unwrap();
+        fortran[at..at + 5].copy_from_slice(b"True ");
+        assert!(parse(&fortran).unwrap_err().contains("Fortran-order"));
+    }
+
+    #[test]
+    fn big_endian_arrays_read_as_their_values() {
+        // np.save(f, np.array([1.5, -2.0], dtype='>f8')), and the same as '>i4'.
+        let mut f8 = encode(&Array {
+            shape: vec![2],
+            data: vec![0.0, 0.0],
+        });
+        let at = f8.windows(3).position(|w| w == b"<f8").unwrap();
+        f8[at] = b'>';
+        let body = f8.len() - 16;
+        f8[body..body + 8].copy_from_slice(&1.5f64.to_be_bytes());
+        f8[body + 8..].copy_from_slice(&(-2.0f64).to_be_bytes());
+        assert_eq!(parse(&f8).unwrap().data, [1.5, -2.0]);
+        let mut i4 = f8[..body].to_vec();
+        i4[at..at + 3].copy_from_slice(b">i4");
+        i4.extend(7i32.to_be_bytes());
+        i4.extend((-3i32).to_be_bytes());
+        assert_eq!(parse(&i4).unwrap().data, [7.0, -3.0]);
     }
 
     #[test]
