@@ -20,13 +20,17 @@ pub(crate) fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-pub(crate) fn gaussmask(args: &[&str], results: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
+/// The CLI with `args`, its default results folder `results`.
+pub(crate) fn command(args: &[&str], results: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
         .env("GAUSSMASK_RESULTS", results)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the CLI starts")
+        .env_remove("RUST_BACKTRACE");
+    c
+}
+
+pub(crate) fn gaussmask(args: &[&str], results: &Path) -> Output {
+    command(args, results).output().expect("the CLI starts")
 }
 
 pub(crate) fn stderr(o: &Output) -> String {
@@ -668,6 +672,14 @@ fn nan_learning_rate_is_rejected() {
     assert_rejected(
         &["run", "trajectories", "--set", "train.lr=nan"],
         "train.lr",
+    );
+}
+
+#[test]
+fn adamw_for_the_two_layer_engines_is_rejected() {
+    assert_rejected(
+        &["run", "trajectories", "--set", "train.optimizer=\"adamw\""],
+        "train.optimizer",
     );
 }
 

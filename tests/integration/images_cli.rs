@@ -133,6 +133,11 @@ fn bad_values_of_the_image_experiments_are_rejected_naming_the_field() {
             "train.dp.noise_multiplier",
         ),
         ("dp-baseline", "model.architecture=\"cnn\"", "train.dp"),
+        (
+            "dp-baseline",
+            "model.mask.truncation=0.1",
+            "model.mask.truncation",
+        ),
         ("federated-fading", "clients=[0]", "clients"),
         ("federated-fading", "regression.lr=0", "regression.lr"),
     ] {

@@ -3,7 +3,7 @@
 //! tolerance, the statistical claims checked, and every bad input one line with exit 2.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::cli::{assert_ok, assert_one_line_error, gaussmask, scratch, stderr};
 
@@ -25,12 +25,9 @@ fn records(args: &[&str], root: &Path) -> Output {
 /// The CLI run in `root`, outside any git checkout: what run.json says of the code (commit,
 /// uncommitted changes) is then the test's, not the state of the tree the tests run in.
 fn isolated(args: &[&str], root: &Path) -> Output {
-    Command::new(crate::cli::BIN)
-        .args(args)
+    crate::cli::command(args, root)
         .current_dir(root)
-        .env("GAUSSMASK_RESULTS", root)
         .env("GIT_CEILING_DIRECTORIES", root.parent().unwrap())
-        .env_remove("RUST_BACKTRACE")
         .output()
         .expect("the CLI starts")
 }

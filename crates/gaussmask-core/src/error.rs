@@ -14,18 +14,6 @@ impl InputError {
     pub fn new(message: impl Into<String>) -> Self {
         Self(message.into())
     }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.0
-    }
-
-    /// The same error with its message passed through `f` (e.g. to name the field under
-    /// another section).
-    #[must_use]
-    pub fn map(self, f: impl FnOnce(String) -> String) -> Self {
-        Self(f(self.0))
-    }
 }
 
 impl fmt::Display for InputError {
