@@ -796,7 +796,7 @@ fn data_files_in_another_format_get_the_hint_that_fixes_them() {
             &config,
             format!(
                 "[data]\nsource = \"csv\"\npath = \"{}\"\ntarget = \"y\"\n{extra}\
-                 [train]\nepochs = 1\n[model]\nwidth = 4\n",
+                 [train]\nepochs = 1\n[model]\nhidden = [4]\n",
                 path.display()
             ),
         )

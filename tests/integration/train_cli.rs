@@ -312,6 +312,52 @@ fn refused(o: &Output) -> String {
 }
 
 #[test]
+fn a_field_of_another_source_or_model_kind_is_refused_not_ignored() {
+    let root = scratch("train-foreign-field");
+    let csv = write(&root, "data.csv", &regression_csv(40));
+    let config = write(&root, "c.toml", &regression_config(&csv));
+    let cases: &[(&str, &str)] = &[
+        // An MLP's layers given to the two-layer network would train a 16-wide two-layer net.
+        ("model.hidden=[64]", "unknown field `hidden`"),
+        ("model.dropout=0.5", "unknown field `dropout`"),
+        // .npy and IDX fields on a CSV source.
+        ("data.inputs=\"x.npy\"", "unknown field `inputs`"),
+        ("data.labels=\"l.idx\"", "unknown field `labels`"),
+        ("data.sythetic.n=5", "unknown field `sythetic`"),
+    ];
+    for (set, part) in cases {
+        let line = refused(&train(&root, &config, &root.join("run"), &["--set", set]));
+        assert!(line.contains(part), "{set}: {line}");
+    }
+    // The same fields are read where they belong.
+    let mlp = train(
+        &root,
+        &config,
+        &root.join("mlp"),
+        &[
+            "--set",
+            "model={kind = \"mlp\", hidden = [4], dropout = 0.1}",
+            "--set",
+            "train.epochs=1",
+        ],
+    );
+    assert!(mlp.status.success(), "{}", stderr(&mlp));
+    // .npy test inputs without their targets are refused before anything is read.
+    let npy = write(
+        &root,
+        "npy.toml",
+        "[data]\nsource = \"npy\"\ninputs = \"x.npy\"\ntargets = \"y.npy\"\n\
+         test_path = \"xt.npy\"\n",
+    );
+    let line = refused(&train(&root, &npy, &root.join("run"), &[]));
+    assert!(
+        line.contains("data.test_labels must be given together with data.test_path"),
+        "{line}"
+    );
+    assert!(!root.join("run").exists());
+}
+
+#[test]
 fn bad_data_is_one_line_naming_file_row_and_column_and_leaves_nothing() {
     let root = scratch("train-bad");
     let cases: &[(&str, &str, &[&str])] = &[
@@ -450,11 +496,16 @@ fn bad_data_is_one_line_naming_file_row_and_column_and_leaves_nothing() {
     let good = std::fs::read_to_string(&manifest_path).unwrap();
     let edits = [
         (
-            "\"format_version\": 2",
+            "\"format_version\": 3",
             "\"format_version\": 7",
             "model format version 7",
         ),
-        ("\"kind\": \"two-layer\"", "\"kind\": \"mlp\"", "model.bpk"),
+        ("\"width\": 16", "\"width\": 17", "model.bpk"),
+        (
+            "\"kind\": \"two-layer\"",
+            "\"kind\": \"mlp\"",
+            "expected one of `hidden`, `activation`, `dropout`",
+        ),
         (
             "\"kind\": \"two-layer\"",
             "\"kind\": \"transformer\"",

@@ -14,7 +14,7 @@ pub use crate::diagnostics::DiagnosticsRequest;
 use crate::error::HarnessError;
 use crate::options::{CommonOptions, RunOptions, check_resolved, resolve_config};
 use crate::output::{LockError, RunDir, RunLock, results_target};
-use crate::run::{Experiment, RunContext, find_experiment};
+use crate::run::{Experiment, RunContext, RunSetup, find_experiment};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -376,19 +376,19 @@ pub fn run(experiment: &dyn Experiment, options: &RunOptions) -> Result<(), Harn
     }
     let dir = RunDir::create_locked(target.clone(), lock)?;
     let seed = config::seed_of(&table);
-    let mut ctx = RunContext::new(
+    let mut ctx = RunContext::new(RunSetup {
         device,
-        options.common.backend,
-        options.common.dtype,
-        options.smoke,
+        backend: options.common.backend,
+        dtype: options.common.dtype,
+        smoke: options.smoke,
+        save_weights: options.save_weights,
+        diagnostics: options.diagnostics,
+        checkpoints: Checkpoints::new(folder.clone(), options.common.checkpoint_every),
         dir,
-        experiment.id(),
+        experiment: experiment.id(),
+        command: experiment.command(),
         seed,
-    );
-    ctx.save_weights = options.save_weights;
-    ctx.command = experiment.command();
-    ctx.diagnostics = options.diagnostics;
-    ctx.checkpoints = Checkpoints::new(folder.clone(), options.common.checkpoint_every);
+    });
     if experiment.checkpoints() {
         checkpoint::install_signal_handlers();
         let saved = SavedOptions {

@@ -24,6 +24,7 @@ pub mod study;
 
 pub use backend::{Backend, Dtype, make_device};
 pub use error::HarnessError;
+pub use gaussmask_core::InputError;
 pub use resumable::{Resumable, Training};
 pub use run::{Experiment, RunContext};
 pub use study::{Study, Timed, Unit};

@@ -128,16 +128,37 @@ pub struct RunContext {
     progress: bool,
 }
 
+/// Everything a [`RunContext`] is built from, given whole.
+pub(crate) struct RunSetup<'a> {
+    pub device: Device,
+    pub backend: Backend,
+    pub dtype: Dtype,
+    pub smoke: bool,
+    pub save_weights: bool,
+    pub diagnostics: Option<crate::diagnostics::DiagnosticsRequest>,
+    pub checkpoints: crate::checkpoint::Checkpoints,
+    pub dir: RunDir,
+    pub experiment: &'a str,
+    /// What runs the experiment (for the resume hint).
+    pub command: String,
+    pub seed: u64,
+}
+
 impl RunContext {
-    pub(crate) fn new(
-        device: Device,
-        backend: Backend,
-        dtype: Dtype,
-        smoke: bool,
-        dir: RunDir,
-        experiment: &str,
-        seed: u64,
-    ) -> Self {
+    pub(crate) fn new(setup: RunSetup<'_>) -> Self {
+        let RunSetup {
+            device,
+            backend,
+            dtype,
+            smoke,
+            save_weights,
+            diagnostics,
+            checkpoints,
+            dir,
+            experiment,
+            command,
+            seed,
+        } = setup;
         let record = RunRecord {
             experiment: experiment.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -163,11 +184,11 @@ impl RunContext {
             backend,
             dtype,
             smoke,
-            save_weights: false,
-            diagnostics: None,
-            checkpoints: crate::checkpoint::Checkpoints::new(PathBuf::new(), 0),
+            save_weights,
+            diagnostics,
+            checkpoints,
             dir,
-            command: format!("gaussmask run {experiment}"),
+            command,
             record,
             started: Instant::now(),
             progress: std::io::stderr().is_terminal(),

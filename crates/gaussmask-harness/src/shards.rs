@@ -19,7 +19,7 @@ use toml::{Table, Value};
 use crate::backend::{Backend, Dtype, make_device};
 use crate::error::HarnessError;
 use crate::output::RunDir;
-use crate::run::{Experiment, RunContext, not_units};
+use crate::run::{Experiment, RunContext, RunSetup, not_units};
 use crate::selection::Shard;
 
 /// `format` of `shard.json`.
@@ -285,17 +285,19 @@ pub(crate) fn merge(
     let dir = RunDir::create(target.clone())?;
     let seed = crate::config::seed_of(&table);
     // run.json records what the reduce step ran on (the shards' backend is in their records).
-    let mut ctx = RunContext::new(
+    let mut ctx = RunContext::new(RunSetup {
         device,
-        host,
+        backend: host,
         dtype,
-        first.record.smoke,
+        smoke: first.record.smoke,
+        save_weights: false,
+        diagnostics: None,
+        checkpoints: crate::checkpoint::Checkpoints::new(crate::checkpoint::folder_for(&target), 0),
         dir,
-        experiment.id(),
+        experiment: experiment.id(),
+        command: experiment.command(),
         seed,
-    );
-    ctx.checkpoints =
-        crate::checkpoint::Checkpoints::new(crate::checkpoint::folder_for(&target), 0);
+    });
     ctx.write("config.toml", &first.config)?;
     eprintln!(
         "merging {} shards of {} ({} units) → {}",

@@ -70,17 +70,39 @@ pub fn fit_line(x: &[f64], y: &[f64]) -> Option<LineFit> {
     })
 }
 
+/// Checks that a κ grid holds the clean level κ = 0, which [`excess_exponent`] measures the
+/// excess from.
+///
+/// # Errors
+/// A message naming the config field `kappas`.
+pub fn require_clean_kappa(kappas: &[f64]) -> Result<(), String> {
+    crate::config::require(
+        kappas.contains(&0.0),
+        "kappas",
+        "a list containing 0 (the clean floor)",
+        format!("{kappas:?}"),
+    )
+}
+
 /// The κ-exponent of an excess floor: the clean floor (at κ = 0) and the fit of
 /// log(floor(κ) − floor(0)) on log κ over the κ > 0 whose excess is positive (None with fewer
-/// than two). `floors` are (κ, floor) pairs; None if κ = 0 is not among them.
-pub fn excess_exponent(floors: &[(f64, f64)]) -> Option<(f64, Option<LineFit>)> {
-    let clean = floors.iter().find(|(k, _)| *k == 0.0)?.1;
+/// than two). `floors` are (κ, floor) pairs.
+///
+/// # Errors
+/// κ = 0 is not among them, as [`require_clean_kappa`] says.
+pub fn excess_exponent(floors: &[(f64, f64)]) -> Result<(f64, Option<LineFit>), String> {
+    let kappas: Vec<f64> = floors.iter().map(|(k, _)| *k).collect();
+    require_clean_kappa(&kappas)?;
+    let clean = floors
+        .iter()
+        .find(|(k, _)| *k == 0.0)
+        .map_or(f64::NAN, |(_, f)| *f);
     let (x, y): (Vec<f64>, Vec<f64>) = floors
         .iter()
         .filter(|(k, f)| *k > 0.0 && *f > clean)
         .map(|(k, f)| (k.ln(), (f - clean).ln()))
         .unzip();
-    Some((clean, fit_line(&x, &y)))
+    Ok((clean, fit_line(&x, &y)))
 }
 
 /// Φ(z), the standard normal CDF.
@@ -191,7 +213,11 @@ mod tests {
         let fit = fit.unwrap();
         assert_eq!((clean, fit.points), (1.0, 3));
         assert!((fit.slope - 2.0).abs() < 1e-12);
-        assert!(excess_exponent(&floors[1..]).is_none());
+        assert!(
+            excess_exponent(&floors[1..])
+                .unwrap_err()
+                .contains("kappas must be a list containing 0")
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use toml::Table;
 
+use crate::InputError;
 use crate::checkpoint::{self, decode, encode};
 use crate::error::HarnessError;
 use crate::records::{Record, Tables};
@@ -93,7 +94,7 @@ pub trait Study: Sync {
     ///
     /// # Errors
     /// A message naming the field (`seeds must be ≥ 1, got 0`).
-    fn validate(&self, config: &mut Self::Config) -> Result<(), String>;
+    fn validate(&self, config: &mut Self::Config) -> Result<(), InputError>;
     /// The units of `config`, in the order the reduce step receives them.
     fn units(&self, config: &Self::Config) -> Vec<Unit<Self::Unit>>;
     /// Runs one unit.

@@ -2,6 +2,7 @@
 //! keys, folder names and messages.
 
 use gaussmask_core::InputError;
+use serde::{Deserialize, Serialize};
 
 /// The largest mask level accepted. Masks are drawn as c = 1 + κz with z ~ N(0, 1); an f32
 /// holds 24 bits, so once κ|z| ≥ 2²⁴ ≈ 1.7·10⁷ the mean 1 of c is rounded away. At κ = 10⁶ that
@@ -46,6 +47,64 @@ pub fn check_kappa_grid(field: &str, kappas: &[f64]) -> Result<(), InputError> {
         )
         .into()),
         None => Ok(()),
+    }
+}
+
+/// A checked κ grid (`kappas` in every config that sweeps κ): non-empty, every value as
+/// [`check_kappa`], each value once. It reads as the slice of its values; a config field of
+/// this type is checked as it is parsed, so no config holds a grid that fails the check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<f64>", into = "Vec<f64>")]
+pub struct KappaGrid(Vec<f64>);
+
+impl KappaGrid {
+    /// The grid of `kappas`, as [`check_kappa_grid`] checks it.
+    ///
+    /// # Errors
+    /// A message naming `field`.
+    pub fn new(field: &str, kappas: Vec<f64>) -> Result<Self, InputError> {
+        check_kappa_grid(field, &kappas)?;
+        Ok(Self(kappas))
+    }
+
+    /// The grid of one κ.
+    ///
+    /// # Errors
+    /// A message naming `field` when κ fails [`check_kappa`].
+    pub fn one(field: &str, kappa: f64) -> Result<Self, InputError> {
+        Self::new(field, vec![kappa])
+    }
+}
+
+impl std::ops::Deref for KappaGrid {
+    type Target = [f64];
+
+    fn deref(&self) -> &[f64] {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a KappaGrid {
+    type Item = &'a f64;
+    type IntoIter = std::slice::Iter<'a, f64>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// What the config field `kappas` parses through.
+impl TryFrom<Vec<f64>> for KappaGrid {
+    type Error = InputError;
+
+    fn try_from(kappas: Vec<f64>) -> Result<Self, InputError> {
+        Self::new("kappas", kappas)
+    }
+}
+
+impl From<KappaGrid> for Vec<f64> {
+    fn from(grid: KappaGrid) -> Self {
+        grid.0
     }
 }
 

@@ -19,7 +19,7 @@ pub mod two_layer;
 pub use gaussmask_core::{rng, tensor_io};
 
 pub use deep::{DeepRelu, deep_init};
-pub use kappa::{KAPPA_MAX, check_kappa, check_kappa_grid, kappa_label};
+pub use kappa::{KAPPA_MAX, KappaGrid, check_kappa, check_kappa_grid, kappa_label};
 pub use mask::{
     InputMask, MASK_BLOCK_ROWS, MaskCall, MaskConfig, MaskFamily, MaskNoise, MaskResample,
     MaskState, Replica,

@@ -1,13 +1,13 @@
 //! The config of `gaussmask train` (`configs/train.toml` is the commented default): `[data]`
 //! where the samples come from, `[model]` and `[model.mask]` what is trained, `[train]` how.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use gaussmask_data::SyntheticConfig;
 use gaussmask_harness::HarnessError;
 use gaussmask_harness::config::{parse, require};
-use gaussmask_nn::MaskConfig;
 use gaussmask_nn::image::{Activation, Architecture, ImageModelConfig};
+use gaussmask_nn::{KappaGrid, MaskConfig};
 use gaussmask_train::fit::{FitConfig, Optimizer, Schedule};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
@@ -23,50 +23,100 @@ pub enum Task {
     Classification,
 }
 
-/// Where the samples come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// Where the samples come from (`data.source`), with the fields that source reads: a field
+/// another source reads is refused, not ignored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
 pub enum Source {
-    /// A CSV file with a header row (`path`, `target`, optional `features`).
-    Csv,
-    /// Two `.npy` files: `inputs` `[n, d]` (or `[n, h, w]`, `[n, c, h, w]`) and `targets` `[n]`.
-    Npy,
-    /// An IDX image file (`path`) and its IDX label file (`labels`), as MNIST ships.
-    Idx,
+    /// A CSV file with a header row.
+    Csv(CsvSource),
+    /// `.npy` arrays: inputs `[n, d]` (or `[n, h, w]`, `[n, c, h, w]`) and targets `[n]`.
+    Npy(NpySource),
+    /// An IDX image file and its IDX label file, as MNIST ships.
+    Idx(IdxSource),
     /// The seeded synthetic regression problem of the paper (`[data.synthetic]`).
-    #[default]
-    Synthetic,
+    Synthetic(SyntheticSource),
 }
 
-/// The `[data]` section.
+/// `source = "csv"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    /// Where the samples come from.
-    #[serde(default)]
-    pub source: Source,
-    /// The CSV file, or the IDX image file.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// The IDX label file.
-    #[serde(default)]
-    pub labels: Option<PathBuf>,
-    /// The `.npy` inputs.
-    #[serde(default)]
-    pub inputs: Option<PathBuf>,
-    /// The `.npy` targets.
-    #[serde(default)]
-    pub targets: Option<PathBuf>,
-    /// The CSV column to predict.
-    #[serde(default)]
-    pub target: Option<String>,
-    /// The CSV columns that are inputs; by default every other column whose first row holds a
+pub struct CsvSource {
+    /// The CSV file.
+    pub path: PathBuf,
+    /// The column to predict.
+    pub target: String,
+    /// The columns that are inputs; by default every other column whose first row holds a
     /// number.
     #[serde(default)]
     pub features: Option<Vec<String>>,
-    /// The CSV field separator (one character).
+    /// The field separator (one character).
     #[serde(default = "comma")]
     pub delimiter: String,
+    /// A separate test set with the same columns.
+    #[serde(default)]
+    pub test_path: Option<PathBuf>,
+}
+
+/// `source = "npy"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpySource {
+    /// The inputs.
+    pub inputs: PathBuf,
+    /// The targets.
+    pub targets: PathBuf,
+    /// A separate test set's inputs (with `test_labels`).
+    #[serde(default)]
+    pub test_path: Option<PathBuf>,
+    /// The test set's targets.
+    #[serde(default)]
+    pub test_labels: Option<PathBuf>,
+}
+
+/// `source = "idx"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdxSource {
+    /// The IDX image file.
+    pub path: PathBuf,
+    /// The IDX label file.
+    pub labels: PathBuf,
+    /// A separate test set's IDX images (with `test_labels`).
+    #[serde(default)]
+    pub test_path: Option<PathBuf>,
+    /// The test set's IDX labels.
+    #[serde(default)]
+    pub test_labels: Option<PathBuf>,
+}
+
+/// `source = "synthetic"`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSource {
+    /// The problem; 500 samples in 20 dimensions by default.
+    #[serde(default)]
+    pub synthetic: Option<SyntheticConfig>,
+}
+
+impl Source {
+    /// The name `data.source` gives it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Csv(_) => "csv",
+            Source::Npy(_) => "npy",
+            Source::Idx(_) => "idx",
+            Source::Synthetic(_) => "synthetic",
+        }
+    }
+}
+
+/// The `[data]` section: the source's own fields (see [`Source`]) beside these.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    /// Where the samples come from. Unknown keys reach the source, which refuses them.
+    #[serde(flatten)]
+    pub source: Source,
     /// Regression or classification.
     #[serde(default)]
     pub task: Task,
@@ -84,84 +134,10 @@ pub struct DataConfig {
     /// Use at most this many rows, drawn at random (seeded); 0: all.
     #[serde(default)]
     pub max_rows: usize,
-    /// A separate test set in the same format: the CSV or IDX image file, or `.npy` inputs.
-    #[serde(default)]
-    pub test_path: Option<PathBuf>,
-    /// The test set's IDX labels, or `.npy` targets.
-    #[serde(default)]
-    pub test_labels: Option<PathBuf>,
     /// Image shape (channels, height, width) of flattened inputs, for `model.kind = "cnn"` on
     /// CSV or `.npy` data (IDX files and image-shaped `.npy` arrays carry their own).
     #[serde(default)]
     pub shape: Option<[usize; 3]>,
-    /// The synthetic problem (`source = "synthetic"`).
-    #[serde(default)]
-    pub synthetic: Option<SyntheticConfig>,
-}
-
-/// The files of `[data]` its source reads, each one there: what [`crate::data::load`] opens.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Files<'a> {
-    /// A CSV file and the column to predict.
-    Csv {
-        /// `data.path`.
-        path: &'a Path,
-        /// `data.target`.
-        target: &'a str,
-    },
-    /// `.npy` inputs and targets.
-    Npy {
-        /// `data.inputs`.
-        inputs: &'a Path,
-        /// `data.targets`.
-        targets: &'a Path,
-    },
-    /// IDX images and labels.
-    Idx {
-        /// `data.path`.
-        path: &'a Path,
-        /// `data.labels`.
-        labels: &'a Path,
-    },
-    /// The synthetic problem: no files.
-    Synthetic,
-}
-
-impl DataConfig {
-    /// The files the source needs.
-    ///
-    /// # Errors
-    /// A field the source needs and the config lacks, named.
-    pub fn files(&self) -> Result<Files<'_>, String> {
-        fn need<'a, T: ?Sized>(
-            value: Option<&'a T>,
-            field: &str,
-            source: Source,
-        ) -> Result<&'a T, String> {
-            value.ok_or_else(|| {
-                format!(
-                    "data.{field} must be set for source = \"{}\", got nothing",
-                    source_name(source)
-                )
-            })
-        }
-        let s = self.source;
-        Ok(match s {
-            Source::Csv => Files::Csv {
-                path: need(self.path.as_deref(), "path", s)?,
-                target: need(self.target.as_deref(), "target", s)?,
-            },
-            Source::Npy => Files::Npy {
-                inputs: need(self.inputs.as_deref(), "inputs", s)?,
-                targets: need(self.targets.as_deref(), "targets", s)?,
-            },
-            Source::Idx => Files::Idx {
-                path: need(self.path.as_deref(), "path", s)?,
-                labels: need(self.labels.as_deref(), "labels", s)?,
-            },
-            Source::Synthetic => Files::Synthetic,
-        })
-    }
 }
 
 fn comma() -> String {
@@ -174,63 +150,89 @@ fn default_validation() -> f64 {
     0.2
 }
 
-/// Which network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// Which network (`model.kind`), with the fields that network reads: a field another kind
+/// reads is refused, not ignored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ModelKind {
     /// The paper's f(W, x) = (1/√m) Σ_r a_r ReLU(w_rᵀx) (regression only).
-    TwoLayer,
-    /// Dense layers (`hidden`, `activation`, `dropout`).
-    #[default]
-    Mlp,
-    /// Conv blocks (`channels`, `kernel`, `batch_norm`), then dense layers.
-    Cnn,
+    TwoLayer(TwoLayerSpec),
+    /// Dense layers.
+    Mlp(MlpSpec),
+    /// Conv blocks, then dense layers.
+    Cnn(CnnSpec),
+}
+
+/// `kind = "two-layer"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwoLayerSpec {
+    /// Hidden width m.
+    #[serde(default = "default_width")]
+    pub width: usize,
+    /// Initialization scale τ (w_r ~ N(0, τ² I)).
+    #[serde(default = "one")]
+    pub tau: f64,
+    /// Train the output signs a too.
+    #[serde(default)]
+    pub train_output: bool,
+}
+
+/// `kind = "mlp"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpSpec {
+    /// Widths of the hidden dense layers.
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// Nonlinearity of the hidden dense layers.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Dropout probability after each hidden layer.
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+/// `kind = "cnn"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnnSpec {
+    /// Output channels of each conv block.
+    #[serde(default = "default_channels")]
+    pub channels: Vec<usize>,
+    /// Side of the square kernels (odd).
+    #[serde(default = "default_kernel")]
+    pub kernel: usize,
+    /// Batch normalization in the conv blocks.
+    #[serde(default = "yes")]
+    pub batch_norm: bool,
+    /// Widths of the head's hidden dense layers.
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// Nonlinearity of the head's hidden layers.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Dropout probability before the dense head.
+    #[serde(default)]
+    pub dropout: f64,
 }
 
 impl std::fmt::Display for ModelKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(match self {
-            ModelKind::TwoLayer => "two-layer",
-            ModelKind::Mlp => "mlp",
-            ModelKind::Cnn => "cnn",
+            ModelKind::TwoLayer(_) => "two-layer",
+            ModelKind::Mlp(_) => "mlp",
+            ModelKind::Cnn(_) => "cnn",
         })
     }
 }
 
 /// The `[model]` section (without `mask.kappa`, which [`JobConfig`] holds).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Which network.
-    #[serde(default)]
+    /// Which network. Unknown keys reach it, which refuses them.
+    #[serde(flatten)]
     pub kind: ModelKind,
-    /// two-layer: hidden width m.
-    #[serde(default = "default_width")]
-    pub width: usize,
-    /// two-layer: initialization scale τ (w_r ~ N(0, τ² I)).
-    #[serde(default = "one")]
-    pub tau: f64,
-    /// two-layer: train the output signs a too.
-    #[serde(default)]
-    pub train_output: bool,
-    /// mlp, cnn: widths of the hidden dense layers.
-    #[serde(default = "default_hidden")]
-    pub hidden: Vec<usize>,
-    /// mlp, cnn: nonlinearity of the hidden dense layers.
-    #[serde(default)]
-    pub activation: Activation,
-    /// mlp, cnn: dropout probability.
-    #[serde(default)]
-    pub dropout: f64,
-    /// cnn: output channels of each conv block.
-    #[serde(default = "default_channels")]
-    pub channels: Vec<usize>,
-    /// cnn: side of the square kernels (odd).
-    #[serde(default = "default_kernel")]
-    pub kernel: usize,
-    /// cnn: batch normalization in the conv blocks.
-    #[serde(default = "yes")]
-    pub batch_norm: bool,
     /// The input mask (κ aside).
     #[serde(default)]
     pub mask: MaskConfig,
@@ -252,21 +254,43 @@ fn default_kernel() -> usize {
     5
 }
 
-impl ModelConfig {
-    /// The image-model config of an `mlp` or `cnn`.
-    pub fn dense(&self) -> ImageModelConfig {
+impl MlpSpec {
+    /// The image-model config of this MLP behind `mask`.
+    pub fn image(&self, mask: &MaskConfig) -> ImageModelConfig {
         ImageModelConfig {
-            architecture: match self.kind {
-                ModelKind::Cnn => Architecture::Cnn,
-                _ => Architecture::Mlp,
-            },
+            architecture: Architecture::Mlp,
+            hidden: self.hidden.clone(),
+            activation: self.activation,
+            dropout: self.dropout,
+            mask: mask.clone(),
+            ..ImageModelConfig::default()
+        }
+    }
+}
+
+impl CnnSpec {
+    /// The image-model config of this CNN behind `mask`.
+    pub fn image(&self, mask: &MaskConfig) -> ImageModelConfig {
+        ImageModelConfig {
+            architecture: Architecture::Cnn,
             hidden: self.hidden.clone(),
             activation: self.activation,
             channels: self.channels.clone(),
             kernel: self.kernel,
             batch_norm: self.batch_norm,
             dropout: self.dropout,
-            mask: self.mask.clone(),
+            mask: mask.clone(),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The image-model config of an `mlp` or `cnn`; `None` for the two-layer network.
+    pub fn image(&self) -> Option<ImageModelConfig> {
+        match &self.kind {
+            ModelKind::TwoLayer(_) => None,
+            ModelKind::Mlp(m) => Some(m.image(&self.mask)),
+            ModelKind::Cnn(c) => Some(c.image(&self.mask)),
         }
     }
 }
@@ -376,7 +400,7 @@ pub struct JobConfig {
     /// Base seed: the validation split, the row subset, the models' seeds.
     pub seed: u64,
     /// Mask levels κ: one model (per seed) for each.
-    pub kappas: Vec<f64>,
+    pub kappas: KappaGrid,
     /// `[data]`.
     pub data: DataConfig,
     /// `[model]`.
@@ -390,28 +414,28 @@ pub struct JobConfig {
 struct Sections {
     #[serde(default)]
     seed: u64,
-    #[serde(default = "default_data")]
     data: DataConfig,
-    #[serde(default = "default_model")]
     model: ModelConfig,
-    #[serde(default = "default_train")]
-    train: TrainSection,
-}
-
-fn default_data() -> DataConfig {
-    toml::from_str("").expect("every data field has a default")
-}
-fn default_model() -> ModelConfig {
-    toml::from_str("").expect("every model field has a default")
-}
-fn default_train() -> TrainSection {
-    toml::from_str("").expect("every train field has a default")
+    #[serde(default)]
+    train: Option<TrainSection>,
 }
 
 impl JobConfig {
-    /// Parses and validates a resolved config table; errors name the field.
+    /// Parses and validates a resolved config table; errors name the field. A left-out
+    /// `data.source` is `"synthetic"`, a left-out `model.kind` is `"mlp"`.
     pub fn from_table(table: &Table) -> Result<Self, HarnessError> {
         let mut table = table.clone();
+        for (section, tag, default) in [("data", "source", "synthetic"), ("model", "kind", "mlp")] {
+            let entry = table
+                .entry(section)
+                .or_insert_with(|| Value::Table(Table::new()));
+            let Value::Table(t) = entry else {
+                return Err(HarnessError::input(format!(
+                    "{section} must be a table, got {entry}"
+                )));
+            };
+            t.entry(tag).or_insert_with(|| default.into());
+        }
         let kappa = table
             .get_mut("model")
             .and_then(Value::as_table_mut)
@@ -419,16 +443,20 @@ impl JobConfig {
             .and_then(Value::as_table_mut)
             .and_then(|mask| mask.remove("kappa"));
         let kappas = match kappa {
-            None => vec![0.0],
+            None => KappaGrid::one("model.mask.kappa", 0.0).map_err(HarnessError::input)?,
             Some(v) => kappas(&v).map_err(HarnessError::input)?,
         };
         let s: Sections = parse(&table)?;
+        let train = match s.train {
+            Some(t) => t,
+            None => parse(&Table::new())?,
+        };
         let job = Self {
             seed: s.seed,
             kappas,
             data: s.data,
             model: s.model,
-            train: s.train,
+            train,
         };
         job.validate().map_err(HarnessError::input)?;
         Ok(job)
@@ -437,19 +465,31 @@ impl JobConfig {
     /// Checks every field that can be checked without reading the data.
     pub fn validate(&self) -> Result<(), String> {
         let d = &self.data;
-        d.files()?;
-        match d.source {
-            Source::Csv | Source::Npy => {}
-            Source::Idx => {
-                require(
-                    d.test_path.is_some() == d.test_labels.is_some(),
-                    "data.test_labels",
-                    "given together with data.test_path (IDX images and their labels)",
-                    if d.test_labels.is_some() {
-                        "labels without images"
-                    } else {
-                        "nothing"
-                    },
+        let together = |test: &Option<PathBuf>, labels: &Option<PathBuf>, what: &str| {
+            require(
+                test.is_some() == labels.is_some(),
+                "data.test_labels",
+                &format!("given together with data.test_path ({what})"),
+                if labels.is_some() {
+                    "labels without inputs"
+                } else {
+                    "nothing"
+                },
+            )
+        };
+        match &d.source {
+            Source::Csv(csv) => require(
+                csv.delimiter.len() == 1,
+                "data.delimiter",
+                "one ASCII character",
+                format!("{:?}", csv.delimiter),
+            )?,
+            Source::Npy(npy) => together(&npy.test_path, &npy.test_labels, ".npy targets")?,
+            Source::Idx(idx) => {
+                together(
+                    &idx.test_path,
+                    &idx.test_labels,
+                    "IDX images and their labels",
                 )?;
                 require(
                     d.task == Task::Classification,
@@ -458,25 +498,19 @@ impl JobConfig {
                     "\"regression\"",
                 )?;
             }
-            Source::Synthetic => {
+            Source::Synthetic(synthetic) => {
                 require(
                     d.task == Task::Regression,
                     "data.task",
                     "\"regression\" for the synthetic problem",
                     "\"classification\"",
                 )?;
-                if let Some(s) = &d.synthetic {
+                if let Some(s) = &synthetic.synthetic {
                     s.validate()
                         .map_err(|e| e.replacen("data.", "data.synthetic.", 1))?;
                 }
             }
         }
-        require(
-            d.delimiter.len() == 1,
-            "data.delimiter",
-            "one ASCII character",
-            format!("{:?}", d.delimiter),
-        )?;
         require(
             (0.0..1.0).contains(&d.validation),
             "data.validation",
@@ -498,26 +532,24 @@ impl JobConfig {
             )?;
         }
         let m = &self.model;
-        match m.kind {
-            ModelKind::TwoLayer => {
-                require(m.width >= 1, "model.width", "≥ 1", m.width)?;
-                require(
-                    m.tau.is_finite() && m.tau > 0.0,
-                    "model.tau",
-                    "a number > 0",
-                    m.tau,
-                )?;
-                require(
-                    d.task == Task::Regression,
-                    "model.kind",
-                    "\"mlp\" or \"cnn\" for classification (the two-layer network has one output)",
-                    "\"two-layer\"",
-                )?;
-            }
-            ModelKind::Mlp | ModelKind::Cnn => {
-                // The image shape is only known with the data; check the rest now.
-                m.dense().validate([1, usize::MAX, usize::MAX])?;
-            }
+        if let ModelKind::TwoLayer(two) = &m.kind {
+            require(two.width >= 1, "model.width", "≥ 1", two.width)?;
+            require(
+                two.tau.is_finite() && two.tau > 0.0,
+                "model.tau",
+                "a number > 0",
+                two.tau,
+            )?;
+            require(
+                d.task == Task::Regression,
+                "model.kind",
+                "\"mlp\" or \"cnn\" for classification (the two-layer network has one output)",
+                "\"two-layer\"",
+            )?;
+        }
+        if let Some(image) = m.image() {
+            // The image shape is only known with the data; check the rest now.
+            image.validate([1, usize::MAX, usize::MAX])?;
         }
         m.mask.validate("model.mask")?;
         let t = &self.train;
@@ -544,17 +576,8 @@ impl JobConfig {
     }
 }
 
-fn source_name(source: Source) -> &'static str {
-    match source {
-        Source::Csv => "csv",
-        Source::Npy => "npy",
-        Source::Idx => "idx",
-        Source::Synthetic => "synthetic",
-    }
-}
-
 /// `model.mask.kappa`: one number or a non-empty list of distinct numbers in [0, κ_max].
-fn kappas(value: &Value) -> Result<Vec<f64>, String> {
+fn kappas(value: &Value) -> Result<KappaGrid, String> {
     let number = |v: &Value| match v {
         Value::Float(f) => Some(*f),
         Value::Integer(i) => Some(*i as f64),
@@ -567,7 +590,47 @@ fn kappas(value: &Value) -> Result<Vec<f64>, String> {
     let bad = || {
         format!("model.mask.kappa must be a number ≥ 0 or a non-empty list of them, got {value}")
     };
-    let list = list.ok_or_else(bad)?;
-    gaussmask_nn::check_kappa_grid("model.mask.kappa", &list)?;
-    Ok(list)
+    Ok(KappaGrid::new("model.mask.kappa", list.ok_or_else(bad)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn left_out_source_and_kind_are_synthetic_and_mlp() {
+        let job = JobConfig::from_table(&Table::new()).unwrap();
+        assert_eq!(
+            job.data.source,
+            Source::Synthetic(SyntheticSource::default())
+        );
+        let ModelKind::Mlp(mlp) = &job.model.kind else {
+            panic!("{:?}", job.model.kind)
+        };
+        assert_eq!(mlp.hidden, vec![256]);
+        assert_eq!(*job.kappas, [0.0]);
+    }
+
+    #[test]
+    fn every_kind_reads_back_from_the_json_the_manifest_holds() {
+        for kind in ["two-layer", "mlp", "cnn"] {
+            let table: Table = format!("[model]\nkind = \"{kind}\"\n[model.mask]\nkappa = 0.5\n")
+                .parse()
+                .unwrap();
+            let model = JobConfig::from_table(&table).unwrap().model;
+            let json = serde_json::to_string(&model).unwrap();
+            assert!(json.contains(&format!("\"kind\":\"{kind}\"")), "{json}");
+            let back: ModelConfig = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, model);
+            assert_eq!(back.image().is_none(), kind == "two-layer");
+        }
+    }
+
+    #[test]
+    fn the_commented_default_config_parses() {
+        let table: Table = include_str!("../../../configs/train.toml").parse().unwrap();
+        let job = JobConfig::from_table(&table).unwrap();
+        assert!(matches!(job.model.kind, ModelKind::TwoLayer(_)));
+        assert_eq!(*job.kappas, [0.0, 0.5]);
+    }
 }

@@ -9,7 +9,7 @@ use gaussmask_data::table::{CsvTable, read_csv, shown};
 use gaussmask_data::{Dataset, SyntheticConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DataConfig, Files, Task};
+use crate::config::{DataConfig, Source, Task};
 
 /// Samples as read: inputs row-major, targets as values (regression) or class indices.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,13 +118,12 @@ pub struct Prepared {
 
 /// Reads the samples the config names; every error names the file (and row and column).
 pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
-    let delimiter = config.delimiter.as_bytes().first().copied().unwrap_or(b',');
-    let mut loaded = match config.files()? {
-        Files::Csv { path, target } => {
-            let table = read_csv(path, delimiter)?;
-            let target = target.to_string();
-            let (features, mut warnings) =
-                pick_features(&table, &target, config.features.as_deref())?;
+    let mut loaded = match &config.source {
+        Source::Csv(csv) => {
+            let delimiter = csv.delimiter.as_bytes().first().copied().unwrap_or(b',');
+            let table = read_csv(&csv.path, delimiter)?;
+            let target = csv.target.clone();
+            let (features, mut warnings) = pick_features(&table, &target, csv.features.as_deref())?;
             let (rows, classes) = csv_dataset(&table, &features, &target, config.task, None)?;
             if config.task == Task::Classification && classes.len() < 2 {
                 warnings.push(format!(
@@ -132,7 +131,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
                     table.origin
                 ));
             }
-            let test = match &config.test_path {
+            let test = match &csv.test_path {
                 Some(p) => {
                     let t = read_csv(p, delimiter)?;
                     Some(csv_dataset(&t, &features, &target, config.task, Some(&classes))?.0)
@@ -150,18 +149,15 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
                 warnings,
             }
         }
-        Files::Npy { inputs, targets } => {
-            let (rows, shape) = npy_dataset(inputs, Some(targets), config.task)?;
-            let test = match &config.test_path {
-                Some(p) => {
-                    let labels = config.test_labels.as_deref().ok_or_else(|| {
-                        "data.test_labels must name the .npy targets of data.test_path".to_string()
-                    })?;
-                    let (test, test_shape) = npy_dataset(p, Some(labels), config.task)?;
+        Source::Npy(npy) => {
+            let (rows, shape) = npy_dataset(&npy.inputs, Some(npy.targets.as_path()), config.task)?;
+            let test = match (&npy.test_path, &npy.test_labels) {
+                (Some(p), Some(labels)) => {
+                    let (test, test_shape) = npy_dataset(p, Some(labels.as_path()), config.task)?;
                     same_shape(p, test_shape, shape)?;
                     Some(test)
                 }
-                None => None,
+                _ => None,
             };
             let classes = class_indices(config.task, &rows, test.as_ref());
             Loaded {
@@ -174,12 +170,9 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
                 warnings: Vec::new(),
             }
         }
-        Files::Idx {
-            path: images,
-            labels,
-        } => {
-            let (rows, shape) = idx_dataset(images, labels)?;
-            let test = match (&config.test_path, &config.test_labels) {
+        Source::Idx(idx) => {
+            let (rows, shape) = idx_dataset(&idx.path, &idx.labels)?;
+            let test = match (&idx.test_path, &idx.test_labels) {
                 (Some(i), Some(l)) => {
                     let (test, test_shape) = idx_dataset(i, l)?;
                     same_shape(i, test_shape, shape)?;
@@ -198,8 +191,8 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Loaded, String> {
                 warnings: Vec::new(),
             }
         }
-        Files::Synthetic => {
-            let synthetic = config
+        Source::Synthetic(s) => {
+            let synthetic = s
                 .synthetic
                 .clone()
                 .unwrap_or_else(|| SyntheticConfig::new(500, 20));

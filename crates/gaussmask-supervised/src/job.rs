@@ -58,12 +58,10 @@ impl Job {
         let config = JobConfig::from_table(table)?;
         let loaded = load(&config.data, config.seed).map_err(HarnessError::input)?;
         let prepared = prepare(&loaded, &config.data, config.seed).map_err(HarnessError::input)?;
-        config
-            .model
-            .dense()
-            .validate(loaded.shape)
-            .map_err(HarnessError::input)?;
-        if config.model.kind == crate::config::ModelKind::Cnn && loaded.shape[1] == 1 {
+        if let Some(image) = config.model.image() {
+            image.validate(loaded.shape).map_err(HarnessError::input)?;
+        }
+        if matches!(config.model.kind, crate::config::ModelKind::Cnn(_)) && loaded.shape[1] == 1 {
             return Err(HarnessError::input(format!(
                 "model.kind = \"cnn\" needs image inputs: set data.shape = [channels, height, \
                  width] (the {} inputs are flat)",

@@ -5,20 +5,27 @@ use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor};
 use gaussmask_data::Dataset;
-use gaussmask_nn::image::MaskedNet;
+use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
 use gaussmask_nn::tensor_io::{from_f64, to_f64};
 use gaussmask_nn::{Replica, TwoLayerRelu, TwoLayerReluConfig};
 use gaussmask_train::fit::{Batch, Trainable};
 
 use crate::config::{ModelConfig, ModelKind, Task};
 
-/// One model of a run: exactly one of the two networks is present.
+/// The network of a model: the config's `model.kind`.
+#[derive(Module, Debug)]
+pub enum Net {
+    /// The paper's two-layer ReLU network (one replica).
+    TwoLayer(TwoLayerRelu),
+    /// An MLP or CNN (mask, `burn::nn` layers).
+    Image(MaskedNet),
+}
+
+/// One model of a run: its network and the loss of its task.
 #[derive(Module, Debug)]
 pub struct Network {
-    /// The paper's two-layer ReLU network (one replica).
-    pub two_layer: Option<TwoLayerRelu>,
-    /// An MLP or CNN (mask, `burn::nn` layers).
-    pub dense: Option<MaskedNet>,
+    /// The network behind its input mask.
+    pub net: Net,
     /// Regression (one output, squared error) or classification (logits, cross-entropy).
     #[module(skip)]
     pub task: Task,
@@ -46,33 +53,28 @@ impl Network {
         device: &Device,
     ) -> Self {
         let d: usize = dims.shape.iter().product();
-        match model.kind {
-            ModelKind::TwoLayer => {
+        let image = |config: ImageModelConfig| {
+            Net::Image(
+                config
+                    .init(dims.shape, dims.outputs, kappa, seed, device)
+                    .with_label_smoothing(label_smoothing),
+            )
+        };
+        let net = match &model.kind {
+            ModelKind::TwoLayer(two) => {
                 let config = TwoLayerReluConfig {
                     input_dim: d,
-                    width: model.width,
-                    tau: model.tau,
-                    train_output: model.train_output,
+                    width: two.width,
+                    tau: two.tau,
+                    train_output: two.train_output,
                     mask: model.mask.clone(),
                 };
-                Self {
-                    two_layer: Some(config.init(&[Replica { kappa, seed }], device)),
-                    dense: None,
-                    task,
-                }
+                Net::TwoLayer(config.init(&[Replica { kappa, seed }], device))
             }
-            ModelKind::Mlp | ModelKind::Cnn => {
-                let net = model
-                    .dense()
-                    .init(dims.shape, dims.outputs, kappa, seed, device)
-                    .with_label_smoothing(label_smoothing);
-                Self {
-                    two_layer: None,
-                    dense: Some(net),
-                    task,
-                }
-            }
-        }
+            ModelKind::Mlp(mlp) => image(mlp.image(&model.mask)),
+            ModelKind::Cnn(cnn) => image(cnn.image(&model.mask)),
+        };
+        Self { net, task }
     }
 
     /// Outputs of the samples whose dataset indices are `rows`, masked in training mode, clean
@@ -81,10 +83,9 @@ impl Network {
     /// # Shapes
     /// - `x`: `[b, d]`, `rows`: b indices; returns `[b, 1]` (regression) or `[b, classes]`
     pub fn forward_indexed(&self, x: Tensor<2>, rows: &[usize]) -> Tensor<2> {
-        match (&self.two_layer, &self.dense) {
-            (Some(net), _) => net.forward(x.unsqueeze_dim::<3>(0), rows).swap_dims(0, 1),
-            (None, Some(net)) => net.forward_indexed(x, rows),
-            (None, None) => unreachable!("a network holds one of its two kinds"),
+        match &self.net {
+            Net::TwoLayer(net) => net.forward(x.unsqueeze_dim::<3>(0), rows).swap_dims(0, 1),
+            Net::Image(net) => net.forward_indexed(x, rows),
         }
     }
 }
@@ -93,19 +94,18 @@ impl Trainable for Network {
     /// Regression: the mean squared error of the masked prediction. Classification: the
     /// cross-entropy of the logits (with the label smoothing of the config).
     fn loss(&self, batch: &Batch) -> Tensor<1> {
-        match self.task {
-            Task::Regression => {
+        match (self.task, &self.net) {
+            (Task::Classification, Net::Image(net)) => net.loss(batch),
+            (Task::Classification, Net::TwoLayer(_)) => {
+                unreachable!("validate refuses the two-layer network for classification")
+            }
+            (Task::Regression, _) => {
                 let b = batch.rows.len();
                 let f = self
                     .forward_indexed(batch.x.clone(), &batch.rows)
                     .reshape([b]);
                 (f - batch.y.clone()).square().mean().reshape([1])
             }
-            Task::Classification => self
-                .dense
-                .as_ref()
-                .expect("classification has a dense network")
-                .loss(batch),
         }
     }
 }

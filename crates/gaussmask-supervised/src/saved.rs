@@ -19,7 +19,7 @@ pub const MANIFEST: &str = "model.json";
 /// What the manifest's `format` says.
 pub const FORMAT: &str = "gaussmask-model";
 /// The manifest layout this version writes and reads (2: with the files' checksums).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// One trained model of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

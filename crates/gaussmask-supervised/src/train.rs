@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use gaussmask_harness::InputError;
 use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use serde::{Deserialize, Serialize};
 use toml::Table;
@@ -97,7 +98,7 @@ impl Study for Train {
         "gaussmask train".into()
     }
 
-    fn validate(&self, config: &mut TrainRun) -> Result<(), String> {
+    fn validate(&self, config: &mut TrainRun) -> Result<(), InputError> {
         config.job = Some(prepared_job(&config.table).map_err(|e| e.to_string())?);
         Ok(())
     }

@@ -3,12 +3,13 @@
 //! trajectories experiment and every experiment built on its sweep (floor-scaling, two-rates,
 //! correlated-masks, depth, expected-objective, masked-neurons) use it.
 
+use gaussmask_core::InputError;
 use gaussmask_data::npy::Array;
 use gaussmask_data::{Dataset, SyntheticConfig};
 use gaussmask_harness::config::{f64_bytes, require, require_memory};
 use gaussmask_harness::{Backend, HarnessError, RunContext, Timed, mean_std};
 use gaussmask_nn::tensor_io::to_f64;
-use gaussmask_nn::{Replica, TwoLayerReluConfig, kappa_label};
+use gaussmask_nn::{KappaGrid, Replica, TwoLayerReluConfig, kappa_label};
 use gaussmask_ntk::{Diagnostics, Tracker};
 use gaussmask_train::{Engine, LogRecord, TrainConfig, train_two_layer};
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,7 @@ pub struct SweepConfig {
     /// Seeds per κ.
     pub seeds: usize,
     /// Mask levels κ.
-    pub kappas: Vec<f64>,
+    pub kappas: KappaGrid,
     /// Replicas trained per batched computation; 0 picks the faster: all of them for the fused
     /// engines, else per backend (see `Backend::default_replica_chunk`). Results do not depend
     /// on it.
@@ -42,7 +43,6 @@ impl SweepConfig {
     /// Fills the defaults that depend on other fields and validates everything.
     pub fn resolve(&mut self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
-        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         self.data.validate()?;
         if self.model.input_dim == 0 {
             self.model.input_dim = self.data.d;
@@ -85,11 +85,14 @@ impl SweepConfig {
     }
 
     /// The same sweep restricted to one κ (a unit of work of the experiments built on it).
-    pub fn with_kappa(&self, kappa: f64) -> Self {
-        Self {
-            kappas: vec![kappa],
+    ///
+    /// # Errors
+    /// κ fails [`gaussmask_nn::check_kappa`].
+    pub fn with_kappa(&self, kappa: f64) -> Result<Self, InputError> {
+        Ok(Self {
+            kappas: KappaGrid::one("kappa", kappa)?,
             ..self.clone()
-        }
+        })
     }
 
     /// Replicas per batched computation on `backend`.
@@ -203,7 +206,11 @@ pub fn train_kappa(
     ctx: &RunContext,
 ) -> Result<Timed<KappaRuns>, HarnessError> {
     Timed::run(|| {
-        let runs = train_runs(&config.with_kappa(kappa), data, ctx)?;
+        let runs = train_runs(
+            &config.with_kappa(kappa).map_err(HarnessError::input)?,
+            data,
+            ctx,
+        )?;
         Ok(KappaRuns {
             curves: runs.curves,
             weights: if ctx.save_weights {

@@ -3,6 +3,7 @@
 //! (the paper's setting), fixed per sample for the whole run, and shared by the whole batch at
 //! each step; the floors of the clean training loss and the clean test error are compared over κ.
 
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit, mean_std};
@@ -75,8 +76,8 @@ impl Study for CorrelatedMasks {
         include_str!("../../../configs/correlated-masks.toml")
     }
 
-    fn validate(&self, config: &mut CorrelatedMasksConfig) -> Result<(), String> {
-        config.validate()
+    fn validate(&self, config: &mut CorrelatedMasksConfig) -> Result<(), InputError> {
+        Ok(config.validate()?)
     }
 
     fn units(&self, c: &CorrelatedMasksConfig) -> Vec<Unit<MaskResample>> {

@@ -3,6 +3,7 @@
 //! and the size of each term, over a grid of κ.
 
 use gaussmask_data::SyntheticConfig;
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::require;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::records::{Record, Tables};
@@ -24,7 +25,7 @@ pub struct DecompositionConfig {
     /// Random networks.
     pub seeds: usize,
     /// Mask levels κ.
-    pub kappas: Vec<f64>,
+    pub kappas: gaussmask_nn::KappaGrid,
     /// Masks drawn for each Monte-Carlo estimate.
     pub mc_samples: usize,
     /// Samples per chunk of the exact expected loss (memory grows as chunk·m²).
@@ -44,7 +45,6 @@ impl DecompositionConfig {
     /// Checks every value and fills the defaults that depend on other fields.
     pub fn resolve(&mut self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
-        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(self.mc_samples >= 2, "mc_samples", "≥ 2", self.mc_samples)?;
         require(
             self.sample_chunk >= 1,
@@ -134,8 +134,8 @@ impl Study for Decomposition {
         include_str!("../../../configs/decomposition.toml")
     }
 
-    fn validate(&self, config: &mut DecompositionConfig) -> Result<(), String> {
-        config.resolve()
+    fn validate(&self, config: &mut DecompositionConfig) -> Result<(), InputError> {
+        Ok(config.resolve()?)
     }
 
     /// One unit per random network.

@@ -2,9 +2,10 @@
 //! survive depth? Input-masked GD on ReLU MLPs of depth 2, 3 and 4 (same width, NTK
 //! parameterization) on the trajectories data: floors against κ, and their κ-exponent per depth.
 
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::stats::{LineFit, excess_exponent};
+use gaussmask_harness::stats::{LineFit, excess_exponent, require_clean_kappa};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_sweep::{Curve, SweepConfig, check_tail_fraction, floor_over_runs, seed_mean};
 use gaussmask_train::{LogRecord, check_deep, train_deep_grouped};
@@ -45,12 +46,7 @@ impl DepthConfig {
             require(lr.is_finite() && *lr > 0.0, "lrs", "finite and > 0", lr)?;
         }
         check_tail_fraction(self.tail_fraction)?;
-        require(
-            self.base.kappas.contains(&0.0),
-            "kappas",
-            "a list containing 0 (the clean floor)",
-            format!("{:?}", self.base.kappas),
-        )?;
+        require_clean_kappa(&self.base.kappas)?;
         Ok(check_deep(&self.base.model, &self.base.train)?)
     }
 }
@@ -102,8 +98,8 @@ impl Study for Depth {
         include_str!("../../../configs/depth.toml")
     }
 
-    fn validate(&self, config: &mut DepthConfig) -> Result<(), String> {
-        config.validate()
+    fn validate(&self, config: &mut DepthConfig) -> Result<(), InputError> {
+        Ok(config.validate()?)
     }
 
     fn units(&self, c: &DepthConfig) -> Vec<Unit<(usize, f64)>> {
@@ -184,8 +180,7 @@ impl Study for Depth {
                 })
                 .collect();
             let points: Vec<(f64, f64)> = depth_rows.iter().map(|r| (r.kappa, r.floor.0)).collect();
-            let (clean_floor, fit) =
-                excess_exponent(&points).expect("validated: κ = 0 is in the grid");
+            let (clean_floor, fit) = excess_exponent(&points).map_err(HarnessError::input)?;
             for r in &mut depth_rows {
                 r.excess = r.floor.0 - clean_floor;
             }

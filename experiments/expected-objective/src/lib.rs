@@ -3,6 +3,7 @@
 //! objective (B) — to see whether the analytic runs level off near the masked floor without the
 //! jitter.
 
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{Backend, HarnessError, RunContext, Study, Timed, Unit};
@@ -80,8 +81,8 @@ impl Study for ExpectedObjective {
         include_str!("../../../configs/expected-objective.toml")
     }
 
-    fn validate(&self, config: &mut ExpectedObjectiveConfig) -> Result<(), String> {
-        config.validate()
+    fn validate(&self, config: &mut ExpectedObjectiveConfig) -> Result<(), InputError> {
+        Ok(config.validate()?)
     }
 
     fn units(&self, config: &ExpectedObjectiveConfig) -> Vec<Unit<Objective>> {

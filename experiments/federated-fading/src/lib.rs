@@ -8,6 +8,7 @@
 use burn::tensor::Device;
 use gaussmask_data::images::{ImageDataset, disjoint_splits};
 use gaussmask_data::{Dataset, SyntheticConfig};
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, Resumable, RunContext, Study, Unit};
@@ -69,7 +70,7 @@ pub struct FederatedConfig {
     #[serde(default)]
     pub seed: u64,
     /// Channel strengths κ.
-    pub kappas: Vec<f64>,
+    pub kappas: gaussmask_nn::KappaGrid,
     /// Numbers of clients K.
     pub clients: Vec<usize>,
     /// The image task (absent: skipped).
@@ -82,7 +83,6 @@ pub struct FederatedConfig {
 
 impl FederatedConfig {
     fn resolve(&mut self) -> Result<(), String> {
-        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require_distinct("clients", &self.clients)?;
         require(
             !self.clients.is_empty() && !self.clients.contains(&0),
@@ -457,8 +457,8 @@ impl Study for FederatedFading {
         include_str!("../../../configs/federated-fading.toml")
     }
 
-    fn validate(&self, config: &mut FederatedConfig) -> Result<(), String> {
-        config.resolve()
+    fn validate(&self, config: &mut FederatedConfig) -> Result<(), InputError> {
+        Ok(config.resolve()?)
     }
 
     /// The regression cells, then the image cells, κ-major.

@@ -7,9 +7,10 @@
 //! least squares: the slope is the κ-exponent, with a 95% confidence interval from the residuals.
 
 use gaussmask_data::SyntheticConfig;
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
-use gaussmask_harness::stats::{LineFit, excess_exponent};
+use gaussmask_harness::stats::{LineFit, excess_exponent, require_clean_kappa};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_nn::TwoLayerReluConfig;
 use gaussmask_sweep::{SweepConfig, check_tail_fraction, floor_over_runs, lambda0, train_kappa};
@@ -28,7 +29,7 @@ pub struct FloorScalingConfig {
     /// Seeds per (cell, κ).
     pub seeds: usize,
     /// κ grid; must contain 0 (the clean floor the excess is measured from).
-    pub kappas: Vec<f64>,
+    pub kappas: gaussmask_nn::KappaGrid,
     /// Widths m.
     pub widths: Vec<usize>,
     /// Sample counts n.
@@ -52,16 +53,10 @@ pub struct FloorScalingConfig {
 impl FloorScalingConfig {
     fn validate(&self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
-        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require_distinct("widths", &self.widths)?;
         require_distinct("samples", &self.samples)?;
         require_distinct("taus", &self.taus)?;
-        require(
-            self.kappas.contains(&0.0),
-            "kappas",
-            "a list containing 0 (the clean floor)",
-            format!("{:?}", self.kappas),
-        )?;
+        require_clean_kappa(&self.kappas)?;
         require(
             self.kappas.iter().filter(|k| **k > 0.0).count() >= 2,
             "kappas",
@@ -210,8 +205,8 @@ impl Study for FloorScaling {
         include_str!("../../../configs/floor-scaling.toml")
     }
 
-    fn validate(&self, config: &mut FloorScalingConfig) -> Result<(), String> {
-        config.validate()
+    fn validate(&self, config: &mut FloorScalingConfig) -> Result<(), InputError> {
+        Ok(config.validate()?)
     }
 
     fn units(&self, c: &FloorScalingConfig) -> Vec<Unit<CellKappa>> {
@@ -273,14 +268,13 @@ impl Study for FloorScaling {
                 })
                 .collect();
             let points: Vec<(f64, f64)> = cell_rows.iter().map(|r| (r.kappa, r.floor)).collect();
-            let (clean_floor, fit) =
-                excess_exponent(&points).expect("validated: κ = 0 is in the grid");
+            let (clean_floor, fit) = excess_exponent(&points).map_err(HarnessError::input)?;
             let small: Vec<(f64, f64)> = points
                 .iter()
                 .copied()
                 .filter(|(k, _)| *k <= c.small_kappa_max)
                 .collect();
-            let fit_small = excess_exponent(&small).and_then(|(_, f)| f);
+            let fit_small = excess_exponent(&small).ok().and_then(|(_, f)| f);
             for r in &mut cell_rows {
                 r.excess = r.floor - clean_floor;
             }

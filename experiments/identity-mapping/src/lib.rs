@@ -7,6 +7,7 @@
 
 pub mod model;
 
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::require;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit, mean_std};
@@ -40,7 +41,7 @@ pub struct IdentityMappingConfig {
     /// ‖W*‖₂ is set to this, and ‖W₀‖₂ scaled down to it if above.
     pub spectral_norm: f64,
     /// κ of the Gaussian mask on the student's inputs (0 = none).
-    pub kappas: Vec<f64>,
+    pub kappas: gaussmask_nn::KappaGrid,
     /// Held-out samples for the test loss.
     pub n_test: usize,
 }
@@ -48,7 +49,6 @@ pub struct IdentityMappingConfig {
 impl IdentityMappingConfig {
     fn validate(&self) -> Result<(), String> {
         require(self.runs >= 1, "runs", "≥ 1", self.runs)?;
-        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(self.d >= 1, "d", "≥ 1", self.d)?;
         require(self.batch >= 1, "batch", "≥ 1", self.batch)?;
         require(
@@ -221,8 +221,8 @@ impl Study for IdentityMapping {
         include_str!("../../../configs/identity-mapping.toml")
     }
 
-    fn validate(&self, config: &mut IdentityMappingConfig) -> Result<(), String> {
-        config.validate()
+    fn validate(&self, config: &mut IdentityMappingConfig) -> Result<(), InputError> {
+        Ok(config.validate()?)
     }
 
     /// One unit per network: its κ and runs in parallel.

@@ -3,6 +3,7 @@
 //! in training only; accuracy is measured on clean test images.
 
 use gaussmask_data::images::ImageDataset;
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Unit, mean_std};
@@ -24,7 +25,7 @@ pub struct ImageAccuracyConfig {
     /// Seeds per (dataset, model, κ).
     pub seeds: usize,
     /// Mask strengths.
-    pub kappas: Vec<f64>,
+    pub kappas: gaussmask_nn::KappaGrid,
     /// Datasets.
     pub datasets: Vec<ImageDataset>,
     /// Images used and their normalization.
@@ -38,7 +39,6 @@ pub struct ImageAccuracyConfig {
 impl ImageAccuracyConfig {
     fn validate(&self) -> Result<(), String> {
         require(self.seeds >= 1, "seeds", "≥ 1", self.seeds)?;
-        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(
             !self.datasets.is_empty(),
             "datasets",
@@ -109,8 +109,8 @@ impl Study for ImageAccuracy {
         include_str!("../../../configs/image-accuracy.toml")
     }
 
-    fn validate(&self, config: &mut ImageAccuracyConfig) -> Result<(), String> {
-        config.validate()
+    fn validate(&self, config: &mut ImageAccuracyConfig) -> Result<(), InputError> {
+        Ok(config.validate()?)
     }
 
     fn units(&self, c: &ImageAccuracyConfig) -> Vec<Unit<Training>> {

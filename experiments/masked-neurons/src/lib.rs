@@ -9,6 +9,7 @@
 pub mod train;
 
 use gaussmask_data::SyntheticConfig;
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
@@ -38,7 +39,7 @@ pub struct MaskedNeuronsConfig {
     /// Local steps per subnetwork and round.
     pub tau_locals: Vec<usize>,
     /// Input-mask κ values (0 = none).
-    pub kappas: Vec<f64>,
+    pub kappas: gaussmask_nn::KappaGrid,
     /// Rounds.
     pub rounds: usize,
     /// Learning rate of the local steps.
@@ -84,7 +85,6 @@ impl MaskedNeuronsConfig {
         for &t in &self.tau_locals {
             require(t >= 1, "tau_locals", "≥ 1", t)?;
         }
-        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(self.rounds >= 1, "rounds", "≥ 1", self.rounds)?;
         require(
             self.lr.is_finite() && self.lr > 0.0,
@@ -165,8 +165,8 @@ impl Study for MaskedNeurons {
         include_str!("../../../configs/masked-neurons.toml")
     }
 
-    fn validate(&self, config: &mut MaskedNeuronsConfig) -> Result<(), String> {
-        config.validate()
+    fn validate(&self, config: &mut MaskedNeuronsConfig) -> Result<(), InputError> {
+        Ok(config.validate()?)
     }
 
     /// One unit per scheme: its settings and seeds run in parallel.

@@ -7,6 +7,7 @@
 //! training length, beside the target's test accuracy, so the privacy–utility trade-off shows
 //! in one table.
 
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
@@ -26,7 +27,7 @@ pub struct MembershipConfig {
     #[serde(default)]
     pub seed: u64,
     /// Mask strengths.
-    pub kappas: Vec<f64>,
+    pub kappas: gaussmask_nn::KappaGrid,
     /// Training lengths (epochs) at which target and shadow are attacked; one run per model
     /// and κ trains to the longest and is evaluated on the way (the learning rate is constant,
     /// so the model after e epochs is the e-epoch model).
@@ -42,7 +43,6 @@ pub struct MembershipConfig {
 impl MembershipConfig {
     /// Checks the fields and sets `train.epochs` to the longest of `epochs`.
     pub fn resolve(&mut self) -> Result<(), String> {
-        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(
             self.data.split_size >= 2,
             "data.split_size",
@@ -87,8 +87,8 @@ impl Study for MembershipInference {
         include_str!("../../../configs/membership-inference.toml")
     }
 
-    fn validate(&self, config: &mut MembershipConfig) -> Result<(), String> {
-        config.resolve()
+    fn validate(&self, config: &mut MembershipConfig) -> Result<(), InputError> {
+        Ok(config.resolve()?)
     }
 
     fn units(&self, c: &MembershipConfig) -> Vec<Unit<(usize, f64)>> {

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::require;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
@@ -196,8 +197,8 @@ impl Study for SmoothedRelu {
         include_str!("../../../configs/smoothed-relu.toml")
     }
 
-    fn validate(&self, config: &mut SmoothedReluConfig) -> Result<(), String> {
-        config.validate()
+    fn validate(&self, config: &mut SmoothedReluConfig) -> Result<(), InputError> {
+        Ok(config.validate()?)
     }
 
     fn units(&self, config: &SmoothedReluConfig) -> Vec<Unit<Range<usize>>> {

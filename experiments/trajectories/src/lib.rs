@@ -1,6 +1,7 @@
 //! Experiment `trajectories` (paper Fig. 3): clean training loss of masked full-batch GD for a
 //! grid of κ, several seeds each. One unit of work per κ: its seeds are trained side by side.
 
+use gaussmask_harness::InputError;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit};
 use gaussmask_sweep::{
@@ -31,8 +32,8 @@ impl Study for Trajectories {
         include_str!("../../../configs/trajectories.toml")
     }
 
-    fn validate(&self, config: &mut SweepConfig) -> Result<(), String> {
-        config.resolve()
+    fn validate(&self, config: &mut SweepConfig) -> Result<(), InputError> {
+        Ok(config.resolve()?)
     }
 
     fn has_diagnostics(&self) -> bool {

@@ -4,6 +4,7 @@
 //! whole range, including when the weights move far from their initialization? With and without
 //! input masking (κ = 0 and κ > 0 replicas of the same run).
 
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Timed, Unit, mean_std};
@@ -105,8 +106,8 @@ impl Study for TwoRates {
         include_str!("../../../configs/two-rates.toml")
     }
 
-    fn validate(&self, config: &mut TwoRatesConfig) -> Result<(), String> {
-        config.validate()
+    fn validate(&self, config: &mut TwoRatesConfig) -> Result<(), InputError> {
+        Ok(config.validate()?)
     }
 
     fn units(&self, c: &TwoRatesConfig) -> Vec<Unit<(usize, f64)>> {
