@@ -223,7 +223,7 @@ fn the_classifiers_learn_an_easy_problem_and_keep_test_accuracy_under_a_mild_mas
 }
 
 #[test]
-fn dp_sgd_without_clipping_or_noise_is_minibatch_sgd() {
+fn dp_sgd_sampling_every_row_without_clipping_or_noise_is_full_batch_gd() {
     let device = device64().autodiff();
     let (x, labels) = toy_images(64, 4);
     let data = toy_data(&x, &labels).dataset();
@@ -231,8 +231,11 @@ fn dp_sgd_without_clipping_or_noise_is_minibatch_sgd() {
         dropout: 0.0,
         ..configs(Architecture::Mlp).0
     };
+    // Poisson sampling at q = 1 draws every row, and the sum over the expected batch n is
+    // the full-batch mean.
     let sgd = ClassifyConfig {
-        epochs: 2,
+        epochs: 8,
+        batch_size: data.n,
         optimizer: Optimizer::Gd,
         schedule: Schedule::Constant,
         weight_decay: 0.0,

@@ -3,6 +3,7 @@
 //! In-process tests run on flex in f64 (set once for the whole binary); the command line is
 //! tested as a subprocess, so each run there has its own backend and float type.
 
+mod accountant;
 mod checkpoints_cli;
 mod classify;
 mod cli;

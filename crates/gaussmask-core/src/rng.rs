@@ -27,6 +27,8 @@ pub mod tag {
     pub const CLIENT: u64 = 0xC11E_0000_0000_0009;
     /// The seeds of Monte Carlo mask replicas.
     pub const MONTE_CARLO: u64 = 0x3C3C_0000_0000_000A;
+    /// DP-SGD's Poisson-sampled batches (per step).
+    pub const POISSON: u64 = 0xB055_0000_0000_000B;
 }
 
 /// A seed for the unit at `path` (e.g. `[κ index, round, client]`) under `seed` and `tag`:

@@ -1,15 +1,17 @@
 //! `dp-baseline`: input masking against DP-SGD as defences against membership inference. The
 //! MLP target (and its shadow) of `membership-inference` is trained with DP-SGD at several noise
-//! multipliers σ (per-sample clipping at C, Gaussian noise σ·C, ε from the Rényi-DP accountant
-//! at δ) and under the input mask at several κ, on the same four splits; each trained target is
+//! multipliers σ (Poisson-sampled batches, per-sample clipping at C, Gaussian noise σ·C; ε at δ
+//! from the PLD accountant, with the looser Rényi bound beside it) and under the input mask at several κ, on the same four splits; each trained target is
 //! attacked, and every DP-SGD model is set beside the masked model of closest test accuracy.
 
+use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use gaussmask_images::membership::{Row, SplitsConfig, attack_setting, resolve_epochs, splits};
 use gaussmask_nn::image::ImageModelConfig;
-use gaussmask_privacy::dp_sgd_epsilon;
+use gaussmask_privacy::pld::{ACCOUNTANT, DEFAULT_GRID};
+use gaussmask_privacy::{dp_sgd_epsilon, pld_epsilon};
 use gaussmask_train::classify::{ClassifyConfig, DpSgd};
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +39,7 @@ pub struct DpBaselineConfig {
     /// δ of the reported (ε, δ).
     pub delta: f64,
     /// Mask strengths κ of the masking defence, one target per value.
-    pub kappas: Vec<f64>,
+    pub kappas: gaussmask_nn::KappaGrid,
 }
 
 impl DpBaselineConfig {
@@ -71,7 +73,6 @@ impl DpBaselineConfig {
             "in (0, 1)",
             self.delta,
         )?;
-        gaussmask_nn::check_kappa_grid("kappas", &self.kappas)?;
         require(
             self.train.dp.is_none(),
             "train.dp",
@@ -97,8 +98,11 @@ pub struct DefenceRow {
     pub defence: String,
     /// σ (DP-SGD) or κ (mask).
     pub strength: f64,
-    /// ε at δ (DP-SGD; infinite for the mask, which has no DP guarantee).
+    /// ε at δ from the PLD accountant (DP-SGD; infinite for the mask, which has no DP
+    /// guarantee).
     pub epsilon: f64,
+    /// The Rényi-DP bound on the same ε (integer orders; never below `epsilon`).
+    pub epsilon_renyi: f64,
     /// The attack and accuracies.
     pub row: Row,
 }
@@ -132,8 +136,8 @@ impl Study for DpBaseline {
         include_str!("../../../configs/dp-baseline.toml")
     }
 
-    fn validate(&self, config: &mut DpBaselineConfig) -> Result<(), String> {
-        config.resolve()
+    fn validate(&self, config: &mut DpBaselineConfig) -> Result<(), InputError> {
+        Ok(config.resolve()?)
     }
 
     fn units(&self, c: &DpBaselineConfig) -> Vec<Unit<Defence>> {
@@ -188,15 +192,18 @@ impl Study for DpBaseline {
             .map(|row| match unit.spec {
                 Defence::DpSgd(sigma) => {
                     let steps = (row.epochs * per_epoch) as u64;
-                    let (epsilon, _) = dp_sgd_epsilon(q, sigma, steps, c.delta);
+                    let epsilon = pld_epsilon(q, sigma, steps, c.delta, DEFAULT_GRID);
+                    let (epsilon_renyi, _) = dp_sgd_epsilon(q, sigma, steps, c.delta);
                     eprintln!(
-                        "DP-SGD σ = {sigma} {} epochs: ε = {epsilon:.2}, AUC {:.3}, test accuracy {:.3}",
+                        "DP-SGD σ = {sigma} {} epochs: ε = {epsilon:.2} ({ACCOUNTANT}; Rényi \
+                         bound {epsilon_renyi:.2}), AUC {:.3}, test accuracy {:.3}",
                         row.epochs, row.attack.auc, row.target_test_accuracy
                     );
                     DefenceRow {
                         defence: "dp-sgd".into(),
                         strength: sigma,
                         epsilon,
+                        epsilon_renyi,
                         row,
                     }
                 }
@@ -209,6 +216,7 @@ impl Study for DpBaseline {
                         defence: "mask".into(),
                         strength: kappa,
                         epsilon: f64::INFINITY,
+                        epsilon_renyi: f64::INFINITY,
                         row,
                     }
                 }
@@ -243,6 +251,8 @@ struct CsvRow<'a> {
     epochs: usize,
     /// Empty for no guarantee (the mask, ε = ∞): a CSV holds no non-finite number.
     epsilon: Option<f64>,
+    /// The Rényi bound on it (empty likewise).
+    epsilon_renyi: Option<f64>,
     auc: f64,
     target_train_accuracy: f64,
     target_test_accuracy: f64,
@@ -310,6 +320,7 @@ fn write_outputs(
             strength: r.strength,
             epochs: r.row.epochs,
             epsilon: r.epsilon.is_finite().then_some(r.epsilon),
+            epsilon_renyi: r.epsilon_renyi.is_finite().then_some(r.epsilon_renyi),
             auc: r.row.attack.auc,
             target_train_accuracy: r.row.target_train_accuracy,
             target_test_accuracy: r.row.target_test_accuracy,

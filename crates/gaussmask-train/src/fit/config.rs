@@ -131,10 +131,14 @@ pub struct FitConfig {
     pub dp: Option<DpSgd>,
 }
 
-/// DP-SGD (Abadi et al. 2016): each sample's gradient is clipped to norm ≤ `clip`, the clipped
-/// gradients are summed, Gaussian noise of std `noise_multiplier · clip` is added to every
-/// coordinate, and the sum is divided by the batch size. Per-sample gradients need a model
-/// whose loss on one sample does not depend on its batch-mates (no batch norm).
+/// DP-SGD (Abadi et al. 2016) as Opacus runs it and the accountants model it: each step's
+/// batch is a Poisson sample (every row joins independently with probability
+/// q = [`FitConfig::sampling_rate`], `batch_size / n`), each sample's gradient is clipped to
+/// norm ≤ `clip`, the clipped gradients are summed, Gaussian noise of std
+/// `noise_multiplier · clip` is added to every coordinate, and the sum is divided by the
+/// expected batch size q·n. The ε of a run is `gaussmask_privacy::pld_epsilon(q, σ, steps,
+/// δ)`. Per-sample gradients need a model whose loss on one sample does not depend on its
+/// batch-mates (no batch norm).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DpSgd {
@@ -185,6 +189,14 @@ impl Default for FitConfig {
 }
 
 impl FitConfig {
+    /// DP-SGD's Poisson sampling rate over `n` rows: `batch_size / n` (1 for full batches).
+    pub fn sampling_rate(&self, n: usize) -> f64 {
+        match self.batch_size {
+            Some(b) => b.min(n) as f64 / n.max(1) as f64,
+            None => 1.0,
+        }
+    }
+
     /// Checks every field against a dataset of `n` rows; the error names the field (under
     /// `train.`).
     pub fn validate(&self, n: usize) -> Result<(), InputError> {

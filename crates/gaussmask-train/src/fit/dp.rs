@@ -1,21 +1,32 @@
-//! DP-SGD's per-sample clipped and noised gradient.
+//! DP-SGD as the privacy accountants model it: Poisson-sampled batches, and the per-sample
+//! clipped and noised gradient over the expected batch size.
 
 use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use gaussmask_data::Dataset;
-use gaussmask_nn::rng::Stream;
+use gaussmask_nn::rng::{Stream, derive_seed, tag};
 use gaussmask_nn::tensor_io::from_f64;
 
 use super::{DpSgd, Trainable, batch};
 
-/// DP-SGD's gradient of the samples `rows`: each sample's gradient (its own mask), clipped to
-/// norm ≤ C, summed, plus N(0, (σC)²) noise per coordinate, over the batch size. Returns the
-/// mean per-sample loss too.
+/// The rows of DP-SGD's step `step` under Poisson sampling: each of the `n` rows joins
+/// independently with probability `q`. The draws come from a stream keyed by `seed` and the
+/// step, so a resumed run samples what the uninterrupted one did with no sampler state saved.
+pub fn poisson_rows(n: usize, q: f64, seed: u64, step: u64) -> Vec<usize> {
+    let mut draws = Stream::new(derive_seed(seed, tag::POISSON, &[step]), tag::POISSON);
+    (0..n).filter(|_| draws.uniform() < q).collect()
+}
+
+/// DP-SGD's gradient of the sampled rows `rows`: each sample's gradient (its own mask),
+/// clipped to norm ≤ C, summed, plus N(0, (σC)²) noise per coordinate, over the expected
+/// batch size q·n (not the drawn one, which would depend on the data). Returns the mean
+/// per-sample loss of the drawn rows too (of every row when none was drawn, for the log).
 pub(super) fn dp_gradients<M: Trainable>(
     model: &M,
     data: &Dataset,
     rows: &[usize],
+    expected: f64,
     dp: DpSgd,
     noise: &mut Stream,
     device: &Device,
@@ -55,7 +66,20 @@ pub(super) fn dp_gradients<M: Trainable>(
         });
     }
     let std = dp.noise_multiplier * dp.clip;
-    let b = rows.len() as f64;
+    if sum.is_empty() {
+        // No row drawn: the update is the noise alone, on every parameter with a gradient.
+        let all: Vec<usize> = (0..data.n).collect();
+        let loss = model.loss(&batch(data, &all, device)).sum();
+        let grads = GradientsParams::from_grads(loss.clone().backward(), model);
+        let mut flat = Flatten {
+            grads: &grads,
+            out: Vec::new(),
+        };
+        model.visit(&mut flat);
+        sum = flat.out.into_iter().map(|(id, g)| (id, g * 0.0)).collect();
+        loss_sum = Some(loss.detach());
+    }
+    let b = expected;
     let values = sum
         .into_iter()
         .map(|(id, acc)| {
@@ -70,7 +94,8 @@ pub(super) fn dp_gradients<M: Trainable>(
         values,
         out: &mut out,
     });
-    let loss = loss_sum.expect("a batch has rows") * (1.0 / b);
+    let drawn = rows.len().max(1) as f64;
+    let loss = loss_sum.expect("the loss is set above") * (1.0 / drawn);
     (loss, out)
 }
 
@@ -101,5 +126,39 @@ impl ModuleVisitor for Register<'_> {
             let (id, value) = self.values.swap_remove(i);
             self.out.register::<D>(id, value.reshape(param.dims()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::poisson_rows;
+
+    #[test]
+    fn poisson_batch_sizes_have_mean_qn_and_variance_q_one_minus_q_n() {
+        let (n, q, steps) = (1000usize, 0.1, 4000u64);
+        let sizes: Vec<f64> = (0..steps)
+            .map(|t| poisson_rows(n, q, 7, t).len() as f64)
+            .collect();
+        let s = steps as f64;
+        let mean = sizes.iter().sum::<f64>() / s;
+        let var = sizes.iter().map(|b| (b - mean).powi(2)).sum::<f64>() / (s - 1.0);
+        let (want_mean, want_var) = (q * n as f64, q * (1.0 - q) * n as f64);
+        // Standard errors: √(var/s) for the mean; var·√(2/(s − 1)) for the variance (the
+        // binomial's excess kurtosis is below 0.01 here).
+        let se_mean = (want_var / s).sqrt();
+        let se_var = want_var * (2.0 / (s - 1.0)).sqrt();
+        assert!(
+            (mean - want_mean).abs() < 4.0 * se_mean,
+            "{mean} vs {want_mean}"
+        );
+        assert!((var - want_var).abs() < 4.0 * se_var, "{var} vs {want_var}");
+    }
+
+    #[test]
+    fn a_step_draws_the_same_rows_every_time_and_steps_differ() {
+        assert_eq!(poisson_rows(500, 0.2, 3, 17), poisson_rows(500, 0.2, 3, 17));
+        assert_ne!(poisson_rows(500, 0.2, 3, 17), poisson_rows(500, 0.2, 3, 18));
+        assert_ne!(poisson_rows(500, 0.2, 3, 17), poisson_rows(500, 0.2, 4, 17));
+        assert_eq!(poisson_rows(50, 1.0, 3, 0), (0..50).collect::<Vec<_>>());
     }
 }

@@ -95,6 +95,7 @@ mod dp;
 
 pub use config::{DpSgd, FitConfig, Optimizer, Schedule};
 use dp::dp_gradients;
+pub use dp::poisson_rows;
 
 /// What [`fit`] reports at a logged step (every `log_every` steps, and step `steps`, the
 /// trained model, which is evaluated but not updated).
@@ -269,11 +270,13 @@ impl<'a, M: Trainable> Fit<'a, M> {
         let config = &self.config;
         let (loss, grads) = match (config.dp, update) {
             (Some(dp), true) => {
-                let rows = rows.unwrap_or_else(|| self.batches.all().to_vec());
+                let q = config.sampling_rate(self.data.n);
+                let rows = poisson_rows(self.data.n, q, config.shuffle_seed, step as u64);
                 dp_gradients(
                     &model,
                     self.data,
                     &rows,
+                    q * self.data.n as f64,
                     dp,
                     &mut self.privacy,
                     &self.device,
