@@ -4,8 +4,9 @@
 //!
 //! With add-or-remove neighbours, one step is the pair P = (1 − q)·N(0, σ²) + q·N(1, σ²),
 //! Q = N(0, σ²) (clipping norm 1), read both ways. For each direction the privacy loss
-//! L = ln(p(x)/q(x)), x drawn from the first measure, is discretized on a grid of width `h`,
-//! every value rounded up (so each ε is an upper bound), with the far upper tail moved to +∞.
+//! L = ln(p(x)/q(x)), x drawn from the first measure, is discretized on a grid of width `h` by
+//! "connect the dots" (its privacy profile exact on the grid and bounded from above between,
+//! so each ε is an upper bound), with δ at the top of the grid moved to +∞.
 //! T steps compose by raising the discrete Fourier transform of the loss pmf to the T-th power
 //! on a window that holds all but a 10⁻²⁰ mass of the sum (Chernoff bounds). Then
 //! δ(ε) = P(L_T = ∞) + E[(1 − e^{ε − L_T})₊], and ε(δ) is its inverse; the larger of the two
@@ -19,8 +20,8 @@ use rustfft::num_complex::Complex64;
 /// Grid width of the privacy loss (nats), as `dp_accounting`'s default.
 pub const DEFAULT_GRID: f64 = 1e-4;
 
-/// Probability mass each truncation may leave out: tails beyond it go to +∞ (upper) or to the
-/// grid's first point (lower), and the window of the composition is sized to it.
+/// Probability mass a truncation may leave out: the grid of one step ends where the normal
+/// tails fall below it, and the window of the composition is sized to it.
 const TAIL: f64 = 1e-20;
 
 /// Name printed beside every ε this module computes.
@@ -263,16 +264,25 @@ pub fn sampled_gaussian_step(q: f64, sigma: f64, h: f64) -> [Pld; 2] {
     [remove, add]
 }
 
+/// Both directions of DP-SGD's loss with Poisson sampling after `steps` steps at rate `q` and
+/// noise multiplier `sigma`, on a grid of width `h`.
+fn composed(q: f64, sigma: f64, steps: u64, h: f64) -> Vec<Pld> {
+    sampled_gaussian_step(q, sigma, h)
+        .iter()
+        .map(|step| step.compose(steps))
+        .collect()
+}
+
 /// ε of DP-SGD with Poisson sampling after `steps` steps at rate `q` and noise multiplier
 /// `sigma`, at `delta`, from the PLD accountant on a grid of width `h` ([`DEFAULT_GRID`]
-/// unless a test asks otherwise): an upper bound within about `steps·h` of the exact value.
+/// unless a test asks otherwise): an upper bound, the larger of the two directions.
 pub fn pld_epsilon(q: f64, sigma: f64, steps: u64, delta: f64, h: f64) -> f64 {
     if steps == 0 {
         return 0.0;
     }
-    sampled_gaussian_step(q, sigma, h)
+    composed(q, sigma, steps, h)
         .iter()
-        .map(|step| step.compose(steps).epsilon(delta))
+        .map(|pld| pld.epsilon(delta))
         .fold(0.0, f64::max)
 }
 
@@ -281,9 +291,9 @@ pub fn pld_delta(q: f64, sigma: f64, steps: u64, epsilon: f64, h: f64) -> f64 {
     if steps == 0 {
         return 0.0;
     }
-    sampled_gaussian_step(q, sigma, h)
+    composed(q, sigma, steps, h)
         .iter()
-        .map(|step| step.compose(steps).delta(epsilon))
+        .map(|pld| pld.delta(epsilon))
         .fold(0.0, f64::max)
 }
 
