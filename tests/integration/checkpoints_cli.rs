@@ -11,9 +11,10 @@ use crate::cli::{BIN, assert_ok, gaussmask, scratch, stderr};
 
 /// The experiments that checkpoint, each with settings that make its smoke run long enough to
 /// be killed in the middle (more epochs or rounds than its `[smoke]` section).
-const CHECKPOINTING: [(&str, &[&str]); 4] = [
+const CHECKPOINTING: [(&str, &[&str]); 5] = [
     ("image-accuracy", &["train.epochs=4"]),
     ("membership-inference", &["epochs=[6, 12]"]),
+    ("lira", &["train.epochs=8"]),
     ("dp-baseline", &["epochs=[4, 8]"]),
     ("federated-fading", &["image.rounds=4"]),
 ];

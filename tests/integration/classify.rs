@@ -9,9 +9,10 @@ use gaussmask_harness::{Backend, Dtype, make_device};
 use gaussmask_nn::image::{Architecture, ImageModelConfig};
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io::to_f64;
+use gaussmask_privacy::lira::{lira, logit_confidence, null_auc_se, tpr_at_fpr};
 use gaussmask_train::classify::{
-    ClassifierSpec, ClassifyConfig, DpSgd, ImageData, Parameters, accuracy, parameters, posteriors,
-    train_classifier,
+    ClassifierSpec, ClassifyConfig, DpSgd, ImageData, Parameters, accuracy, log_posteriors,
+    parameters, posteriors, train_classifier,
 };
 use gaussmask_train::fit::{Optimizer, Schedule};
 
@@ -380,4 +381,80 @@ fn the_attack_finds_an_overfit_target_and_not_a_random_membership_control() {
         (c.auc - 0.5).abs() < 4.0 * 0.053,
         "random-membership control: {c:?}"
     );
+}
+
+#[test]
+fn lira_finds_the_members_of_models_that_memorize_random_labels_and_no_others() {
+    // 8 MLPs, each trained on a seeded half of 120 noise images with random labels: to fit
+    // them a model must memorize its members, so φ of a member sits far above φ of the same
+    // image on a model that never saw it.
+    let device = device64().autodiff();
+    let (n, models) = (120usize, 8usize);
+    let mut s = Stream::new(21, tag::DATA);
+    let x: Vec<f32> = (0..n * 36).map(|_| s.normal() as f32).collect();
+    let labels: Vec<u8> = (0..n).map(|_| s.below(3) as u8).collect();
+    let model = ImageModelConfig {
+        hidden: vec![64],
+        ..configs(Architecture::Mlp).0
+    };
+    let train = ClassifyConfig {
+        epochs: 150,
+        batch_size: 60,
+        lr: 0.01,
+        optimizer: Optimizer::Adam,
+        schedule: Schedule::Constant,
+        weight_decay: 0.0,
+        label_smoothing: 0.0,
+        dp: None,
+    };
+    let all = toy_data(&x, &labels);
+    let mut phi = Vec::new();
+    let mut member = Vec::new();
+    for m in 0..models {
+        let mut order: Vec<usize> = (0..n).collect();
+        Stream::new(m as u64, tag::SPLIT).shuffle(&mut order);
+        let rows = &order[..n / 2];
+        let mx: Vec<f32> = rows
+            .iter()
+            .flat_map(|&i| x[i * 36..(i + 1) * 36].iter().copied())
+            .collect();
+        let ml: Vec<u8> = rows.iter().map(|&i| labels[i]).collect();
+        let spec = ClassifierSpec {
+            model: &model,
+            train: &train,
+            kappa: 0.0,
+            seed: m as u64,
+        };
+        let start = spec.init([1, 6, 6], 3, &device);
+        let net =
+            train_classifier(spec, start, &toy_data(&mx, &ml).dataset(), &device, || {}).unwrap();
+        let log_p = log_posteriors(&net.valid(), all, 60, &device64());
+        phi.push(
+            log_p
+                .chunks_exact(3)
+                .zip(&labels)
+                .map(|(row, &y)| logit_confidence(row, y as usize))
+                .collect::<Vec<f64>>(),
+        );
+        let mut is = vec![false; n];
+        for &i in rows {
+            is[i] = true;
+        }
+        member.push(is);
+    }
+    let scores = lira(&phi, &member);
+    let found = tpr_at_fpr(&scores.online, &scores.member, 0.01);
+    assert!(found.low > 0.2, "TPR at 1% FPR {found:?}");
+    // The same attack on a membership the models never had (each model's half flipped at
+    // random) finds nothing: AUC within 4 standard errors of 0.5.
+    let mut fake = Stream::new(99, tag::SPLIT);
+    let decoy: Vec<Vec<bool>> = member
+        .iter()
+        .map(|row| row.iter().map(|_| fake.uniform() < 0.5).collect())
+        .collect();
+    let chance = lira(&phi, &decoy);
+    let pos = chance.member.iter().filter(|&&m| m).count();
+    let se = null_auc_se(pos, chance.member.len() - pos);
+    let auc = gaussmask_privacy::roc_auc(&chance.online, &chance.member);
+    assert!((auc - 0.5).abs() < 4.0 * se, "AUC {auc}, SE {se}");
 }

@@ -552,6 +552,7 @@ fn list_names_every_experiment() {
         "depth",
         "image-accuracy",
         "membership-inference",
+        "lira",
         "dp-baseline",
         "federated-fading",
     ] {

@@ -77,6 +77,35 @@ fn membership_inference_smoke_run_attacks_every_setting() {
 }
 
 #[test]
+fn lira_smoke_run_scores_every_cell_both_ways() {
+    let files = [
+        "lira.csv",
+        "summary.json",
+        "roc.png",
+        "roc.svg",
+        "frontier.png",
+        "frontier.svg",
+        "run.json",
+        "config.toml",
+    ];
+    let (root, _, _, s) = smoke_run("lira", &files);
+    let rows: Vec<&serde_json::Value> = s["rows"].as_array().unwrap().iter().collect();
+    // Cells κ = 0, 1 and DP-SGD σ = 1, each with clean and masked queries, online and offline.
+    assert_eq!(rows.len(), 3 * 2 * 2);
+    for r in &rows {
+        let tpr = r["tpr_at_1pct"]["value"].as_f64().unwrap();
+        let (lo, hi) = (
+            r["tpr_at_1pct"]["low"].as_f64().unwrap(),
+            r["tpr_at_1pct"]["high"].as_f64().unwrap(),
+        );
+        assert!(lo <= tpr && tpr <= hi, "{r}");
+        let dp = r["defence"] == "dp-sgd";
+        assert_eq!(r["epsilon"].is_f64(), dp, "{r}");
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
 fn dp_baseline_smoke_run_reports_epsilon_and_matches_accuracies() {
     let (root, _, _, s) = smoke_run("dp-baseline", &["defences.csv", "auc_vs_accuracy.png"]);
     let rows = s["rows"].as_array().unwrap();

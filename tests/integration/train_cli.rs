@@ -568,3 +568,57 @@ fn a_killed_train_run_resumes_to_the_bytes_of_an_uninterrupted_one() {
     assert!(!root.join(".run.checkpoint").exists());
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn train_dp_solves_the_noise_for_a_target_epsilon_and_reports_it() {
+    let root = scratch("train-dp");
+    let csv = write(&root, "data.csv", &regression_csv(200));
+    let config = write(&root, "c.toml", &regression_config(&csv));
+    let run = root.join("run");
+    let o = train(
+        &root,
+        &config,
+        &run,
+        &["--set", "train.dp={clip = 1.0, epsilon = 4.0}"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let privacy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("privacy.json")).unwrap()).unwrap();
+    let epsilon = privacy["epsilon"].as_f64().unwrap();
+    let sigma = privacy["noise_multiplier"].as_f64().unwrap();
+    let q = privacy["sampling_rate"].as_f64().unwrap();
+    let steps = privacy["steps"].as_u64().unwrap();
+    assert!(epsilon <= 4.0 && epsilon > 3.5, "{privacy}");
+    // The ε printed is the accountant's for the noise the run used.
+    let again = gaussmask_privacy::pld_epsilon(q, sigma, steps, 1e-5, 1e-4);
+    assert_eq!(epsilon, again);
+    assert!(stderr(&o).contains("ε = "), "{}", stderr(&o));
+    // Both or neither of noise and ε, and a CNN with batch norm, are refused.
+    for (set, part) in [
+        (
+            "train.dp={clip = 1.0, epsilon = 4.0, noise_multiplier = 1.0}",
+            "train.dp.epsilon must be given instead of train.dp.noise_multiplier",
+        ),
+        ("train.dp={clip = 1.0}", "(give one of them), got neither"),
+        ("train.dp={clip = 0.0, epsilon = 1.0}", "train.dp.clip"),
+    ] {
+        let line = refused(&train(&root, &config, &root.join("bad"), &["--set", set]));
+        assert!(line.contains(part), "{set}: {line}");
+    }
+    let line = refused(&train(
+        &root,
+        &config,
+        &root.join("bad"),
+        &[
+            "--set",
+            "model={kind = \"cnn\"}",
+            "--set",
+            "train.dp={clip = 1.0, noise_multiplier = 1.0}",
+        ],
+    ));
+    assert!(
+        line.contains("model.batch_norm must be false with train.dp"),
+        "{line}"
+    );
+    assert!(!root.join("bad").exists());
+}

@@ -5,13 +5,16 @@
 //!   learns member vs non-member on a shadow model trained like the target, then scores the
 //!   target's members and non-members.
 //! - ROC-AUC (ties counted half), accuracy, precision and recall of the attack.
+//! - LiRA ([`lira`]), the likelihood-ratio attack with shadow models, reported as the field
+//!   reports attacks: TPR at low FPR with its binomial interval, the AUC, the ROC curve.
 //! - The accountants of DP-SGD with Poisson sampling: the privacy-loss distribution
 //!   ([`pld`], tight: the ε the runs print) and the Rényi bound ([`rdp`], the cross-check).
 
+pub mod lira;
 pub mod pld;
 pub mod rdp;
 
-pub use pld::{ACCOUNTANT, pld_delta, pld_epsilon};
+pub use pld::{ACCOUNTANT, noise_for_epsilon, pld_delta, pld_epsilon};
 pub use rdp::{dp_sgd_epsilon, rdp_sampled_gaussian};
 
 use gaussmask_core::InputError;

@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use gaussmask_core::InputError;
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex64;
 
@@ -275,10 +276,14 @@ fn composed(q: f64, sigma: f64, steps: u64, h: f64) -> Vec<Pld> {
 
 /// ε of DP-SGD with Poisson sampling after `steps` steps at rate `q` and noise multiplier
 /// `sigma`, at `delta`, from the PLD accountant on a grid of width `h` ([`DEFAULT_GRID`]
-/// unless a test asks otherwise): an upper bound, the larger of the two directions.
+/// unless a test asks otherwise): an upper bound, the larger of the two directions. Clipping
+/// without noise (σ = 0) has no finite ε.
 pub fn pld_epsilon(q: f64, sigma: f64, steps: u64, delta: f64, h: f64) -> f64 {
     if steps == 0 {
         return 0.0;
+    }
+    if sigma == 0.0 {
+        return f64::INFINITY;
     }
     composed(q, sigma, steps, h)
         .iter()
@@ -286,15 +291,56 @@ pub fn pld_epsilon(q: f64, sigma: f64, steps: u64, delta: f64, h: f64) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// δ of the same composition at `epsilon` (the larger of the two directions).
+/// δ of the same composition at `epsilon` (the larger of the two directions). Without noise
+/// (σ = 0) an example shows itself whenever it is sampled: δ = 1 − (1 − q)^steps at every ε.
 pub fn pld_delta(q: f64, sigma: f64, steps: u64, epsilon: f64, h: f64) -> f64 {
     if steps == 0 {
         return 0.0;
+    }
+    if sigma == 0.0 {
+        return 1.0 - (1.0 - q).powf(steps as f64);
     }
     composed(q, sigma, steps, h)
         .iter()
         .map(|pld| pld.delta(epsilon))
         .fold(0.0, f64::max)
+}
+
+/// The smallest noise multiplier σ (to a relative 10⁻³) at which DP-SGD with Poisson sampling
+/// at rate `q` for `steps` steps is (`epsilon`, `delta`)-DP by the PLD accountant, as Opacus's
+/// `get_noise_multiplier` answers it. The search runs on a grid of width 10⁻³; the returned σ
+/// meets the target on that grid, and [`pld_epsilon`] on the finer [`DEFAULT_GRID`] is tighter
+/// still.
+///
+/// # Errors
+/// No σ up to 10⁴ reaches the target (an ε below what any noise gives at this δ).
+pub fn noise_for_epsilon(q: f64, steps: u64, delta: f64, epsilon: f64) -> Result<f64, InputError> {
+    let h = 1e-3;
+    let meets = |sigma: f64| pld_epsilon(q, sigma, steps, delta, h) <= epsilon;
+    let (mut lo, mut hi) = (0.05, 1.0);
+    while !meets(hi) {
+        lo = hi;
+        hi *= 4.0;
+        if hi > 1e4 {
+            return Err(format!(
+                "no noise multiplier up to 10⁴ gives ε = {epsilon} at δ = {delta} over {steps} \
+                 steps at sampling rate {q}"
+            )
+            .into());
+        }
+    }
+    if meets(lo) {
+        return Ok(lo);
+    }
+    while hi / lo > 1.0 + 1e-3 {
+        let mid = (lo * hi).sqrt();
+        if meets(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi)
 }
 
 #[cfg(test)]
@@ -326,6 +372,24 @@ mod tests {
             phi(0.5 / single - eps * single) - eps.exp() * phi(-0.5 / single - eps * single);
         let got = pld_delta(1.0, sigma, steps, eps, 1e-4);
         assert!(got >= exact && got <= exact * 1.01, "{got} vs {exact}");
+    }
+
+    #[test]
+    fn the_noise_for_a_target_epsilon_meets_it_and_a_little_less_does_not() {
+        let (q, steps, delta, target) = (0.02, 200, 1e-5, 2.0);
+        let sigma = noise_for_epsilon(q, steps, delta, target).unwrap();
+        assert!(pld_epsilon(q, sigma, steps, delta, 1e-3) <= target);
+        assert!(
+            pld_epsilon(q, sigma / 1.01, steps, delta, 1e-3) > target,
+            "{sigma}"
+        );
+    }
+
+    #[test]
+    fn clipping_without_noise_has_no_finite_epsilon() {
+        assert_eq!(pld_epsilon(0.1, 0.0, 10, 1e-5, 1e-4), f64::INFINITY);
+        let delta = pld_delta(0.1, 0.0, 10, 5.0, 1e-4);
+        assert!((delta - (1.0 - 0.9f64.powi(10))).abs() < 1e-15, "{delta}");
     }
 
     #[test]

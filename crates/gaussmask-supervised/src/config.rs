@@ -8,7 +8,9 @@ use gaussmask_harness::HarnessError;
 use gaussmask_harness::config::{parse, require};
 use gaussmask_nn::image::{Activation, Architecture, ImageModelConfig};
 use gaussmask_nn::{KappaGrid, MaskConfig};
-use gaussmask_train::fit::{FitConfig, Optimizer, Schedule};
+use gaussmask_privacy::pld::DEFAULT_GRID;
+use gaussmask_privacy::{ACCOUNTANT, noise_for_epsilon, pld_epsilon};
+use gaussmask_train::fit::{DpSgd, FitConfig, Optimizer, Schedule};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
@@ -332,6 +334,111 @@ pub struct TrainSection {
     /// Steps between two rows of `metrics.csv`; 0: one row per epoch.
     #[serde(default)]
     pub log_every: usize,
+    /// DP-SGD (`[train.dp]`), off when left out.
+    #[serde(default)]
+    pub dp: Option<DpSection>,
+}
+
+/// `[train.dp]`: DP-SGD as Opacus runs it (Poisson-sampled batches of expected size
+/// `batch_size`, per-sample clipping, Gaussian noise), with ε from the PLD accountant. Give the
+/// noise multiplier, or the ε to reach (the noise is then solved for it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpSection {
+    /// Clipping norm C of each sample's gradient.
+    pub clip: f64,
+    /// Noise multiplier σ (noise std σ·C); 0 clips without noise (no finite ε).
+    #[serde(default)]
+    pub noise_multiplier: Option<f64>,
+    /// The ε to reach at `delta` instead of a noise multiplier.
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    /// δ of the ε.
+    #[serde(default = "default_delta")]
+    pub delta: f64,
+}
+
+fn default_delta() -> f64 {
+    1e-5
+}
+
+/// DP-SGD as a run does it: the resolved noise and the ε it gives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Privacy {
+    /// Which accountant gave `epsilon`.
+    pub accountant: String,
+    /// Clipping norm.
+    pub clip: f64,
+    /// Noise multiplier (given, or solved for the target ε).
+    pub noise_multiplier: f64,
+    /// Poisson sampling rate q = batch / training rows.
+    pub sampling_rate: f64,
+    /// Steps of each model.
+    pub steps: usize,
+    /// δ.
+    pub delta: f64,
+    /// ε at δ (none without noise).
+    pub epsilon: Option<f64>,
+}
+
+impl DpSection {
+    fn validate(&self) -> Result<(), String> {
+        DpSgd {
+            clip: self.clip,
+            noise_multiplier: self.noise_multiplier.unwrap_or(0.0),
+        }
+        .validate("train.dp")?;
+        require(
+            self.noise_multiplier.is_some() != self.epsilon.is_some(),
+            "train.dp.epsilon",
+            "given instead of train.dp.noise_multiplier (give one of them)",
+            if self.epsilon.is_some() {
+                "both"
+            } else {
+                "neither"
+            },
+        )?;
+        if let Some(e) = self.epsilon {
+            require(
+                e.is_finite() && e > 0.0,
+                "train.dp.epsilon",
+                "a number > 0",
+                e,
+            )?;
+        }
+        require(
+            self.delta > 0.0 && self.delta < 1.0,
+            "train.dp.delta",
+            "in (0, 1)",
+            self.delta,
+        )
+    }
+
+    /// The noise and ε of DP-SGD over `n` training rows with `train`'s batches and steps.
+    ///
+    /// # Errors
+    /// A target ε no noise reaches.
+    pub fn resolve(&self, train: &TrainSection, n: usize) -> Result<Privacy, String> {
+        let fit = train.fit_config(n, 0);
+        let q = fit.sampling_rate(n);
+        let steps = fit.steps as u64;
+        let sigma = match (self.noise_multiplier, self.epsilon) {
+            (Some(s), _) => s,
+            (None, Some(e)) => noise_for_epsilon(q, steps, self.delta, e)
+                .map_err(|m| format!("train.dp.epsilon: {m}"))?,
+            (None, None) => 0.0,
+        };
+        let epsilon = pld_epsilon(q, sigma, steps, self.delta, DEFAULT_GRID);
+        Ok(Privacy {
+            accountant: ACCOUNTANT.into(),
+            clip: self.clip,
+            noise_multiplier: sigma,
+            sampling_rate: q,
+            steps: fit.steps,
+            delta: self.delta,
+            epsilon: epsilon.is_finite().then_some(epsilon),
+        })
+    }
 }
 
 fn adam() -> Optimizer {
@@ -568,6 +675,18 @@ impl JobConfig {
             "in [0, 1)",
             t.label_smoothing,
         )?;
+        if let Some(dp) = &t.dp {
+            dp.validate()?;
+            if let ModelKind::Cnn(cnn) = &m.kind {
+                require(
+                    !cnn.batch_norm,
+                    "model.batch_norm",
+                    "false with train.dp (a per-sample gradient needs a loss that does not mix \
+                     samples)",
+                    true,
+                )?;
+            }
+        }
         // The trainer's own checks (lr, momentum, weight decay) on a stand-in size.
         t.fit_config(usize::MAX, 0)
             .validate(usize::MAX)

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use gaussmask_data::Dataset;
 use gaussmask_harness::{HarnessError, RunContext, Training};
 use gaussmask_train::classify::model_bytes;
-use gaussmask_train::fit::Fit;
+use gaussmask_train::fit::{DpSgd, Fit};
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
@@ -49,6 +49,8 @@ pub(crate) struct Job {
     pub(crate) config: JobConfig,
     pub(crate) loaded: Loaded,
     pub(crate) prepared: Prepared,
+    /// DP-SGD's noise and ε, when `[train.dp]` is set.
+    pub(crate) privacy: Option<crate::config::Privacy>,
 }
 
 impl Job {
@@ -76,10 +78,18 @@ impl Job {
                 loaded.classes.len()
             )));
         }
+        let privacy = match &config.train.dp {
+            None => None,
+            Some(dp) => Some(
+                dp.resolve(&config.train, prepared.train.n)
+                    .map_err(HarnessError::input)?,
+            ),
+        };
         Ok(Self {
             config,
             loaded,
             prepared,
+            privacy,
         })
     }
 
@@ -151,7 +161,11 @@ impl Job {
         let device = ctx.device.clone().autodiff();
         let plain = ctx.device.clone();
         let train = &self.prepared.train;
-        let settings = self.config.train.fit_config(train.n, seed);
+        let mut settings = self.config.train.fit_config(train.n, seed);
+        settings.dp = self.privacy.as_ref().map(|p| DpSgd {
+            clip: p.clip,
+            noise_multiplier: p.noise_multiplier,
+        });
         let model = self.network(kappa, seed, &device);
         let name = format!("κ = {}, seed {seed}", gaussmask_nn::kappa_label(kappa));
         let every = self.config.train.log_interval(train.n);

@@ -105,6 +105,9 @@ pub(crate) fn write_results(
         table.push((kappa, train, val, val_sd, has_test.then_some(test_mean)));
     }
     ctx.write("summary.csv", finish(summary)?)?;
+    if let Some(privacy) = &job.privacy {
+        ctx.write_json("privacy.json", privacy)?;
+    }
 
     // The models, and the manifest predict reads.
     for (kappa, seed, unit) in done {

@@ -66,6 +66,18 @@ fn prepared_job(table: &Table) -> Result<Arc<Job>, HarnessError> {
         c.kappas.len() * c.train.seeds,
         c.train.fit_config(train_n, 0).steps
     );
+    if let Some(p) = &job.privacy {
+        eprintln!(
+            "DP-SGD: Poisson sampling at q = {:.4}, clip {}, noise multiplier {:.4}: ε = {} at \
+             δ = {} ({})",
+            p.sampling_rate,
+            p.clip,
+            p.noise_multiplier,
+            p.epsilon.map_or("∞".into(), |e| format!("{e:.3}")),
+            p.delta,
+            p.accountant
+        );
+    }
     *kept = Some((table.clone(), job.clone()));
     Ok(job)
 }

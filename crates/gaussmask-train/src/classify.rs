@@ -358,13 +358,44 @@ pub fn posteriors(
     batch: usize,
     device: &Device,
 ) -> Vec<f32> {
+    over_batches(model, data, batch, device, |logits| {
+        to_f64(softmax(logits, 1))
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
+    })
+}
+
+/// Log-softmax posteriors in f64, as [`posteriors`] gives the softmax: what a membership
+/// attack's logit-scaled confidence needs far in the tails, where 1 − p rounds to 0.
+///
+/// # Shapes
+/// - returns `[n, classes]` row-major
+pub fn log_posteriors(
+    model: &MaskedNet,
+    data: ImageData<'_>,
+    batch: usize,
+    device: &Device,
+) -> Vec<f64> {
+    over_batches(model, data, batch, device, |logits| {
+        to_f64(burn::tensor::activation::log_softmax(logits, 1))
+    })
+}
+
+/// `f` of the logits of every batch of `batch` images of `data`, concatenated.
+fn over_batches<T>(
+    model: &MaskedNet,
+    data: ImageData<'_>,
+    batch: usize,
+    device: &Device,
+    f: impl Fn(Tensor<2>) -> Vec<T>,
+) -> Vec<T> {
     let n = data.n();
     let mut out = Vec::with_capacity(n * data.classes);
     let rows: Vec<usize> = (0..n).collect();
     for chunk in rows.chunks(batch.max(1)) {
         let x = data.batch(chunk, device);
-        let logits = model.forward_indexed(x, chunk);
-        out.extend(to_f64(softmax(logits, 1)).into_iter().map(|v| v as f32));
+        out.extend(f(model.forward_indexed(x, chunk)));
     }
     out
 }

@@ -20,6 +20,7 @@ pub fn experiments() -> Vec<&'static dyn Experiment> {
         &depth::Depth,
         &image_accuracy::ImageAccuracy,
         &membership_inference::MembershipInference,
+        &lira::Lira,
         &dp_baseline::DpBaseline,
         &federated_fading::FederatedFading,
     ]

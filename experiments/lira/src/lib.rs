@@ -1,0 +1,533 @@
+//! `lira`: membership privacy of masked training measured as the privacy field measures it.
+//! N models per cell (a mask level κ, or DP-SGD at a noise multiplier σ), each trained on a
+//! seeded random half of a pool of images, so every image is a member of about half of them.
+//! Each model in turn is the target and the others its shadows; the likelihood-ratio attack
+//! (LiRA, Carlini et al. 2022; `gaussmask_privacy::lira`) scores every (target, image) pair,
+//! online and offline, from the logit-scaled confidence of the true class on the clean image
+//! and on K masked copies of it at the training κ (an attacker who knows the mask). Reported:
+//! AUC, TPR at FPR 10⁻³ and 10⁻² with their Wilson intervals, a log-log ROC per cell, and the
+//! utility–privacy frontier (test accuracy against TPR at 0.1% FPR).
+
+use burn::module::Module;
+use gaussmask_core::rng::{Stream, derive_seed, tag};
+use gaussmask_data::images::{ImageDataset, Normalizer, disjoint_splits};
+use gaussmask_harness::config::require;
+use gaussmask_harness::plot::{LinePlot, Series};
+use gaussmask_harness::{HarnessError, InputError, RunContext, Study, Unit};
+use gaussmask_images::{Images, load, test_accuracy, train_checkpointed};
+use gaussmask_nn::KappaGrid;
+use gaussmask_nn::image::ImageModelConfig;
+use gaussmask_privacy::lira::{Rate, lira, logit_confidence, roc_curve, tpr_at_fpr};
+use gaussmask_privacy::pld::DEFAULT_GRID;
+use gaussmask_privacy::{pld_epsilon, roc_auc};
+use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, DpSgd, log_posteriors};
+use serde::{Deserialize, Serialize};
+
+mod tables;
+
+/// The experiment's config (`configs/lira.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiraConfig {
+    /// Seeds the models (model m: `seed + m`), their halves and the masked queries.
+    #[serde(default)]
+    pub seed: u64,
+    /// Models per cell: each the target once, the others its shadows.
+    pub models: usize,
+    /// Masked copies of each image the attacker queries at the training κ, besides the clean
+    /// image.
+    pub queries: usize,
+    /// Mask levels, one cell each (DP-SGD off).
+    pub kappas: KappaGrid,
+    /// DP-SGD noise multipliers σ, one cell each (no mask).
+    #[serde(default)]
+    pub noise_multipliers: Vec<f64>,
+    /// DP-SGD's clipping norm.
+    #[serde(default = "one")]
+    pub clip: f64,
+    /// δ of the printed ε.
+    #[serde(default = "default_delta")]
+    pub delta: f64,
+    /// The pool and the test set.
+    pub data: PoolConfig,
+    /// The models' architecture (the mask family comes from `model.mask`).
+    pub model: ImageModelConfig,
+    /// How every model is trained.
+    pub train: ClassifyConfig,
+}
+
+/// Where the images come from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Dataset; its training and test images are pooled before splitting.
+    pub dataset: ImageDataset,
+    /// Folder of the dataset's files; by default its install locations are searched.
+    #[serde(default)]
+    pub path: Option<std::path::PathBuf>,
+    /// Images in the pool (each model trains on half of them).
+    pub pool: usize,
+    /// Held-out images for the test accuracy, disjoint from the pool.
+    pub test_size: usize,
+    /// Floor of the per-pixel std of the normalization (fitted on the pool), grey levels.
+    #[serde(default = "one")]
+    pub std_floor: f64,
+    /// Seed of the pool and test split.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn default_delta() -> f64 {
+    1e-5
+}
+
+impl LiraConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), String> {
+        require(
+            self.models >= 4,
+            "models",
+            "≥ 4 (a target and shadows on both sides)",
+            self.models,
+        )?;
+        require(self.data.pool >= 4, "data.pool", "≥ 4", self.data.pool)?;
+        require(
+            self.data.test_size >= 1,
+            "data.test_size",
+            "≥ 1",
+            self.data.test_size,
+        )?;
+        require(
+            self.data.std_floor.is_finite() && self.data.std_floor > 0.0,
+            "data.std_floor",
+            "a number > 0",
+            self.data.std_floor,
+        )?;
+        require(
+            self.noise_multipliers
+                .iter()
+                .all(|s| s.is_finite() && *s > 0.0),
+            "noise_multipliers",
+            "numbers > 0",
+            format!("{:?}", self.noise_multipliers),
+        )?;
+        gaussmask_harness::config::require_distinct("noise_multipliers", &self.noise_multipliers)?;
+        require(
+            self.delta > 0.0 && self.delta < 1.0,
+            "delta",
+            "in (0, 1)",
+            self.delta,
+        )?;
+        DpSgd {
+            clip: self.clip,
+            noise_multiplier: 1.0,
+        }
+        .validate("")
+        .map_err(|e| e.replacen(".clip", "clip", 1))?;
+        gaussmask_images::check_dataset(self.data.dataset, self.data.path.as_deref())?;
+        self.model.validate([1, 28, 28])?;
+        require(
+            self.train.epochs >= 1,
+            "train.epochs",
+            "≥ 1",
+            self.train.epochs,
+        )?;
+        Ok(self.train.validate("train")?)
+    }
+
+    /// Which pool images model `m` trains on: a seeded half.
+    pub fn members(&self, m: usize) -> Vec<bool> {
+        let mut order: Vec<usize> = (0..self.data.pool).collect();
+        Stream::new(derive_seed(self.seed, tag::SPLIT, &[m as u64]), tag::SPLIT)
+            .shuffle(&mut order);
+        let mut member = vec![false; self.data.pool];
+        for &i in &order[..self.data.pool / 2] {
+            member[i] = true;
+        }
+        member
+    }
+}
+
+/// One cell of the study: what protects the models.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Cell {
+    /// The input mask at κ.
+    Mask(f64),
+    /// DP-SGD at noise multiplier σ.
+    DpSgd(f64),
+}
+
+impl Cell {
+    /// "mask" or "dp-sgd".
+    pub fn defence(&self) -> &'static str {
+        match self {
+            Cell::Mask(_) => "mask",
+            Cell::DpSgd(_) => "dp-sgd",
+        }
+    }
+
+    /// κ or σ.
+    pub fn strength(&self) -> f64 {
+        match self {
+            Cell::Mask(k) | Cell::DpSgd(k) => *k,
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            Cell::Mask(k) => format!("k{}", gaussmask_nn::kappa_label(*k)),
+            Cell::DpSgd(s) => format!("dp-s{s}"),
+        }
+    }
+}
+
+/// What one trained model gives the attack.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ModelEval {
+    /// φ of every pool image, clean query.
+    pub phi_clean: Vec<f64>,
+    /// φ of every pool image, mean over the masked queries (the clean φ without a mask).
+    pub phi_masked: Vec<f64>,
+    /// Accuracy on the test images (mask off).
+    pub test_accuracy: f64,
+}
+
+/// The pool and the test images, normalized with the pool's statistics.
+fn images(data: &PoolConfig) -> Result<(Images, Images), HarnessError> {
+    let (train, test) = load(data.dataset, data.path.as_deref())?;
+    let all = train.concat(&test);
+    let parts = disjoint_splits(all.n, &[data.pool, data.test_size], data.seed)
+        .map_err(|e| HarnessError::input(format!("data.pool: {e}")))?;
+    let pool = all.subset(&parts[0]);
+    let norm = Normalizer::fit(&pool, data.std_floor);
+    Ok((
+        Images::from_set(&pool, &norm),
+        Images::from_set(&all.subset(&parts[1]), &norm),
+    ))
+}
+
+/// φ of every image of `images` on the evaluation model `net`.
+fn phis(net: &gaussmask_nn::image::MaskedNet, images: &Images, ctx: &RunContext) -> Vec<f64> {
+    let log_p = log_posteriors(net, images.view(), 500, &ctx.device);
+    log_p
+        .chunks_exact(images.classes)
+        .zip(&images.labels)
+        .map(|(row, &y)| logit_confidence(row, y as usize))
+        .collect()
+}
+
+/// LiRA with shadow models against masked training and DP-SGD.
+pub struct Lira;
+
+impl Study for Lira {
+    type Config = LiraConfig;
+    /// (cell, model index).
+    type Unit = (Cell, usize);
+    type Output = ModelEval;
+
+    fn id(&self) -> &'static str {
+        "lira"
+    }
+
+    fn about(&self) -> &'static str {
+        "LiRA with shadow models: TPR at low FPR, ROC and frontier for the mask and DP-SGD"
+    }
+
+    fn default_config(&self) -> &'static str {
+        include_str!("../../../configs/lira.toml")
+    }
+
+    fn validate(&self, config: &mut LiraConfig) -> Result<(), InputError> {
+        Ok(config.validate()?)
+    }
+
+    fn units(&self, c: &LiraConfig) -> Vec<Unit<(Cell, usize)>> {
+        let cells = c
+            .kappas
+            .iter()
+            .map(|&k| Cell::Mask(k))
+            .chain(c.noise_multipliers.iter().map(|&s| Cell::DpSgd(s)));
+        cells
+            .flat_map(|cell| {
+                (0..c.models).map(move |m| Unit::new(format!("{}-m{m}", cell.key()), (cell, m)))
+            })
+            .collect()
+    }
+
+    fn run_unit(
+        &self,
+        c: &LiraConfig,
+        unit: &Unit<(Cell, usize)>,
+        ctx: &RunContext,
+    ) -> Result<ModelEval, HarnessError> {
+        let (cell, m) = unit.spec;
+        let (pool, test) = images(&c.data)?;
+        let member = c.members(m);
+        let rows: Vec<usize> = (0..c.data.pool).filter(|&i| member[i]).collect();
+        let members = pool.subset(&rows);
+        let mut train = c.train.clone();
+        let kappa = match cell {
+            Cell::Mask(k) => k,
+            Cell::DpSgd(sigma) => {
+                train.dp = Some(DpSgd {
+                    clip: c.clip,
+                    noise_multiplier: sigma,
+                });
+                0.0
+            }
+        };
+        let spec = ClassifierSpec {
+            model: &c.model,
+            train: &train,
+            kappa,
+            seed: c.seed + m as u64,
+        };
+        let steps = train.steps_per_epoch(members.labels.len()) * train.epochs;
+        let bar = ctx.progress(steps as u64, &unit.key);
+        let device = ctx.device.clone().autodiff();
+        let (net, ()) = train_checkpointed(
+            ctx,
+            &unit.key,
+            spec,
+            members.view(),
+            &device,
+            || bar.inc(1),
+            |_, _, _: &mut ()| Ok(()),
+        )?;
+        bar.finish_and_clear();
+        let net = net.valid();
+        let phi_clean = phis(&net, &pool, ctx);
+        // The attacker's masked copies, c = 1 + κz per pixel, from a stream of the model and
+        // query (the same for every run of the unit).
+        let phi_masked = if kappa == 0.0 || c.queries == 0 {
+            phi_clean.clone()
+        } else {
+            let mut sum = vec![0.0; pool.labels.len()];
+            for k in 0..c.queries {
+                let path = [m as u64, k as u64];
+                let mut z = Stream::new(derive_seed(c.seed, tag::MONTE_CARLO, &path), tag::MASK);
+                let mut masked = pool.clone();
+                for v in &mut masked.x {
+                    *v *= (1.0 + kappa * z.normal()) as f32;
+                }
+                for (s, p) in sum.iter_mut().zip(phis(&net, &masked, ctx)) {
+                    *s += p;
+                }
+            }
+            sum.iter().map(|s| s / c.queries as f64).collect()
+        };
+        Ok(ModelEval {
+            phi_clean,
+            phi_masked,
+            test_accuracy: test_accuracy(&net, &test, &ctx.device),
+        })
+    }
+
+    fn reduce(
+        &self,
+        c: &LiraConfig,
+        outputs: Vec<(Unit<(Cell, usize)>, ModelEval)>,
+        ctx: &mut RunContext,
+    ) -> Result<(), HarnessError> {
+        let mut rows = Vec::new();
+        let mut curves = Vec::new();
+        let mut cells: Vec<Cell> = Vec::new();
+        for (u, _) in &outputs {
+            if !cells.contains(&u.spec.0) {
+                cells.push(u.spec.0);
+            }
+        }
+        for cell in cells {
+            let evals: Vec<(usize, &ModelEval)> = outputs
+                .iter()
+                .filter(|(u, _)| u.spec.0 == cell)
+                .map(|(u, e)| (u.spec.1, e))
+                .collect();
+            let member: Vec<Vec<bool>> = evals.iter().map(|(m, _)| c.members(*m)).collect();
+            let accuracy =
+                evals.iter().map(|(_, e)| e.test_accuracy).sum::<f64>() / evals.len() as f64;
+            let epsilon = match cell {
+                Cell::Mask(_) => None,
+                Cell::DpSgd(sigma) => {
+                    let n = c.data.pool / 2;
+                    let q = c.train.batch_size.min(n) as f64 / n as f64;
+                    let steps = (c.train.steps_per_epoch(n) * c.train.epochs) as u64;
+                    Some(pld_epsilon(q, sigma, steps, c.delta, DEFAULT_GRID))
+                }
+            };
+            for query in ["clean", "masked"] {
+                let phi: Vec<Vec<f64>> = evals
+                    .iter()
+                    .map(|(_, e)| match query {
+                        "clean" => e.phi_clean.clone(),
+                        _ => e.phi_masked.clone(),
+                    })
+                    .collect();
+                let scores = lira(&phi, &member);
+                for (variant, s) in [("online", &scores.online), ("offline", &scores.offline)] {
+                    let row = LiraRow {
+                        defence: cell.defence(),
+                        strength: cell.strength(),
+                        query,
+                        variant,
+                        auc: roc_auc(s, &scores.member),
+                        tpr_at_0_1pct: tpr_at_fpr(s, &scores.member, 1e-3),
+                        tpr_at_1pct: tpr_at_fpr(s, &scores.member, 1e-2),
+                        test_accuracy: accuracy,
+                        epsilon,
+                    };
+                    eprintln!(
+                        "{} {} {query} {variant}: AUC {:.3}, TPR {:.4} at 0.1% FPR, {:.4} at 1%; \
+                         test accuracy {accuracy:.3}",
+                        row.defence,
+                        row.strength,
+                        row.auc,
+                        row.tpr_at_0_1pct.value,
+                        row.tpr_at_1pct.value
+                    );
+                    if variant == "online" && query == "masked" {
+                        curves.push((cell, roc_curve(s, &scores.member)));
+                    }
+                    rows.push(row);
+                }
+            }
+        }
+        write_outputs(&rows, &curves, ctx)
+    }
+
+    fn tables(
+        &self,
+        record: &gaussmask_harness::records::Record,
+    ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
+        tables::tables(record)
+    }
+}
+
+/// One line of `lira.csv`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiraRow {
+    /// "mask" or "dp-sgd".
+    pub defence: &'static str,
+    /// κ or σ.
+    pub strength: f64,
+    /// "clean" or "masked" queries.
+    pub query: &'static str,
+    /// "online" or "offline" LiRA.
+    pub variant: &'static str,
+    /// ROC-AUC over every (target, image) pair.
+    pub auc: f64,
+    /// TPR at FPR 10⁻³, with its Wilson interval.
+    pub tpr_at_0_1pct: Rate,
+    /// TPR at FPR 10⁻².
+    pub tpr_at_1pct: Rate,
+    /// Mean test accuracy of the cell's models.
+    pub test_accuracy: f64,
+    /// DP-SGD's ε at δ from the PLD accountant (none for the mask).
+    pub epsilon: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    defence: &'a str,
+    strength: f64,
+    query: &'a str,
+    variant: &'a str,
+    auc: f64,
+    tpr_0_1pct: f64,
+    tpr_0_1pct_low: f64,
+    tpr_0_1pct_high: f64,
+    tpr_1pct: f64,
+    tpr_1pct_low: f64,
+    tpr_1pct_high: f64,
+    test_accuracy: f64,
+    epsilon: Option<f64>,
+}
+
+fn write_outputs(
+    rows: &[LiraRow],
+    curves: &[(Cell, Vec<(f64, f64)>)],
+    ctx: &RunContext,
+) -> Result<(), HarnessError> {
+    let csv: Vec<CsvRow> = rows
+        .iter()
+        .map(|r| CsvRow {
+            defence: r.defence,
+            strength: r.strength,
+            query: r.query,
+            variant: r.variant,
+            auc: r.auc,
+            tpr_0_1pct: r.tpr_at_0_1pct.value,
+            tpr_0_1pct_low: r.tpr_at_0_1pct.low,
+            tpr_0_1pct_high: r.tpr_at_0_1pct.high,
+            tpr_1pct: r.tpr_at_1pct.value,
+            tpr_1pct_low: r.tpr_at_1pct.low,
+            tpr_1pct_high: r.tpr_at_1pct.high,
+            test_accuracy: r.test_accuracy,
+            epsilon: r.epsilon,
+        })
+        .collect();
+    ctx.write_csv("lira.csv", &csv)?;
+    ctx.write_json("summary.json", &serde_json::json!({ "rows": rows }))?;
+    // ROC on log-log axes, where low false-positive rates are visible; zeros are left out.
+    let label = |cell: &Cell| match cell {
+        Cell::Mask(k) => format!("mask κ = {k}"),
+        Cell::DpSgd(s) => format!("DP-SGD σ = {s}"),
+    };
+    let mut series: Vec<Series> = curves
+        .iter()
+        .map(|(cell, curve)| Series {
+            label: label(cell),
+            points: curve
+                .iter()
+                .copied()
+                .filter(|&(f, t)| f > 0.0 && t > 0.0)
+                .collect(),
+            ..Series::default()
+        })
+        .collect();
+    series.push(Series {
+        label: "chance".into(),
+        points: vec![(1e-4, 1e-4), (1.0, 1.0)],
+        dashed: true,
+        ..Series::default()
+    });
+    ctx.plot(
+        &LinePlot {
+            title: "LiRA (online, masked queries): ROC".into(),
+            x_label: "false-positive rate".into(),
+            y_label: "true-positive rate".into(),
+            log_x: true,
+            log_y: true,
+            series,
+            legend_left: false,
+        },
+        "roc",
+    )?;
+    // The frontier: test accuracy against TPR at 0.1% FPR (online, masked queries).
+    let frontier = |defence: &str| Series {
+        label: match defence {
+            "mask" => "input mask (κ)".into(),
+            _ => "DP-SGD (σ)".into(),
+        },
+        points: rows
+            .iter()
+            .filter(|r| r.defence == defence && r.variant == "online" && r.query == "masked")
+            .map(|r| (r.tpr_at_0_1pct.value, r.test_accuracy))
+            .collect(),
+        ..Series::default()
+    };
+    ctx.plot(
+        &LinePlot {
+            title: "utility against membership exposure".into(),
+            x_label: "LiRA TPR at 0.1% FPR (online, masked queries)".into(),
+            y_label: "test accuracy".into(),
+            series: vec![frontier("mask"), frontier("dp-sgd")],
+            legend_left: true,
+            ..LinePlot::default()
+        },
+        "frontier",
+    )
+}

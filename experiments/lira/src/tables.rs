@@ -1,0 +1,71 @@
+//! The README's table, from a recorded run (`gaussmask records tables`).
+
+use gaussmask_harness::HarnessError;
+use gaussmask_harness::records::{Markdown, Record, Tables, sig};
+use gaussmask_nn::kappa_label;
+
+/// `lira`: per cell, online LiRA's AUC and TPR at 0.1% and 1% FPR (Wilson interval) for clean
+/// and masked queries, beside the models' test accuracy and, for DP-SGD, ε.
+pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
+    let csv = record.csv("lira.csv")?;
+    let mut table = Markdown::new(&[
+        "defence",
+        "test accuracy",
+        "queries",
+        "AUC",
+        "TPR at 0.1% FPR",
+        "TPR at 1% FPR",
+        "offline TPR at 1%",
+    ]);
+    let rate = |r: usize, col: &str| -> Result<String, HarnessError> {
+        Ok(format!(
+            "{:.4} [{:.4}, {:.4}]",
+            csv.f64(r, col)?,
+            csv.f64(r, &format!("{col}_low"))?,
+            csv.f64(r, &format!("{col}_high"))?
+        ))
+    };
+    for (defence, rows) in csv.group_by("defence")? {
+        for strength in csv.distinct(&rows, "strength")? {
+            let cell: Vec<usize> = rows
+                .iter()
+                .copied()
+                .filter(|&r| csv.f64(r, "strength").ok() == Some(strength))
+                .collect();
+            for query in ["clean", "masked"] {
+                let pick = |variant: &str| {
+                    cell.iter().copied().find(|&r| {
+                        csv.str(r, "query").ok() == Some(query)
+                            && csv.str(r, "variant").ok() == Some(variant)
+                    })
+                };
+                let (Some(r), Some(off)) = (pick("online"), pick("offline")) else {
+                    continue;
+                };
+                let name = match defence.as_str() {
+                    "dp-sgd" => match csv.str(r, "epsilon")? {
+                        "" => format!("DP-SGD σ = {}", kappa_label(strength)),
+                        _ => format!(
+                            "DP-SGD σ = {} (ε {})",
+                            kappa_label(strength),
+                            sig(csv.f64(r, "epsilon")?, 3)
+                        ),
+                    },
+                    _ => format!("mask κ = {}", kappa_label(strength)),
+                };
+                table.row(&[
+                    name,
+                    format!("{:.3}", csv.f64(r, "test_accuracy")?),
+                    query.to_string(),
+                    format!("{:.3}", csv.f64(r, "auc")?),
+                    rate(r, "tpr_0_1pct")?,
+                    rate(r, "tpr_1pct")?,
+                    format!("{:.4}", csv.f64(off, "tpr_1pct")?),
+                ]);
+            }
+        }
+    }
+    let mut tables = Tables::default();
+    tables.block("lira", table.text());
+    Ok(tables)
+}
