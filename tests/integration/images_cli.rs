@@ -167,6 +167,17 @@ fn bad_values_of_the_image_experiments_are_rejected_naming_the_field() {
             "model.mask.truncation=0.1",
             "model.mask.truncation",
         ),
+        ("lira", "models=2", "models"),
+        ("lira", "noise_multipliers=[0.0]", "noise_multipliers"),
+        ("lira", "delta=1.5", "delta"),
+        ("lira", "clip=0", "clip"),
+        (
+            "lira",
+            "train.dp={clip=1.0,noise_multiplier=1.0}",
+            "train.dp",
+        ),
+        // DP-SGD's per-sample gradients and batch norm do not mix: refused, not run.
+        ("lira", "model.architecture=\"cnn\"", "train.dp"),
         ("federated-fading", "clients=[0]", "clients"),
         ("federated-fading", "regression.lr=0", "regression.lr"),
     ] {

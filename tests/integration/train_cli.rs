@@ -601,6 +601,11 @@ fn train_dp_solves_the_noise_for_a_target_epsilon_and_reports_it() {
         ),
         ("train.dp={clip = 1.0}", "(give one of them), got neither"),
         ("train.dp={clip = 0.0, epsilon = 1.0}", "train.dp.clip"),
+        // An ε no noise reaches at this δ.
+        (
+            "train.dp={clip = 1.0, epsilon = 1e-9}",
+            "train.dp.epsilon: no noise multiplier up to 10⁴ gives ε = 0.000000001",
+        ),
     ] {
         let line = refused(&train(&root, &config, &root.join("bad"), &["--set", set]));
         assert!(line.contains(part), "{set}: {line}");

@@ -7,11 +7,14 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use gaussmask_data::images::{ImageDataset, Normalizer, disjoint_splits};
-use gaussmask_harness::config::require;
+use gaussmask_harness::config::{require, require_distinct};
 use gaussmask_harness::{HarnessError, RunContext};
 use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
-use gaussmask_privacy::{AttackMetrics, MembershipFeatures, attack, top_sorted};
-use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, accuracy, posteriors};
+use gaussmask_privacy::pld::DEFAULT_GRID;
+use gaussmask_privacy::{
+    AttackMetrics, MembershipFeatures, attack, dp_sgd_epsilon, pld_epsilon, top_sorted,
+};
+use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, DpSgd, accuracy, posteriors};
 use serde::{Deserialize, Serialize};
 
 use crate::{Images, load, model_label, train_checkpointed};
@@ -59,6 +62,65 @@ pub fn resolve_epochs(epochs: &mut Vec<usize>, train: &mut ClassifyConfig) -> Re
     epochs.sort_unstable();
     epochs.dedup();
     Ok(train.validate("train")?)
+}
+
+/// Checks the DP-SGD cells of an experiment that sweeps the noise multiplier σ: the σ list
+/// (`non_empty` when the experiment needs one), the clipping norm, δ, no `train.dp` of the
+/// config's own (the cells set it), and a model DP-SGD can train (no batch norm).
+pub fn check_dp_cells(
+    noise_multipliers: &[f64],
+    non_empty: bool,
+    clip: f64,
+    delta: f64,
+    train: &ClassifyConfig,
+    model: &ImageModelConfig,
+) -> Result<(), String> {
+    require_distinct("noise_multipliers", noise_multipliers)?;
+    require(
+        (!non_empty || !noise_multipliers.is_empty())
+            && noise_multipliers.iter().all(|s| s.is_finite() && *s > 0.0),
+        "noise_multipliers",
+        if non_empty {
+            "a non-empty list of numbers > 0"
+        } else {
+            "numbers > 0"
+        },
+        format!("{noise_multipliers:?}"),
+    )?;
+    require(clip.is_finite() && clip > 0.0, "clip", "a number > 0", clip)?;
+    require(delta > 0.0 && delta < 1.0, "delta", "in (0, 1)", delta)?;
+    require(
+        train.dp.is_none(),
+        "train.dp",
+        "absent (set clip and noise_multipliers)",
+        "present",
+    )?;
+    if noise_multipliers.is_empty() {
+        return Ok(());
+    }
+    let mut dp = train.clone();
+    dp.dp = Some(DpSgd {
+        clip,
+        noise_multiplier: 1.0,
+    });
+    Ok(dp.check_model("train", model)?)
+}
+
+/// ε at `delta` of `epochs` epochs of DP-SGD at noise multiplier `sigma` as `train` runs it on
+/// `n` rows (its Poisson sampling rate and steps): the PLD accountant's, and the Rényi bound.
+pub fn dp_epsilon(
+    train: &ClassifyConfig,
+    n: usize,
+    sigma: f64,
+    epochs: usize,
+    delta: f64,
+) -> (f64, f64) {
+    let q = train.fit_config(n, 0).sampling_rate(n);
+    let steps = (train.steps_per_epoch(n) * epochs) as u64;
+    (
+        pld_epsilon(q, sigma, steps, delta, DEFAULT_GRID),
+        dp_sgd_epsilon(q, sigma, steps, delta).0,
+    )
 }
 
 /// The four normalized splits.

@@ -5,13 +5,14 @@
 //! attacked, and every DP-SGD model is set beside the masked model of closest test accuracy.
 
 use gaussmask_harness::InputError;
-use gaussmask_harness::config::{require, require_distinct};
+use gaussmask_harness::config::require;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
-use gaussmask_images::membership::{Row, SplitsConfig, attack_setting, resolve_epochs, splits};
+use gaussmask_images::membership::{
+    Row, SplitsConfig, attack_setting, check_dp_cells, dp_epsilon, resolve_epochs, splits,
+};
 use gaussmask_nn::image::ImageModelConfig;
-use gaussmask_privacy::pld::{ACCOUNTANT, DEFAULT_GRID};
-use gaussmask_privacy::{dp_sgd_epsilon, pld_epsilon};
+use gaussmask_privacy::pld::ACCOUNTANT;
 use gaussmask_train::classify::{ClassifyConfig, DpSgd};
 use serde::{Deserialize, Serialize};
 
@@ -44,50 +45,23 @@ pub struct DpBaselineConfig {
 
 impl DpBaselineConfig {
     fn resolve(&mut self) -> Result<(), String> {
-        require_distinct("noise_multipliers", &self.noise_multipliers)?;
         require(
             self.data.split_size >= 2,
             "data.split_size",
             "≥ 2",
             self.data.split_size,
         )?;
-        require(
-            self.clip.is_finite() && self.clip > 0.0,
-            "clip",
-            "a number > 0",
-            self.clip,
-        )?;
-        require(
-            !self.noise_multipliers.is_empty()
-                && self
-                    .noise_multipliers
-                    .iter()
-                    .all(|s| s.is_finite() && *s > 0.0),
-            "noise_multipliers",
-            "a non-empty list of numbers > 0",
-            format!("{:?}", self.noise_multipliers),
-        )?;
-        require(
-            self.delta > 0.0 && self.delta < 1.0,
-            "delta",
-            "in (0, 1)",
-            self.delta,
-        )?;
-        require(
-            self.train.dp.is_none(),
-            "train.dp",
-            "absent (set clip and noise_multipliers)",
-            "present",
-        )?;
         gaussmask_images::check_dataset(self.data.dataset, self.data.path.as_deref())?;
         self.model.validate([1, 28, 28])?;
         resolve_epochs(&mut self.epochs, &mut self.train)?;
-        let mut dp = self.train.clone();
-        dp.dp = Some(DpSgd {
-            clip: self.clip,
-            noise_multiplier: 1.0,
-        });
-        Ok(dp.check_model("train", &self.model)?)
+        check_dp_cells(
+            &self.noise_multipliers,
+            true,
+            self.clip,
+            self.delta,
+            &self.train,
+            &self.model,
+        )
     }
 }
 
@@ -186,14 +160,12 @@ impl Study for DpBaseline {
             || bar.inc(1),
         )?;
         bar.finish_and_clear();
-        let q = (c.train.batch_size as f64 / c.data.split_size as f64).min(1.0);
         let rows = found
             .into_iter()
             .map(|row| match unit.spec {
                 Defence::DpSgd(sigma) => {
-                    let steps = (row.epochs * per_epoch) as u64;
-                    let epsilon = pld_epsilon(q, sigma, steps, c.delta, DEFAULT_GRID);
-                    let (epsilon_renyi, _) = dp_sgd_epsilon(q, sigma, steps, c.delta);
+                    let (epsilon, epsilon_renyi) =
+                        dp_epsilon(&c.train, c.data.split_size, sigma, row.epochs, c.delta);
                     eprintln!(
                         "DP-SGD σ = {sigma} {} epochs: ε = {epsilon:.2} ({ACCOUNTANT}; Rényi \
                          bound {epsilon_renyi:.2}), AUC {:.3}, test accuracy {:.3}",

@@ -14,12 +14,12 @@ use gaussmask_data::images::{ImageDataset, Normalizer, disjoint_splits};
 use gaussmask_harness::config::require;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, InputError, RunContext, Study, Unit};
+use gaussmask_images::membership::{check_dp_cells, dp_epsilon};
 use gaussmask_images::{Images, load, test_accuracy, train_checkpointed};
 use gaussmask_nn::KappaGrid;
 use gaussmask_nn::image::ImageModelConfig;
 use gaussmask_privacy::lira::{Rate, lira, logit_confidence, roc_curve, tpr_at_fpr};
-use gaussmask_privacy::pld::DEFAULT_GRID;
-use gaussmask_privacy::{pld_epsilon, roc_auc};
+use gaussmask_privacy::roc_auc;
 use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, DpSgd, log_posteriors};
 use serde::{Deserialize, Serialize};
 
@@ -106,27 +106,6 @@ impl LiraConfig {
             "a number > 0",
             self.data.std_floor,
         )?;
-        require(
-            self.noise_multipliers
-                .iter()
-                .all(|s| s.is_finite() && *s > 0.0),
-            "noise_multipliers",
-            "numbers > 0",
-            format!("{:?}", self.noise_multipliers),
-        )?;
-        gaussmask_harness::config::require_distinct("noise_multipliers", &self.noise_multipliers)?;
-        require(
-            self.delta > 0.0 && self.delta < 1.0,
-            "delta",
-            "in (0, 1)",
-            self.delta,
-        )?;
-        DpSgd {
-            clip: self.clip,
-            noise_multiplier: 1.0,
-        }
-        .validate("")
-        .map_err(|e| e.replacen(".clip", "clip", 1))?;
         gaussmask_images::check_dataset(self.data.dataset, self.data.path.as_deref())?;
         self.model.validate([1, 28, 28])?;
         require(
@@ -135,7 +114,15 @@ impl LiraConfig {
             "≥ 1",
             self.train.epochs,
         )?;
-        Ok(self.train.validate("train")?)
+        self.train.validate("train")?;
+        check_dp_cells(
+            &self.noise_multipliers,
+            false,
+            self.clip,
+            self.delta,
+            &self.train,
+            &self.model,
+        )
     }
 
     /// Which pool images model `m` trains on: a seeded half.
@@ -352,10 +339,7 @@ impl Study for Lira {
             let epsilon = match cell {
                 Cell::Mask(_) => None,
                 Cell::DpSgd(sigma) => {
-                    let n = c.data.pool / 2;
-                    let q = c.train.batch_size.min(n) as f64 / n as f64;
-                    let steps = (c.train.steps_per_epoch(n) * c.train.epochs) as u64;
-                    Some(pld_epsilon(q, sigma, steps, c.delta, DEFAULT_GRID))
+                    Some(dp_epsilon(&c.train, c.data.pool / 2, sigma, c.train.epochs, c.delta).0)
                 }
             };
             for query in ["clean", "masked"] {
