@@ -4,6 +4,7 @@
 //! tested as a subprocess, so each run there has its own backend and float type.
 
 mod accountant;
+mod audit_cli;
 mod checkpoints_cli;
 mod classify;
 mod cli;

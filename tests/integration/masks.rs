@@ -118,6 +118,54 @@ fn ranks_two_to_four_keep_their_shape_and_masks_act_per_value() {
     }
 }
 
+/// The devices of a module's integer parameters (where the mask records its streams).
+struct IntDevices(Vec<Device>);
+
+impl burn::module::ModuleVisitor for IntDevices {
+    fn visit_int<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<Tensor<D, burn::tensor::Int>>,
+    ) {
+        self.0.push(param.val().device());
+    }
+}
+
+#[test]
+fn the_recorded_stream_state_lives_on_the_models_device_even_at_zero_kappa() {
+    // Before, a κ = 0 mask never saw a masked input, so recording it (every optimizer step
+    // visits the parameters) built its state on the default device: with the wgpu feature
+    // compiled in, a CPU run started a GPU context.
+    let device = device64();
+    let on = |mask: &InputMask| {
+        let mut seen = IntDevices(Vec::new());
+        mask.visit(&mut seen);
+        seen.0
+    };
+    let config = MaskConfig::default();
+    for kappa in [0.0, 0.5] {
+        assert_eq!(
+            on(&config.init(kappa, 1).to_device(&device)),
+            std::slice::from_ref(&device)
+        );
+        let mask = config.init(kappa, 1);
+        mask.forward(from_f64(vec![1.0; 4], [2, 2], &device));
+        assert_eq!(
+            on(&mask),
+            std::slice::from_ref(&device),
+            "κ = {kappa}, after a forward pass"
+        );
+    }
+    // The models build their mask on their own device.
+    let net = gaussmask_nn::image::ImageModelConfig::default().init([1, 2, 2], 2, 0.0, 1, &device);
+    let mut seen = IntDevices(Vec::new());
+    net.visit(&mut seen);
+    assert!(
+        !seen.0.is_empty() && seen.0.iter().all(|d| *d == device),
+        "{:?}",
+        seen.0
+    );
+}
+
 #[test]
 fn evaluation_mode_and_zero_kappa_are_exactly_the_identity() {
     let device = device64();

@@ -42,6 +42,40 @@ pub struct LinePlot {
     pub legend_left: bool,
 }
 
+impl LinePlot {
+    /// ROC curves (false-positive rate, true-positive rate) on log-log axes, where the low
+    /// false-positive rates that membership attacks are judged by are visible, with the chance
+    /// diagonal dashed; points with a zero rate are left out.
+    pub fn log_log_roc(title: &str, curves: Vec<(String, Vec<(f64, f64)>)>) -> Self {
+        let mut series: Vec<Series> = curves
+            .into_iter()
+            .map(|(label, curve)| Series {
+                label,
+                points: curve
+                    .into_iter()
+                    .filter(|&(f, t)| f > 0.0 && t > 0.0)
+                    .collect(),
+                ..Series::default()
+            })
+            .collect();
+        series.push(Series {
+            label: "chance".into(),
+            points: vec![(1e-4, 1e-4), (1.0, 1.0)],
+            dashed: true,
+            ..Series::default()
+        });
+        LinePlot {
+            title: title.into(),
+            x_label: "false-positive rate".into(),
+            y_label: "true-positive rate".into(),
+            log_x: true,
+            log_y: true,
+            series,
+            legend_left: false,
+        }
+    }
+}
+
 const SIZE: (u32, u32) = (960, 640);
 
 /// Matplotlib's "tab10" colors: distinct on white, and familiar to readers of papers.

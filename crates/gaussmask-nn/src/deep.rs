@@ -57,7 +57,7 @@ pub fn deep_init(
     DeepRelu {
         layers,
         a: Param::from_tensor(from_f64(a, [r, m], device)).set_require_grad(false),
-        mask: config.mask.init_replicas(replicas),
+        mask: config.mask.init_replicas(replicas).to_device(device),
     }
 }
 

@@ -226,7 +226,7 @@ impl ImageModelConfig {
             fan_in = out;
         }
         MaskedNet {
-            mask: self.mask.init(kappa, seed),
+            mask: self.mask.init(kappa, seed).to_device(device),
             convs,
             norms,
             pool: MaxPool2dConfig::new([2, 2]).init(),

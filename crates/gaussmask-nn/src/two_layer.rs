@@ -83,7 +83,7 @@ impl TwoLayerReluConfig {
             a,
             [replicas.len(), self.width, self.input_dim],
             self.train_output,
-            self.mask.init_replicas(replicas),
+            self.mask.init_replicas(replicas).to_device(device),
             device,
         )
     }

@@ -12,7 +12,28 @@
 //! (φ − μ_out)/σ_out. The means are per example; the variances are pooled over the examples of
 //! each target, as the paper recommends with few shadows.
 
+use gaussmask_core::rng::{Stream, derive_seed, tag};
 use serde::{Deserialize, Serialize};
+
+/// Which of `pool` examples model `model` trains on: a seeded half (⌊pool/2⌋ of them), drawn
+/// from a stream of (`seed`, `model`), so every example is a member of about half the models.
+pub fn member_halves(pool: usize, seed: u64, model: usize) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..pool).collect();
+    Stream::new(derive_seed(seed, tag::SPLIT, &[model as u64]), tag::SPLIT).shuffle(&mut order);
+    let mut member = vec![false; pool];
+    for &i in &order[..pool / 2] {
+        member[i] = true;
+    }
+    member
+}
+
+/// φ of a regression output: −ln of its squared error (floored at the smallest normal f64),
+/// the regression counterpart of [`logit_confidence`]: larger when the model fits the example
+/// better, and on a log scale, where the spread over models is closer to a Gaussian's.
+pub fn log_error_confidence(prediction: f64, target: f64) -> f64 {
+    let e = prediction - target;
+    -(e * e).max(f64::MIN_POSITIVE).ln()
+}
 
 /// φ = ln(p_y / (1 − p_y)) of the class `label` from a row of log-probabilities, without
 /// cancellation: ln(1 − p_y) is the log-sum-exp of the other classes.
@@ -206,6 +227,30 @@ mod tests {
         // Far in the tail, where 1 − p_y rounds to 0 in f64, it stays finite.
         let sure = [0.0, -60.0, -61.0];
         assert!((logit_confidence(&sure, 0) - 60.0 + (1.0 + (-1f64).exp()).ln()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn member_halves_are_seeded_halves_each_example_in_about_half_the_models() {
+        let models: Vec<Vec<bool>> = (0..64).map(|m| member_halves(101, 7, m)).collect();
+        assert!(
+            models
+                .iter()
+                .all(|h| h.iter().filter(|&&b| b).count() == 50)
+        );
+        assert_eq!(models[3], member_halves(101, 7, 3));
+        assert_ne!(models[3], member_halves(101, 8, 3));
+        // Each example is in Binomial(64, ~1/2) models: within 5 standard deviations (σ = 4).
+        for i in 0..101 {
+            let k = models.iter().filter(|h| h[i]).count() as f64;
+            assert!((k - 32.0).abs() < 20.0, "example {i}: {k} of 64");
+        }
+    }
+
+    #[test]
+    fn log_error_confidence_falls_with_the_error_and_stays_finite() {
+        assert!((log_error_confidence(1.5, 1.0) - 4f64.ln()).abs() < 1e-12);
+        assert!(log_error_confidence(1.1, 1.0) > log_error_confidence(0.0, 1.0));
+        assert!(log_error_confidence(2.0, 2.0).is_finite());
     }
 
     #[test]

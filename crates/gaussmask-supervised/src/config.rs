@@ -25,6 +25,16 @@ pub enum Task {
     Classification,
 }
 
+impl Task {
+    /// The name of the task's metric in file and column names: "mse" or "accuracy".
+    pub fn metric(self) -> &'static str {
+        match self {
+            Task::Regression => "mse",
+            Task::Classification => "accuracy",
+        }
+    }
+}
+
 /// Where the samples come from (`data.source`), with the fields that source reads: a field
 /// another source reads is refused, not ignored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -55,8 +55,12 @@ pub(crate) struct Job {
 
 impl Job {
     /// Parses the config and reads, splits and standardizes the data: every input error is
-    /// found here, before a run directory exists.
-    pub(crate) fn new(table: &Table) -> Result<Self, HarnessError> {
+    /// found here, before a run directory exists. `model_rows` gives, from the training part's
+    /// rows, how many each model trains on (what DP-SGD's ε is accounted over).
+    pub(crate) fn new(
+        table: &Table,
+        model_rows: impl Fn(usize) -> usize,
+    ) -> Result<Self, HarnessError> {
         let config = JobConfig::from_table(table)?;
         let loaded = load(&config.data, config.seed).map_err(HarnessError::input)?;
         let prepared = prepare(&loaded, &config.data, config.seed).map_err(HarnessError::input)?;
@@ -81,7 +85,7 @@ impl Job {
         let privacy = match &config.train.dp {
             None => None,
             Some(dp) => Some(
-                dp.resolve(&config.train, prepared.train.n)
+                dp.resolve(&config.train, model_rows(prepared.train.n))
                     .map_err(HarnessError::input)?,
             ),
         };
@@ -121,7 +125,7 @@ impl Job {
     }
 
     /// Loss and metric of the evaluation model on `data`.
-    fn evaluate(&self, net: &Network, data: &Dataset, device: &Device) -> (f64, f64) {
+    pub(crate) fn evaluate(&self, net: &Network, data: &Dataset, device: &Device) -> (f64, f64) {
         if data.n == 0 {
             return (f64::NAN, f64::NAN);
         }
@@ -149,7 +153,56 @@ impl Job {
         }
     }
 
-    /// Trains model (κ, seed) from its checkpoint `key` (or from scratch).
+    /// Trains model (κ, seed) on `data` from its checkpoint `key` (or from scratch), with a
+    /// row of metrics every `train.log_every` steps when `log` is set (else only at step 0);
+    /// returns the trained model (training mode) and its rows.
+    pub(crate) fn train_model(
+        &self,
+        ctx: &RunContext,
+        key: &str,
+        (kappa, seed): (f64, u64),
+        data: &Dataset,
+        log: bool,
+        tick: impl FnMut(),
+    ) -> Result<(Network, Vec<MetricRow>), HarnessError> {
+        let device = ctx.device.clone().autodiff();
+        let plain = ctx.device.clone();
+        let mut settings = self.config.train.fit_config(data.n, seed);
+        settings.dp = self.privacy.as_ref().map(|p| DpSgd {
+            clip: p.clip,
+            noise_multiplier: p.noise_multiplier,
+        });
+        let model = self.network(kappa, seed, &device);
+        let name = format!("κ = {}, seed {seed}", gaussmask_nn::kappa_label(kappa));
+        let every = self.config.train.log_interval(data.n);
+        let on_step = |fit: &Fit<Network>, rows: &mut Vec<MetricRow>| {
+            let step = fit.step();
+            if log && (step.is_multiple_of(every) || step == fit.steps()) {
+                rows.push(self.row(&fit.model().valid(), kappa, seed, step, &plain));
+            }
+            Ok(())
+        };
+        let begin = |saved: Option<(&[u8], &_)>| {
+            let fit = match saved {
+                Some((bytes, _)) => Fit::resume(model, bytes, data, &settings, &device)
+                    .map_err(|e| e.to_string())?,
+                None => Fit::new(model, data, &settings, &device).map_err(|e| e.to_string())?,
+            };
+            Ok(Training::new(fit, name.as_str(), on_step))
+        };
+        let first_row = |t: &Training<'_, Network, Vec<MetricRow>, _>| {
+            if log {
+                vec![self.row(&t.fit().model().valid(), kappa, seed, 0, &plain)]
+            } else {
+                Vec::new()
+            }
+        };
+        let (training, rows) = ctx.run_resumable(key, &name, begin, first_row, tick)?;
+        Ok((training.into_fit().into_model(), rows))
+    }
+
+    /// Trains model (κ, seed) of `gaussmask train` on the whole training part, from its
+    /// checkpoint `key` (or from scratch).
     pub(crate) fn train_unit(
         &self,
         ctx: &RunContext,
@@ -158,47 +211,22 @@ impl Job {
         seed: u64,
         tick: impl FnMut(),
     ) -> Result<TrainedModel, HarnessError> {
-        let device = ctx.device.clone().autodiff();
-        let plain = ctx.device.clone();
-        let train = &self.prepared.train;
-        let mut settings = self.config.train.fit_config(train.n, seed);
-        settings.dp = self.privacy.as_ref().map(|p| DpSgd {
-            clip: p.clip,
-            noise_multiplier: p.noise_multiplier,
-        });
-        let model = self.network(kappa, seed, &device);
-        let name = format!("κ = {}, seed {seed}", gaussmask_nn::kappa_label(kappa));
-        let every = self.config.train.log_interval(train.n);
-        let on_step = |fit: &Fit<Network>, rows: &mut Vec<MetricRow>| {
-            let step = fit.step();
-            if step.is_multiple_of(every) || step == fit.steps() {
-                rows.push(self.row(&fit.model().valid(), kappa, seed, step, &plain));
-            }
-            Ok(())
-        };
-        let begin = |saved: Option<(&[u8], &_)>| {
-            let fit = match saved {
-                Some((bytes, _)) => Fit::resume(model, bytes, train, &settings, &device)
-                    .map_err(|e| e.to_string())?,
-                None => Fit::new(model, train, &settings, &device).map_err(|e| e.to_string())?,
-            };
-            Ok(Training::new(fit, name.as_str(), on_step))
-        };
-        let first_row = |t: &Training<'_, Network, Vec<MetricRow>, _>| {
-            vec![self.row(&t.fit().model().valid(), kappa, seed, 0, &plain)]
-        };
-        let (training, rows) = ctx.run_resumable(key, &name, begin, first_row, tick)?;
-        let run = training.into_fit();
-        let trained = run.model().valid();
+        let (model, rows) =
+            self.train_model(ctx, key, (kappa, seed), &self.prepared.train, true, tick)?;
+        let trained = model.valid();
         let test = self
             .prepared
             .test
             .as_ref()
-            .map(|t| self.evaluate(&trained, t, &plain));
+            .map(|t| self.evaluate(&trained, t, &ctx.device));
         Ok(TrainedModel {
             rows,
-            record: model_bytes(run.model())
-                .map_err(|e| HarnessError::run(format!("{name}: {e}")))?,
+            record: model_bytes(&model).map_err(|e| {
+                HarnessError::run(format!(
+                    "κ = {}, seed {seed}: {e}",
+                    gaussmask_nn::kappa_label(kappa)
+                ))
+            })?,
             test,
         })
     }

@@ -20,10 +20,7 @@ pub(crate) fn write_results(
     done: &[(f64, u64, TrainedModel)],
 ) -> Result<(), HarnessError> {
     let task = job.config.data.task;
-    let metric = match task {
-        Task::Regression => "mse",
-        Task::Classification => "accuracy",
-    };
+    let metric = task.metric();
     // metrics.csv: every logged evaluation of every model.
     let header: &[&str] = match task {
         Task::Regression => &["kappa", "seed", "epoch", "step", "train_mse", "val_mse"],
@@ -247,7 +244,7 @@ impl ModuleMapper for NumberParams {
     }
 }
 
-fn cell(v: f64) -> String {
+pub(crate) fn cell(v: f64) -> String {
     if v.is_nan() {
         String::new()
     } else {
@@ -255,18 +252,21 @@ fn cell(v: f64) -> String {
     }
 }
 
-fn csv_writer(header: &[&str]) -> csv::Writer<Vec<u8>> {
+pub(crate) fn csv_writer(header: &[&str]) -> csv::Writer<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(header).expect("writing to memory");
     w
 }
 
-fn write_row(w: &mut csv::Writer<Vec<u8>>, cells: &[String]) -> Result<(), HarnessError> {
+pub(crate) fn write_row(
+    w: &mut csv::Writer<Vec<u8>>,
+    cells: &[String],
+) -> Result<(), HarnessError> {
     w.write_record(cells)
         .map_err(|e| HarnessError::run(format!("cannot write a CSV row: {e}")))
 }
 
-fn finish(w: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, HarnessError> {
+pub(crate) fn finish(w: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, HarnessError> {
     w.into_inner()
         .map_err(|e| HarnessError::run(format!("cannot write a CSV table: {e}")))
 }

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use gaussmask_harness::InputError;
+use gaussmask_harness::config::require;
 use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use serde::{Deserialize, Serialize};
 use toml::Table;
@@ -31,17 +32,61 @@ impl TrainRun {
     }
 }
 
-/// The job of `table`, read and prepared on first use; the warnings and the run's size are
-/// printed then.
-fn prepared_job(table: &Table) -> Result<Arc<Job>, HarnessError> {
-    static JOB: Mutex<Option<(Table, Arc<Job>)>> = Mutex::new(None);
+/// What a job is prepared for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// `gaussmask train`: `train.seeds` models per κ, each on the whole training part.
+    Train,
+    /// `gaussmask audit`: `shadows` models per κ, each on a seeded half of the training part.
+    Audit {
+        /// Models per κ.
+        shadows: usize,
+    },
+}
+
+impl Purpose {
+    /// Rows each model trains on, of the training part's `n`.
+    pub(crate) fn model_rows(self, n: usize) -> usize {
+        match self {
+            Purpose::Train => n,
+            Purpose::Audit { .. } => n / 2,
+        }
+    }
+
+    /// What the purpose needs of the prepared data.
+    fn check(self, job: &Job) -> Result<(), String> {
+        if let Purpose::Audit { .. } = self {
+            require(
+                job.prepared.train.n >= 4,
+                "data",
+                "4 or more training rows for an audit (each model trains on half of them)",
+                job.prepared.train.n,
+            )?;
+            require(
+                job.prepared.validation.n >= 1,
+                "data.validation",
+                "> 0 for an audit (the validation metric is the utility it reports)",
+                job.config.data.validation,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The job of `table` for `purpose`, read and prepared on first use; the warnings and the
+/// run's size are printed then.
+pub(crate) fn prepared_job(table: &Table, purpose: Purpose) -> Result<Arc<Job>, HarnessError> {
+    type Kept = Option<(Table, Purpose, Arc<Job>)>;
+    static JOB: Mutex<Kept> = Mutex::new(None);
     let mut kept = JOB.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((t, job)) = kept.as_ref()
+    if let Some((t, p, job)) = kept.as_ref()
         && t == table
+        && *p == purpose
     {
         return Ok(job.clone());
     }
-    let job = Arc::new(Job::new(table)?);
+    let job = Arc::new(Job::new(table, |n| purpose.model_rows(n))?);
+    purpose.check(&job).map_err(HarnessError::input)?;
     for w in &job.loaded.warnings {
         eprintln!("warning: {w}");
     }
@@ -53,6 +98,19 @@ fn prepared_job(table: &Table) -> Result<Arc<Job>, HarnessError> {
     }
     let c = &job.config;
     let train_n = job.prepared.train.n;
+    let models = match purpose {
+        Purpose::Train => c.train.seeds,
+        Purpose::Audit { shadows } => {
+            if c.train.seeds != 1 {
+                eprintln!(
+                    "warning: train.seeds = {} is not used by gaussmask audit: it trains \
+                     --shadows models per κ",
+                    c.train.seeds
+                );
+            }
+            shadows
+        }
+    };
     eprintln!(
         "{} rows: {} training, {} validation{}; {} model(s) of {} steps",
         job.loaded.rows.n,
@@ -63,8 +121,8 @@ fn prepared_job(table: &Table) -> Result<Arc<Job>, HarnessError> {
             .as_ref()
             .map(|t| format!(", {} test", t.n))
             .unwrap_or_default(),
-        c.kappas.len() * c.train.seeds,
-        c.train.fit_config(train_n, 0).steps
+        c.kappas.len() * models,
+        c.train.fit_config(purpose.model_rows(train_n), 0).steps
     );
     if let Some(p) = &job.privacy {
         eprintln!(
@@ -78,7 +136,7 @@ fn prepared_job(table: &Table) -> Result<Arc<Job>, HarnessError> {
             p.accountant
         );
     }
-    *kept = Some((table.clone(), job.clone()));
+    *kept = Some((table.clone(), purpose, job.clone()));
     Ok(job)
 }
 
@@ -111,7 +169,7 @@ impl Study for Train {
     }
 
     fn validate(&self, config: &mut TrainRun) -> Result<(), InputError> {
-        config.job = Some(prepared_job(&config.table).map_err(|e| e.to_string())?);
+        config.job = Some(prepared_job(&config.table, Purpose::Train).map_err(|e| e.to_string())?);
         Ok(())
     }
 

@@ -30,6 +30,11 @@ pub fn experiments() -> Vec<&'static dyn Experiment> {
 pub fn main() -> std::process::ExitCode {
     gaussmask_harness::cli::main(
         &experiments(),
-        &[&train::TrainTool, &train::PredictTool, &eval::EvalLoss],
+        &[
+            &train::TrainTool,
+            &train::PredictTool,
+            &train::AuditTool,
+            &eval::EvalLoss,
+        ],
     )
 }

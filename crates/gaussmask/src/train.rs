@@ -1,5 +1,6 @@
-//! `gaussmask train` and `gaussmask predict`: masked training on a user's own data, and
-//! predictions of the saved models (see `gaussmask config train`).
+//! `gaussmask train`, `gaussmask predict` and `gaussmask audit`: masked training on a user's
+//! own data, predictions of the saved models, and the membership privacy of that training
+//! (see `gaussmask config train`, `gaussmask config audit`).
 
 use std::path::PathBuf;
 
@@ -8,8 +9,8 @@ use gaussmask_harness::cli::{Tool, run};
 use gaussmask_harness::options::{CommonOptions, RunOptions};
 use gaussmask_harness::output::write_atomic;
 use gaussmask_harness::{Backend, Dtype, Experiment, HarnessError, make_device};
-use gaussmask_supervised::Train;
 use gaussmask_supervised::predict::{Predictor, is_npy, to_csv, to_npy};
+use gaussmask_supervised::{Audit, Train};
 
 /// `gaussmask train` as a subcommand.
 pub struct TrainTool;
@@ -32,6 +33,43 @@ impl Tool for TrainTool {
 
     fn default_config(&self) -> Option<&'static str> {
         Some(Train.default_config())
+    }
+}
+
+/// `gaussmask audit` as a subcommand: `train`'s options and `--shadows`.
+pub struct AuditTool;
+
+impl Tool for AuditTool {
+    fn command(&self) -> clap::Command {
+        CommonOptions::augment_args(clap::Command::new("audit"))
+            .about(
+                "Membership privacy of masked training on your own data: LiRA over shadow \
+                 models, with gaussmask train's config",
+            )
+            .arg(
+                clap::Arg::new("shadows")
+                    .long("shadows")
+                    .value_name("N")
+                    .value_parser(clap::value_parser!(u64))
+                    .help("Models per κ, each LiRA's target once (sets audit.shadows; default 16)"),
+            )
+    }
+
+    fn run(&self, matches: &ArgMatches) -> Result<(), HarnessError> {
+        let mut common = CommonOptions::from_arg_matches(matches)
+            .map_err(|e| HarnessError::input(e.to_string().trim().to_string()))?;
+        if let Some(n) = matches.get_one::<u64>("shadows") {
+            common.set.push(format!("audit.shadows={n}"));
+        }
+        let options = RunOptions {
+            common,
+            ..RunOptions::default()
+        };
+        run(&Audit, &options)
+    }
+
+    fn default_config(&self) -> Option<&'static str> {
+        Some(Audit.default_config())
     }
 }
 

@@ -18,7 +18,7 @@ use gaussmask_images::membership::{check_dp_cells, dp_epsilon};
 use gaussmask_images::{Images, load, test_accuracy, train_checkpointed};
 use gaussmask_nn::KappaGrid;
 use gaussmask_nn::image::ImageModelConfig;
-use gaussmask_privacy::lira::{Rate, lira, logit_confidence, roc_curve, tpr_at_fpr};
+use gaussmask_privacy::lira::{Rate, lira, logit_confidence, member_halves, roc_curve, tpr_at_fpr};
 use gaussmask_privacy::roc_auc;
 use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, DpSgd, log_posteriors};
 use serde::{Deserialize, Serialize};
@@ -127,14 +127,7 @@ impl LiraConfig {
 
     /// Which pool images model `m` trains on: a seeded half.
     pub fn members(&self, m: usize) -> Vec<bool> {
-        let mut order: Vec<usize> = (0..self.data.pool).collect();
-        Stream::new(derive_seed(self.seed, tag::SPLIT, &[m as u64]), tag::SPLIT)
-            .shuffle(&mut order);
-        let mut member = vec![false; self.data.pool];
-        for &i in &order[..self.data.pool / 2] {
-            member[i] = true;
-        }
-        member
+        member_halves(self.data.pool, self.seed, m)
     }
 }
 
@@ -455,39 +448,18 @@ fn write_outputs(
         .collect();
     ctx.write_csv("lira.csv", &csv)?;
     ctx.write_json("summary.json", &serde_json::json!({ "rows": rows }))?;
-    // ROC on log-log axes, where low false-positive rates are visible; zeros are left out.
     let label = |cell: &Cell| match cell {
         Cell::Mask(k) => format!("mask κ = {k}"),
         Cell::DpSgd(s) => format!("DP-SGD σ = {s}"),
     };
-    let mut series: Vec<Series> = curves
-        .iter()
-        .map(|(cell, curve)| Series {
-            label: label(cell),
-            points: curve
-                .iter()
-                .copied()
-                .filter(|&(f, t)| f > 0.0 && t > 0.0)
-                .collect(),
-            ..Series::default()
-        })
-        .collect();
-    series.push(Series {
-        label: "chance".into(),
-        points: vec![(1e-4, 1e-4), (1.0, 1.0)],
-        dashed: true,
-        ..Series::default()
-    });
     ctx.plot(
-        &LinePlot {
-            title: "LiRA (online, masked queries): ROC".into(),
-            x_label: "false-positive rate".into(),
-            y_label: "true-positive rate".into(),
-            log_x: true,
-            log_y: true,
-            series,
-            legend_left: false,
-        },
+        &LinePlot::log_log_roc(
+            "LiRA (online, masked queries): ROC",
+            curves
+                .iter()
+                .map(|(c, curve)| (label(c), curve.clone()))
+                .collect(),
+        ),
         "roc",
     )?;
     // The frontier: test accuracy against TPR at 0.1% FPR (online, masked queries).

@@ -140,6 +140,9 @@ impl InputMask {
     /// # Shapes
     /// As [`InputMask::forward`]; `rows` holds n indices.
     pub fn forward_indexed<const D: usize>(&self, x: Tensor<D>, rows: &[usize]) -> Tensor<D> {
+        // Even when inactive: the recorded stream state is then built on the model's device,
+        // never on the default one (which would start a GPU context in a CPU run).
+        self.streams.set_device(&x.device());
         if !self.is_active() {
             return x;
         }
@@ -152,7 +155,6 @@ impl InputMask {
             rows.len()
         );
         let device = x.device();
-        self.streams.set_device(&device);
         let c = match self.config.noise {
             MaskNoise::Stream => {
                 let values = self.sample(rows, d);
