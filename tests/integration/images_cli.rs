@@ -90,8 +90,13 @@ fn lira_smoke_run_scores_every_cell_both_ways() {
     ];
     let (root, _, _, s) = smoke_run("lira", &files);
     let rows: Vec<&serde_json::Value> = s["rows"].as_array().unwrap().iter().collect();
-    // Cells κ = 0, 1 and DP-SGD σ = 1, each with clean and masked queries, online and offline.
-    assert_eq!(rows.len(), 3 * 2 * 2);
+    // Cells κ = 0, 1 and DP-SGD σ = 1, each with clean and masked queries, online and offline,
+    // and ML-Leaks on the same targets.
+    assert_eq!(rows.len(), 3 * (2 * 2 + 1));
+    assert_eq!(
+        rows.iter().filter(|r| r["variant"] == "ml-leaks").count(),
+        3
+    );
     for r in &rows {
         let tpr = r["tpr_at_1pct"]["value"].as_f64().unwrap();
         let (lo, hi) = (

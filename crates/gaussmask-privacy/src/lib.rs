@@ -93,6 +93,20 @@ pub fn attack(
     shadow: &MembershipFeatures,
     target: &MembershipFeatures,
 ) -> Result<AttackMetrics, InputError> {
+    let (scores, labels) = attack_scores(shadow, target)?;
+    Ok(metrics(&scores, &labels))
+}
+
+/// Fits the attack on `shadow` and returns its member probability for each of `target`'s
+/// members, then non-members, with the truth (true = member): what TPR at a low FPR and the
+/// ROC are read from.
+///
+/// # Errors
+/// As [`attack`].
+pub fn attack_scores(
+    shadow: &MembershipFeatures,
+    target: &MembershipFeatures,
+) -> Result<(Vec<f64>, Vec<bool>), InputError> {
     let (x, y) = shadow.records();
     let model = LogisticRegression::default()
         .max_iterations(200)
@@ -101,8 +115,7 @@ pub fn attack(
     let (tx, ty) = target.records();
     // The probability of the larger label, 1 = member.
     let scores = model.predict_probabilities(&tx).to_vec();
-    let labels: Vec<bool> = ty.iter().map(|&l| l == 1).collect();
-    Ok(metrics(&scores, &labels))
+    Ok((scores, ty.iter().map(|&l| l == 1).collect()))
 }
 
 /// AUC, and accuracy/precision/recall at threshold 0.5, of `scores` for `labels` (true =

@@ -6,7 +6,9 @@
 //! online and offline, from the logit-scaled confidence of the true class on the clean image
 //! and on K masked copies of it at the training κ (an attacker who knows the mask). Reported:
 //! AUC, TPR at FPR 10⁻³ and 10⁻² with their Wilson intervals, a log-log ROC per cell, and the
-//! utility–privacy frontier (test accuracy against TPR at 0.1% FPR).
+//! utility–privacy frontier (test accuracy against TPR at 0.1% FPR). ML-Leaks adversary 1
+//! attacks the same targets (each through the next model of its cell as the shadow), so the
+//! weaker attack's reading sits beside LiRA's.
 
 use burn::module::Module;
 use gaussmask_core::rng::{Stream, derive_seed, tag};
@@ -19,7 +21,7 @@ use gaussmask_images::{Images, load, test_accuracy, train_checkpointed};
 use gaussmask_nn::KappaGrid;
 use gaussmask_nn::image::ImageModelConfig;
 use gaussmask_privacy::lira::{Rate, lira, logit_confidence, member_halves, roc_curve, tpr_at_fpr};
-use gaussmask_privacy::roc_auc;
+use gaussmask_privacy::{MembershipFeatures, TOP_K, attack_scores, roc_auc, top_sorted};
 use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, DpSgd, log_posteriors};
 use serde::{Deserialize, Serialize};
 
@@ -171,6 +173,8 @@ pub struct ModelEval {
     pub phi_clean: Vec<f64>,
     /// φ of every pool image, mean over the masked queries (the clean φ without a mask).
     pub phi_masked: Vec<f64>,
+    /// ML-Leaks's features of every pool image: the top sorted posteriors, clean query.
+    pub top_posteriors: Vec<[f64; TOP_K]>,
     /// Accuracy on the test images (mask off).
     pub test_accuracy: f64,
 }
@@ -189,9 +193,13 @@ fn images(data: &PoolConfig) -> Result<(Images, Images), HarnessError> {
     ))
 }
 
-/// φ of every image of `images` on the evaluation model `net`.
-fn phis(net: &gaussmask_nn::image::MaskedNet, images: &Images, ctx: &RunContext) -> Vec<f64> {
-    let log_p = log_posteriors(net, images.view(), 500, &ctx.device);
+/// The log-posteriors of every image of `images` on the evaluation model `net`.
+fn log_p(net: &gaussmask_nn::image::MaskedNet, images: &Images, ctx: &RunContext) -> Vec<f64> {
+    log_posteriors(net, images.view(), 500, &ctx.device)
+}
+
+/// φ of every image of `images` from its log-posteriors `log_p`.
+fn phis(log_p: &[f64], images: &Images) -> Vec<f64> {
     log_p
         .chunks_exact(images.classes)
         .zip(&images.labels)
@@ -279,21 +287,25 @@ impl Study for Lira {
         )?;
         bar.finish_and_clear();
         let net = net.valid();
-        let phi_clean = phis(&net, &pool, ctx);
-        // The attacker's masked copies, c = 1 + κz per pixel, from a stream of the model and
-        // query (the same for every run of the unit).
+        let clean = log_p(&net, &pool, ctx);
+        let phi_clean = phis(&clean, &pool);
+        let posteriors: Vec<f32> = clean.iter().map(|l| l.exp() as f32).collect();
+        // The attacker's masked copies, drawn from the model's mask family, from a stream of
+        // the model and query (the same for every run of the unit).
         let phi_masked = if kappa == 0.0 || c.queries == 0 {
             phi_clean.clone()
         } else {
             let mut sum = vec![0.0; pool.labels.len()];
+            let mut mask = vec![0.0; pool.x.len()];
             for k in 0..c.queries {
                 let path = [m as u64, k as u64];
                 let mut z = Stream::new(derive_seed(c.seed, tag::MONTE_CARLO, &path), tag::MASK);
+                c.model.mask.fill(kappa, &mut z, &mut mask);
                 let mut masked = pool.clone();
-                for v in &mut masked.x {
-                    *v *= (1.0 + kappa * z.normal()) as f32;
+                for (v, c) in masked.x.iter_mut().zip(&mask) {
+                    *v *= *c as f32;
                 }
-                for (s, p) in sum.iter_mut().zip(phis(&net, &masked, ctx)) {
+                for (s, p) in sum.iter_mut().zip(phis(&log_p(&net, &masked, ctx), &pool)) {
                     *s += p;
                 }
             }
@@ -302,6 +314,7 @@ impl Study for Lira {
         Ok(ModelEval {
             phi_clean,
             phi_masked,
+            top_posteriors: top_sorted(&posteriors, pool.classes),
             test_accuracy: test_accuracy(&net, &test, &ctx.device),
         })
     }
@@ -371,6 +384,25 @@ impl Study for Lira {
                     rows.push(row);
                 }
             }
+            // ML-Leaks adversary 1 on the same targets, clean queries: target t's attack model
+            // is fitted on the next model of the cell as its shadow.
+            let (scores, truth) = ml_leaks(&evals, &member)?;
+            let row = LiraRow {
+                defence: cell.defence(),
+                strength: cell.strength(),
+                query: "clean",
+                variant: "ml-leaks",
+                auc: roc_auc(&scores, &truth),
+                tpr_at_0_1pct: tpr_at_fpr(&scores, &truth, 1e-3),
+                tpr_at_1pct: tpr_at_fpr(&scores, &truth, 1e-2),
+                test_accuracy: accuracy,
+                epsilon,
+            };
+            eprintln!(
+                "{} {} clean ML-Leaks: AUC {:.3}, TPR {:.4} at 0.1% FPR, {:.4} at 1%",
+                row.defence, row.strength, row.auc, row.tpr_at_0_1pct.value, row.tpr_at_1pct.value
+            );
+            rows.push(row);
         }
         write_outputs(&rows, &curves, ctx)
     }
@@ -383,6 +415,37 @@ impl Study for Lira {
     }
 }
 
+/// ML-Leaks adversary 1 against every model of a cell (`evals`, with their memberships),
+/// each attacked through the next model as its shadow; the scores of every (target, image)
+/// pair, pooled as LiRA's are, with the truth.
+fn ml_leaks(
+    evals: &[(usize, &ModelEval)],
+    member: &[Vec<bool>],
+) -> Result<(Vec<f64>, Vec<bool>), HarnessError> {
+    let features = |j: usize| {
+        let (mut members, mut non_members) = (Vec::new(), Vec::new());
+        for (f, &m) in evals[j].1.top_posteriors.iter().zip(&member[j]) {
+            if m {
+                members.push(*f);
+            } else {
+                non_members.push(*f);
+            }
+        }
+        MembershipFeatures {
+            members,
+            non_members,
+        }
+    };
+    let (mut scores, mut truth) = (Vec::new(), Vec::new());
+    for t in 0..evals.len() {
+        let (s, l) = attack_scores(&features((t + 1) % evals.len()), &features(t))
+            .map_err(|e| HarnessError::run(format!("ML-Leaks on model {}: {e}", evals[t].0)))?;
+        scores.extend(s);
+        truth.extend(l);
+    }
+    Ok((scores, truth))
+}
+
 /// One line of `lira.csv`.
 #[derive(Clone, Debug, Serialize)]
 pub struct LiraRow {
@@ -392,7 +455,7 @@ pub struct LiraRow {
     pub strength: f64,
     /// "clean" or "masked" queries.
     pub query: &'static str,
-    /// "online" or "offline" LiRA.
+    /// "online" or "offline" LiRA, or "ml-leaks" (adversary 1, clean queries only).
     pub variant: &'static str,
     /// ROC-AUC over every (target, image) pair.
     pub auc: f64,

@@ -5,7 +5,8 @@ use gaussmask_harness::records::{Markdown, Record, Tables, sig};
 use gaussmask_nn::kappa_label;
 
 /// `lira`: per cell, online LiRA's AUC and TPR at 0.1% and 1% FPR (Wilson interval) for clean
-/// and masked queries, beside the models' test accuracy and, for DP-SGD, ε.
+/// and masked queries, beside the models' test accuracy, for DP-SGD ε, and ML-Leaks's AUC and
+/// TPR at 1% FPR on the same targets (clean queries).
 pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     let csv = record.csv("lira.csv")?;
     let mut table = Markdown::new(&[
@@ -16,6 +17,8 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
         "TPR at 0.1% FPR",
         "TPR at 1% FPR",
         "offline TPR at 1%",
+        "ML-Leaks AUC",
+        "ML-Leaks TPR at 1%",
     ]);
     let rate = |r: usize, col: &str| -> Result<String, HarnessError> {
         Ok(format!(
@@ -42,6 +45,13 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
                 let (Some(r), Some(off)) = (pick("online"), pick("offline")) else {
                     continue;
                 };
+                let ml_leaks = match pick("ml-leaks") {
+                    Some(l) => [
+                        format!("{:.3}", csv.f64(l, "auc")?),
+                        format!("{:.4}", csv.f64(l, "tpr_1pct")?),
+                    ],
+                    None => ["—".into(), "—".into()],
+                };
                 let name = match defence.as_str() {
                     "dp-sgd" => match csv.str(r, "epsilon")? {
                         "" => format!("DP-SGD σ = {}", kappa_label(strength)),
@@ -61,6 +71,8 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
                     rate(r, "tpr_0_1pct")?,
                     rate(r, "tpr_1pct")?,
                     format!("{:.4}", csv.f64(off, "tpr_1pct")?),
+                    ml_leaks[0].clone(),
+                    ml_leaks[1].clone(),
                 ]);
             }
         }
