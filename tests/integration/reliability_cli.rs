@@ -497,11 +497,13 @@ fn random_values_in_every_config_field_never_panic_nor_succeed_with_non_finite_o
     let root = scratch("config-space");
     let mut rng = Lcg(2026);
     let mut seen = [0usize; 3];
+    let mut succeeded = Vec::new();
     let mut failures = Vec::new();
     let mut slow = Vec::new();
     for (experiment, base, cases) in [
         ("trajectories", vec!["run", "trajectories", "--smoke"], 200),
         ("train", vec!["train"], 200),
+        ("audit", vec!["audit"], 60),
         ("decomposition", vec!["run", "decomposition", "--smoke"], 60),
         ("two-rates", vec!["run", "two-rates", "--smoke"], 60),
         ("depth", vec!["run", "depth", "--smoke"], 60),
@@ -518,18 +520,22 @@ fn random_values_in_every_config_field_never_panic_nor_succeed_with_non_finite_o
         for case in 0..cases {
             let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
             // Small, fast trainings, so that cases which pass validation finish quickly.
-            if experiment == "train" {
-                args.extend(
-                    [
-                        "data.synthetic.n=60",
-                        "train.epochs=2",
-                        "model.width=8",
-                        "model.hidden=[8]",
-                    ]
+            // (The default model is the two-layer network: `model.hidden` would be refused.)
+            let small: &[&str] = match experiment {
+                "train" => &["data.synthetic.n=60", "train.epochs=2", "model.width=8"],
+                "audit" => &[
+                    "data.synthetic.n=60",
+                    "train.epochs=2",
+                    "model.width=8",
+                    "audit.shadows=4",
+                ],
+                _ => &[],
+            };
+            args.extend(
+                small
                     .iter()
                     .flat_map(|s| ["--set".to_string(), s.to_string()]),
-                );
-            }
+            );
             let mut set = Vec::new();
             for _ in 0..1 + rng.below(2) {
                 let key = &keys[rng.below(keys.len())];
@@ -559,6 +565,7 @@ fn random_values_in_every_config_field_never_panic_nor_succeed_with_non_finite_o
             }
             seen[code as usize] += 1;
             if code == 0 {
+                succeeded.push(experiment);
                 if let Some(file) = non_finite_output(&out) {
                     failures.push(format!("{what}: exit 0 with a non-finite number in {file}"));
                 }
@@ -571,8 +578,15 @@ fn random_values_in_every_config_field_never_panic_nor_succeed_with_non_finite_o
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Each stopped case costs its time limit: they must stay the exception.
     assert!(slow.len() <= 12, "{} cases ran long: {slow:?}", slow.len());
-    // The grid reaches both sides of the validation.
+    // The grid reaches both sides of the validation, and the commands with many cases succeed
+    // somewhere (a base config that is itself refused would test nothing).
     assert!(seen[0] > 0 && seen[2] > 0, "outcomes {seen:?}");
+    for experiment in ["trajectories", "train", "audit"] {
+        assert!(
+            succeeded.contains(&experiment),
+            "{experiment}: no case succeeded"
+        );
+    }
     std::fs::remove_dir_all(root).unwrap();
 }
 
