@@ -15,7 +15,7 @@ pub mod pld;
 pub mod rdp;
 
 pub use pld::{ACCOUNTANT, noise_for_epsilon, pld_delta, pld_epsilon};
-pub use rdp::{dp_sgd_epsilon, rdp_sampled_gaussian};
+pub use rdp::{dp_sgd_epsilon, dp_sgd_epsilon_over, rdp_sampled_gaussian};
 
 use gaussmask_core::InputError;
 use linfa::prelude::*;

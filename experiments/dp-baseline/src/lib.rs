@@ -75,7 +75,7 @@ pub struct DefenceRow {
     /// ε at δ from the PLD accountant (DP-SGD; infinite for the mask, which has no DP
     /// guarantee).
     pub epsilon: f64,
-    /// The Rényi-DP bound on the same ε (integer orders; never below `epsilon`).
+    /// The Rényi-DP bound on the same ε (integer and fractional orders; never below `epsilon`).
     pub epsilon_renyi: f64,
     /// The attack and accuracies.
     pub row: Row,
