@@ -180,6 +180,11 @@ fn a_killed_audit_resumes_to_the_bytes_of_an_uninterrupted_one() {
     args.extend_from_slice(&common);
     kill_after_first_checkpoints("audit", &args, &root.join(".run.checkpoint"));
     assert!(!out.exists());
+    let line = refused(&gaussmask(
+        &["audit", "--resume", out.to_str().unwrap(), "--shadows", "8"],
+        &root,
+    ));
+    assert!(line.contains("drop --shadows"), "{line}");
     assert_ok(&gaussmask(
         &["audit", "--resume", out.to_str().unwrap()],
         &root,

@@ -107,6 +107,25 @@ fn lira_smoke_run_scores_every_cell_both_ways() {
         let dp = r["defence"] == "dp-sgd";
         assert_eq!(r["epsilon"].is_f64(), dp, "{r}");
     }
+    // MNIST by config (the data `.ci/run` installs): the same cells, other images.
+    let mnist = root.join("mnist");
+    let o = gaussmask(
+        &[
+            "run",
+            "lira",
+            "--smoke",
+            "--set",
+            "data.dataset=mnist",
+            "--out",
+            mnist.to_str().unwrap(),
+        ],
+        &root,
+    );
+    assert_ok(&o);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mnist.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(m["rows"].as_array().unwrap().len(), rows.len());
+    assert_ne!(m["rows"], s["rows"], "MNIST gave Fashion-MNIST's numbers");
     std::fs::remove_dir_all(root).unwrap();
 }
 

@@ -59,6 +59,11 @@ impl Tool for AuditTool {
         let mut common = CommonOptions::from_arg_matches(matches)
             .map_err(|e| HarnessError::input(e.to_string().trim().to_string()))?;
         if let Some(n) = matches.get_one::<u64>("shadows") {
+            if common.resume.is_some() {
+                return Err(HarnessError::input(
+                    "--resume continues a run with its own config and options: drop --shadows",
+                ));
+            }
             common.set.push(format!("audit.shadows={n}"));
         }
         let options = RunOptions {
