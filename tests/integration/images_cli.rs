@@ -107,6 +107,23 @@ fn lira_smoke_run_scores_every_cell_both_ways() {
         let dp = r["defence"] == "dp-sgd";
         assert_eq!(r["epsilon"].is_f64(), dp, "{r}");
     }
+    // The DP-SGD cell sits beside the mask cell of closest accuracy.
+    let matched = s["matched"].as_array().unwrap();
+    assert_eq!(matched.len(), 1);
+    let accuracy = |defence: &str, strength: f64| {
+        rows.iter()
+            .find(|r| r["defence"] == defence && r["strength"].as_f64() == Some(strength))
+            .unwrap()["test_accuracy"]
+            .as_f64()
+            .unwrap()
+    };
+    let dp = accuracy("dp-sgd", 1.0);
+    let gap = |k: f64| (accuracy("mask", k) - dp).abs();
+    let kappa = matched[0]["kappa"].as_f64().unwrap();
+    assert!(
+        [0.0, 1.0].iter().all(|&k| gap(kappa) <= gap(k)),
+        "{matched:?}"
+    );
     // MNIST by config (the data `.ci/run` installs): the same cells, other images.
     let mnist = root.join("mnist");
     let o = gaussmask(

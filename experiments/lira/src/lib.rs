@@ -404,7 +404,21 @@ impl Study for Lira {
             );
             rows.push(row);
         }
-        write_outputs(&rows, &curves, ctx)
+        let matched = matches(&rows);
+        for m in &matched {
+            eprintln!(
+                "matched: DP-SGD σ = {} (accuracy {:.3}) TPR {:.4} at 0.1% FPR; mask κ = {} \
+                 (accuracy {:.3}, {} queries) TPR {:.4}",
+                m.sigma,
+                m.dp_accuracy,
+                m.dp_tpr_at_0_1pct.value,
+                m.kappa,
+                m.mask_accuracy,
+                m.mask_query,
+                m.mask_tpr_at_0_1pct.value
+            );
+        }
+        write_outputs(&rows, &curves, &matched, ctx)
     }
 
     fn tables(
@@ -469,6 +483,57 @@ pub struct LiraRow {
     pub epsilon: Option<f64>,
 }
 
+/// A DP-SGD cell beside the mask cell of closest test accuracy, both read by online LiRA at
+/// the attacker's stronger query (DP-SGD: clean, its only one; the mask: clean or masked,
+/// whichever finds more members at 0.1% FPR).
+#[derive(Clone, Debug, Serialize)]
+pub struct Matched {
+    /// DP-SGD's noise multiplier.
+    pub sigma: f64,
+    /// Its ε at δ.
+    pub epsilon: Option<f64>,
+    /// Mean test accuracy of the DP-SGD models.
+    pub dp_accuracy: f64,
+    /// LiRA's TPR at 0.1% FPR against them.
+    pub dp_tpr_at_0_1pct: Rate,
+    /// The mask level of closest accuracy.
+    pub kappa: f64,
+    /// Mean test accuracy of its models.
+    pub mask_accuracy: f64,
+    /// The query that attacks it best.
+    pub mask_query: &'static str,
+    /// LiRA's TPR at 0.1% FPR against them.
+    pub mask_tpr_at_0_1pct: Rate,
+}
+
+/// Every DP-SGD cell of `rows` beside the mask cell of closest test accuracy.
+fn matches(rows: &[LiraRow]) -> Vec<Matched> {
+    let online = |defence: &'static str| {
+        rows.iter()
+            .filter(move |r| r.defence == defence && r.variant == "online")
+    };
+    online("dp-sgd")
+        .filter(|dp| dp.query == "clean")
+        .filter_map(|dp| {
+            let gap = |r: &LiraRow| (r.test_accuracy - dp.test_accuracy).abs();
+            let nearest = online("mask").min_by(|a, b| gap(a).total_cmp(&gap(b)))?;
+            let mask = online("mask")
+                .filter(|r| r.strength == nearest.strength)
+                .max_by(|a, b| a.tpr_at_0_1pct.value.total_cmp(&b.tpr_at_0_1pct.value))?;
+            Some(Matched {
+                sigma: dp.strength,
+                epsilon: dp.epsilon,
+                dp_accuracy: dp.test_accuracy,
+                dp_tpr_at_0_1pct: dp.tpr_at_0_1pct,
+                kappa: mask.strength,
+                mask_accuracy: mask.test_accuracy,
+                mask_query: mask.query,
+                mask_tpr_at_0_1pct: mask.tpr_at_0_1pct,
+            })
+        })
+        .collect()
+}
+
 #[derive(Serialize)]
 struct CsvRow<'a> {
     defence: &'a str,
@@ -489,6 +554,7 @@ struct CsvRow<'a> {
 fn write_outputs(
     rows: &[LiraRow],
     curves: &[(Cell, Vec<(f64, f64)>)],
+    matched: &[Matched],
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
     let csv: Vec<CsvRow> = rows
@@ -510,7 +576,10 @@ fn write_outputs(
         })
         .collect();
     ctx.write_csv("lira.csv", &csv)?;
-    ctx.write_json("summary.json", &serde_json::json!({ "rows": rows }))?;
+    ctx.write_json(
+        "summary.json",
+        &serde_json::json!({ "rows": rows, "matched": matched }),
+    )?;
     let label = |cell: &Cell| match cell {
         Cell::Mask(k) => format!("mask κ = {k}"),
         Cell::DpSgd(s) => format!("DP-SGD σ = {s}"),

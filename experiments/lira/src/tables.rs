@@ -79,5 +79,59 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     }
     let mut tables = Tables::default();
     tables.block("lira", table.text());
+    tables.block("matched", matched(record)?);
     Ok(tables)
+}
+
+/// `matched`: each DP-SGD cell beside the mask cell of closest test accuracy, LiRA's TPR at
+/// 0.1% FPR against each (the attacker's stronger query), and their ratio.
+fn matched(record: &Record) -> Result<String, HarnessError> {
+    let summary = record.json("summary.json")?;
+    let mut table = Markdown::new(&[
+        "DP-SGD",
+        "test accuracy",
+        "TPR at 0.1% FPR",
+        "mask",
+        "test accuracy",
+        "TPR at 0.1% FPR",
+        "mask / DP-SGD",
+    ]);
+    let rate = |m: &gaussmask_harness::records::Json, key: &str| -> Result<String, HarnessError> {
+        let r = m.get(key)?;
+        Ok(format!(
+            "{:.4} [{:.4}, {:.4}]",
+            r.f64("value")?,
+            r.f64("low")?,
+            r.f64("high")?
+        ))
+    };
+    for m in summary.array("matched")? {
+        let epsilon = match m.f64("epsilon") {
+            Ok(e) => format!(" (ε {})", sig(e, 3)),
+            Err(_) => String::new(),
+        };
+        let (mask, dp) = (
+            m.get("mask_tpr_at_0_1pct")?.f64("value")?,
+            m.get("dp_tpr_at_0_1pct")?.f64("value")?,
+        );
+        let ratio = if dp > 0.0 {
+            format!("{:.1}×", mask / dp)
+        } else {
+            "–".into()
+        };
+        table.row(&[
+            format!("σ = {}{epsilon}", kappa_label(m.f64("sigma")?)),
+            format!("{:.3}", m.f64("dp_accuracy")?),
+            rate(&m, "dp_tpr_at_0_1pct")?,
+            format!(
+                "κ = {} ({} queries)",
+                kappa_label(m.f64("kappa")?),
+                m.str("mask_query")?
+            ),
+            format!("{:.3}", m.f64("mask_accuracy")?),
+            rate(&m, "mask_tpr_at_0_1pct")?,
+            ratio,
+        ]);
+    }
+    Ok(table.text())
 }
