@@ -8,6 +8,7 @@ use std::process::Output;
 use crate::checkpoints_cli::kill_after_first_checkpoints;
 use crate::cli::{assert_ok, gaussmask, scratch, stderr};
 use crate::reliability_cli::files;
+use crate::train_cli::refused;
 
 /// Rows of 6 inputs with labels of 4 classes drawn independently of them: nothing to learn,
 /// everything to memorize.
@@ -47,7 +48,8 @@ fn config(root: &Path) -> PathBuf {
     path
 }
 
-fn audit(root: &Path, config: &Path, out: &Path, extra: &[&str]) -> Output {
+/// `gaussmask audit --config <config> --out <out> <extra>...`.
+fn audit_args<'a>(config: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "audit",
         "--config",
@@ -56,7 +58,11 @@ fn audit(root: &Path, config: &Path, out: &Path, extra: &[&str]) -> Output {
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    gaussmask(&args, root)
+    args
+}
+
+fn audit(root: &Path, config: &Path, out: &Path, extra: &[&str]) -> Output {
+    gaussmask(&audit_args(config, out, extra), root)
 }
 
 /// The rows of `audit.csv` as (header → value) maps.
@@ -118,15 +124,6 @@ fn audit_exposes_the_members_of_models_that_memorize_random_labels() {
     std::fs::remove_dir_all(root).unwrap();
 }
 
-/// The error line of a failed command: exit 2, exactly one line on stderr.
-fn refused(o: &Output) -> String {
-    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
-    let err = stderr(o);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    lines[0].to_string()
-}
-
 #[test]
 fn audit_refuses_bad_input_with_one_line_and_writes_nothing() {
     let root = scratch("audit-refused");
@@ -170,14 +167,7 @@ fn a_killed_audit_resumes_to_the_bytes_of_an_uninterrupted_one() {
     let dp = "train.dp={clip = 1.0, noise_multiplier = 1.0}";
     let common = ["--shadows", "4", "--checkpoint-every", "20", "--set", dp];
     assert_ok(&audit(&root, &config, &whole, &common));
-    let mut args = vec![
-        "audit",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&common);
+    let args = audit_args(&config, &out, &common);
     kill_after_first_checkpoints("audit", &args, &root.join(".run.checkpoint"));
     assert!(!out.exists());
     let line = refused(&gaussmask(

@@ -300,7 +300,7 @@ fn classification_train_then_predict_gives_classes_and_probabilities_to_the_bit(
 }
 
 /// The error line of a failed command: exit 2, exactly one line on stderr.
-fn refused(o: &Output) -> String {
+pub(crate) fn refused(o: &Output) -> String {
     assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
     let err = stderr(o);
     let lines: Vec<&str> = err.lines().collect();

@@ -121,6 +121,58 @@ pub fn lira(phi: &[Vec<f64>], member: &[Vec<bool>]) -> LiraScores {
     out
 }
 
+/// One reading of a membership attack, as the field reports one: its query and variant, the
+/// AUC, and the TPR at FPR 10⁻³ and 10⁻² with their Wilson intervals.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reading {
+    /// "clean" or "masked" queries.
+    pub query: &'static str,
+    /// "online" or "offline" LiRA, or another attack's name.
+    pub variant: &'static str,
+    /// ROC-AUC over every (target, example) pair.
+    pub auc: f64,
+    /// TPR at FPR 10⁻³, with its Wilson interval.
+    pub tpr_at_0_1pct: Rate,
+    /// TPR at FPR 10⁻², with its Wilson interval.
+    pub tpr_at_1pct: Rate,
+}
+
+impl Reading {
+    /// The reading of `scores` (larger: more likely a member) against the truth `member`.
+    pub fn of(query: &'static str, variant: &'static str, scores: &[f64], member: &[bool]) -> Self {
+        Reading {
+            query,
+            variant,
+            auc: crate::roc_auc(scores, member),
+            tpr_at_0_1pct: tpr_at_fpr(scores, member, 1e-3),
+            tpr_at_1pct: tpr_at_fpr(scores, member, 1e-2),
+        }
+    }
+}
+
+/// LiRA online and offline on the clean and on the masked queries of N models (`phi_clean`,
+/// `phi_masked`: `[N][examples]`, trained on `member`): the four readings (clean online,
+/// clean offline, masked online, masked offline), and the ROC curve of online LiRA on masked
+/// queries (what the figures show).
+pub fn read_queries(
+    phi_clean: &[Vec<f64>],
+    phi_masked: &[Vec<f64>],
+    member: &[Vec<bool>],
+) -> (Vec<Reading>, Vec<(f64, f64)>) {
+    let mut readings = Vec::with_capacity(4);
+    let mut roc = Vec::new();
+    for (query, phi) in [("clean", phi_clean), ("masked", phi_masked)] {
+        let scores = lira(phi, member);
+        for (variant, s) in [("online", &scores.online), ("offline", &scores.offline)] {
+            readings.push(Reading::of(query, variant, s, &scores.member));
+            if (query, variant) == ("masked", "online") {
+                roc = roc_curve(s, &scores.member);
+            }
+        }
+    }
+    (readings, roc)
+}
+
 /// A rate with its 95% Wilson score interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rate {

@@ -17,9 +17,8 @@ use gaussmask_harness::config::{parse, require};
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, InputError, RunContext, Study, Unit};
 use gaussmask_privacy::lira::{
-    Rate, lira, log_error_confidence, logit_confidence, member_halves, roc_curve, tpr_at_fpr,
+    Rate, Reading, log_error_confidence, logit_confidence, member_halves, read_queries,
 };
-use gaussmask_privacy::roc_auc;
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
@@ -277,34 +276,17 @@ impl Study for Audit {
                 .collect();
             let val_metric =
                 evals.iter().map(|(_, e)| e.val_metric).sum::<f64>() / evals.len() as f64;
-            for query in ["clean", "masked"] {
-                let phi: Vec<Vec<f64>> = evals
-                    .iter()
-                    .map(|(_, e)| match query {
-                        "clean" => e.phi_clean.clone(),
-                        _ => e.phi_masked.clone(),
-                    })
-                    .collect();
-                let scores = lira(&phi, &member);
-                for (variant, s) in [("online", &scores.online), ("offline", &scores.offline)] {
-                    let row = AuditRow {
-                        kappa,
-                        query,
-                        variant,
-                        val_metric,
-                        auc: roc_auc(s, &scores.member),
-                        tpr_at_0_1pct: tpr_at_fpr(s, &scores.member, 1e-3),
-                        tpr_at_1pct: tpr_at_fpr(s, &scores.member, 1e-2),
-                    };
-                    if variant == "online" && query == "masked" {
-                        curves.push((
-                            format!("κ = {}", gaussmask_nn::kappa_label(kappa)),
-                            roc_curve(s, &scores.member),
-                        ));
-                    }
-                    rows.push(row);
-                }
-            }
+            let (clean, masked): (Vec<Vec<f64>>, Vec<Vec<f64>>) = evals
+                .iter()
+                .map(|(_, e)| (e.phi_clean.clone(), e.phi_masked.clone()))
+                .unzip();
+            let (readings, roc) = read_queries(&clean, &masked, &member);
+            curves.push((format!("κ = {}", gaussmask_nn::kappa_label(kappa)), roc));
+            rows.extend(readings.into_iter().map(|reading| AuditRow {
+                kappa,
+                val_metric,
+                reading,
+            }));
         }
         print_table(job, &rows);
         write_outputs(job, &rows, curves, ctx)
@@ -316,18 +298,11 @@ impl Study for Audit {
 pub struct AuditRow {
     /// The models' mask level.
     pub kappa: f64,
-    /// "clean" or "masked" queries.
-    pub query: &'static str,
-    /// "online" or "offline" LiRA.
-    pub variant: &'static str,
     /// Mean validation metric of the κ's models.
     pub val_metric: f64,
-    /// ROC-AUC over every (target, row) pair.
-    pub auc: f64,
-    /// TPR at FPR 10⁻³, with its Wilson interval.
-    pub tpr_at_0_1pct: Rate,
-    /// TPR at FPR 10⁻².
-    pub tpr_at_1pct: Rate,
+    /// LiRA's reading at one query and variant.
+    #[serde(flatten)]
+    pub reading: Reading,
 }
 
 /// The online LiRA rows with masked queries (the strongest attack here), one line per κ.
@@ -344,15 +319,15 @@ fn print_table(job: &Job, rows: &[AuditRow]) {
     let interval = |r: &Rate| format!("{:.4} [{:.4}, {:.4}]", r.value, r.low, r.high);
     for r in rows
         .iter()
-        .filter(|r| r.variant == "online" && r.query == "masked")
+        .filter(|r| r.reading.variant == "online" && r.reading.query == "masked")
     {
         eprintln!(
             "{:>8}  {:>12.4}  {:>6.3}  {:>22}  {:>22}",
             gaussmask_nn::kappa_label(r.kappa),
             r.val_metric,
-            r.auc,
-            interval(&r.tpr_at_0_1pct),
-            interval(&r.tpr_at_1pct)
+            r.reading.auc,
+            interval(&r.reading.tpr_at_0_1pct),
+            interval(&r.reading.tpr_at_1pct)
         );
     }
 }
@@ -389,16 +364,16 @@ fn write_outputs(
                 r.kappa.to_string(),
                 optional(privacy.map(|p| p.noise_multiplier)),
                 optional(privacy.and_then(|p| p.epsilon)),
-                r.query.into(),
-                r.variant.into(),
+                r.reading.query.into(),
+                r.reading.variant.into(),
                 cell(r.val_metric),
-                cell(r.auc),
-                r.tpr_at_0_1pct.value.to_string(),
-                r.tpr_at_0_1pct.low.to_string(),
-                r.tpr_at_0_1pct.high.to_string(),
-                r.tpr_at_1pct.value.to_string(),
-                r.tpr_at_1pct.low.to_string(),
-                r.tpr_at_1pct.high.to_string(),
+                cell(r.reading.auc),
+                r.reading.tpr_at_0_1pct.value.to_string(),
+                r.reading.tpr_at_0_1pct.low.to_string(),
+                r.reading.tpr_at_0_1pct.high.to_string(),
+                r.reading.tpr_at_1pct.value.to_string(),
+                r.reading.tpr_at_1pct.low.to_string(),
+                r.reading.tpr_at_1pct.high.to_string(),
             ],
         )?;
     }
@@ -419,8 +394,8 @@ fn write_outputs(
     )?;
     let frontier = rows
         .iter()
-        .filter(|r| r.variant == "online" && r.query == "masked")
-        .map(|r| (r.tpr_at_0_1pct.value, r.val_metric))
+        .filter(|r| r.reading.variant == "online" && r.reading.query == "masked")
+        .map(|r| (r.reading.tpr_at_0_1pct.value, r.val_metric))
         .collect();
     ctx.plot(
         &LinePlot {

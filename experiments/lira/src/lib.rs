@@ -20,8 +20,8 @@ use gaussmask_images::membership::{check_dp_cells, dp_epsilon};
 use gaussmask_images::{Images, load, test_accuracy, train_checkpointed};
 use gaussmask_nn::KappaGrid;
 use gaussmask_nn::image::ImageModelConfig;
-use gaussmask_privacy::lira::{Rate, lira, logit_confidence, member_halves, roc_curve, tpr_at_fpr};
-use gaussmask_privacy::{MembershipFeatures, TOP_K, attack_scores, roc_auc, top_sorted};
+use gaussmask_privacy::lira::{Rate, Reading, logit_confidence, member_halves, read_queries};
+use gaussmask_privacy::{MembershipFeatures, TOP_K, attack_scores, top_sorted};
 use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, DpSgd, log_posteriors};
 use serde::{Deserialize, Serialize};
 
@@ -348,61 +348,36 @@ impl Study for Lira {
                     Some(dp_epsilon(&c.train, c.data.pool / 2, sigma, c.train.epochs, c.delta).0)
                 }
             };
-            for query in ["clean", "masked"] {
-                let phi: Vec<Vec<f64>> = evals
-                    .iter()
-                    .map(|(_, e)| match query {
-                        "clean" => e.phi_clean.clone(),
-                        _ => e.phi_masked.clone(),
-                    })
-                    .collect();
-                let scores = lira(&phi, &member);
-                for (variant, s) in [("online", &scores.online), ("offline", &scores.offline)] {
-                    let row = LiraRow {
-                        defence: cell.defence(),
-                        strength: cell.strength(),
-                        query,
-                        variant,
-                        auc: roc_auc(s, &scores.member),
-                        tpr_at_0_1pct: tpr_at_fpr(s, &scores.member, 1e-3),
-                        tpr_at_1pct: tpr_at_fpr(s, &scores.member, 1e-2),
-                        test_accuracy: accuracy,
-                        epsilon,
-                    };
-                    eprintln!(
-                        "{} {} {query} {variant}: AUC {:.3}, TPR {:.4} at 0.1% FPR, {:.4} at 1%; \
-                         test accuracy {accuracy:.3}",
-                        row.defence,
-                        row.strength,
-                        row.auc,
-                        row.tpr_at_0_1pct.value,
-                        row.tpr_at_1pct.value
-                    );
-                    if variant == "online" && query == "masked" {
-                        curves.push((cell, roc_curve(s, &scores.member)));
-                    }
-                    rows.push(row);
-                }
-            }
+            let (clean, masked): (Vec<Vec<f64>>, Vec<Vec<f64>>) = evals
+                .iter()
+                .map(|(_, e)| (e.phi_clean.clone(), e.phi_masked.clone()))
+                .unzip();
+            let (readings, roc) = read_queries(&clean, &masked, &member);
+            curves.push((cell, roc));
             // ML-Leaks adversary 1 on the same targets, clean queries: target t's attack model
             // is fitted on the next model of the cell as its shadow.
             let (scores, truth) = ml_leaks(&evals, &member)?;
-            let row = LiraRow {
-                defence: cell.defence(),
-                strength: cell.strength(),
-                query: "clean",
-                variant: "ml-leaks",
-                auc: roc_auc(&scores, &truth),
-                tpr_at_0_1pct: tpr_at_fpr(&scores, &truth, 1e-3),
-                tpr_at_1pct: tpr_at_fpr(&scores, &truth, 1e-2),
-                test_accuracy: accuracy,
-                epsilon,
-            };
-            eprintln!(
-                "{} {} clean ML-Leaks: AUC {:.3}, TPR {:.4} at 0.1% FPR, {:.4} at 1%",
-                row.defence, row.strength, row.auc, row.tpr_at_0_1pct.value, row.tpr_at_1pct.value
-            );
-            rows.push(row);
+            let ml_leaks = Reading::of("clean", "ml-leaks", &scores, &truth);
+            for reading in readings.into_iter().chain([ml_leaks]) {
+                eprintln!(
+                    "{} {} {} {}: AUC {:.3}, TPR {:.4} at 0.1% FPR, {:.4} at 1%; test accuracy \
+                     {accuracy:.3}",
+                    cell.defence(),
+                    cell.strength(),
+                    reading.query,
+                    reading.variant,
+                    reading.auc,
+                    reading.tpr_at_0_1pct.value,
+                    reading.tpr_at_1pct.value
+                );
+                rows.push(LiraRow {
+                    defence: cell.defence(),
+                    strength: cell.strength(),
+                    reading,
+                    test_accuracy: accuracy,
+                    epsilon,
+                });
+            }
         }
         let matched = matches(&rows);
         for m in &matched {
@@ -467,16 +442,10 @@ pub struct LiraRow {
     pub defence: &'static str,
     /// κ or σ.
     pub strength: f64,
-    /// "clean" or "masked" queries.
-    pub query: &'static str,
-    /// "online" or "offline" LiRA, or "ml-leaks" (adversary 1, clean queries only).
-    pub variant: &'static str,
-    /// ROC-AUC over every (target, image) pair.
-    pub auc: f64,
-    /// TPR at FPR 10⁻³, with its Wilson interval.
-    pub tpr_at_0_1pct: Rate,
-    /// TPR at FPR 10⁻².
-    pub tpr_at_1pct: Rate,
+    /// The attack's reading: LiRA online or offline at clean or masked queries, or ML-Leaks
+    /// (`variant` "ml-leaks", clean queries only).
+    #[serde(flatten)]
+    pub reading: Reading,
     /// Mean test accuracy of the cell's models.
     pub test_accuracy: f64,
     /// DP-SGD's ε at δ from the PLD accountant (none for the mask).
@@ -510,25 +479,30 @@ pub struct Matched {
 fn matches(rows: &[LiraRow]) -> Vec<Matched> {
     let online = |defence: &'static str| {
         rows.iter()
-            .filter(move |r| r.defence == defence && r.variant == "online")
+            .filter(move |r| r.defence == defence && r.reading.variant == "online")
     };
     online("dp-sgd")
-        .filter(|dp| dp.query == "clean")
+        .filter(|dp| dp.reading.query == "clean")
         .filter_map(|dp| {
             let gap = |r: &LiraRow| (r.test_accuracy - dp.test_accuracy).abs();
             let nearest = online("mask").min_by(|a, b| gap(a).total_cmp(&gap(b)))?;
             let mask = online("mask")
                 .filter(|r| r.strength == nearest.strength)
-                .max_by(|a, b| a.tpr_at_0_1pct.value.total_cmp(&b.tpr_at_0_1pct.value))?;
+                .max_by(|a, b| {
+                    a.reading
+                        .tpr_at_0_1pct
+                        .value
+                        .total_cmp(&b.reading.tpr_at_0_1pct.value)
+                })?;
             Some(Matched {
                 sigma: dp.strength,
                 epsilon: dp.epsilon,
                 dp_accuracy: dp.test_accuracy,
-                dp_tpr_at_0_1pct: dp.tpr_at_0_1pct,
+                dp_tpr_at_0_1pct: dp.reading.tpr_at_0_1pct,
                 kappa: mask.strength,
                 mask_accuracy: mask.test_accuracy,
-                mask_query: mask.query,
-                mask_tpr_at_0_1pct: mask.tpr_at_0_1pct,
+                mask_query: mask.reading.query,
+                mask_tpr_at_0_1pct: mask.reading.tpr_at_0_1pct,
             })
         })
         .collect()
@@ -562,15 +536,15 @@ fn write_outputs(
         .map(|r| CsvRow {
             defence: r.defence,
             strength: r.strength,
-            query: r.query,
-            variant: r.variant,
-            auc: r.auc,
-            tpr_0_1pct: r.tpr_at_0_1pct.value,
-            tpr_0_1pct_low: r.tpr_at_0_1pct.low,
-            tpr_0_1pct_high: r.tpr_at_0_1pct.high,
-            tpr_1pct: r.tpr_at_1pct.value,
-            tpr_1pct_low: r.tpr_at_1pct.low,
-            tpr_1pct_high: r.tpr_at_1pct.high,
+            query: r.reading.query,
+            variant: r.reading.variant,
+            auc: r.reading.auc,
+            tpr_0_1pct: r.reading.tpr_at_0_1pct.value,
+            tpr_0_1pct_low: r.reading.tpr_at_0_1pct.low,
+            tpr_0_1pct_high: r.reading.tpr_at_0_1pct.high,
+            tpr_1pct: r.reading.tpr_at_1pct.value,
+            tpr_1pct_low: r.reading.tpr_at_1pct.low,
+            tpr_1pct_high: r.reading.tpr_at_1pct.high,
             test_accuracy: r.test_accuracy,
             epsilon: r.epsilon,
         })
@@ -602,8 +576,10 @@ fn write_outputs(
         },
         points: rows
             .iter()
-            .filter(|r| r.defence == defence && r.variant == "online" && r.query == "masked")
-            .map(|r| (r.tpr_at_0_1pct.value, r.test_accuracy))
+            .filter(|r| {
+                r.defence == defence && r.reading.variant == "online" && r.reading.query == "masked"
+            })
+            .map(|r| (r.reading.tpr_at_0_1pct.value, r.test_accuracy))
             .collect(),
         ..Series::default()
     };
