@@ -17,15 +17,7 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-
-def model(kind):
-    if kind == "mlp":
-        return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    block = lambda c, o: [nn.Conv2d(c, o, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)]
-    return nn.Sequential(
-        *block(1, 16), *block(16, 32), nn.Flatten(), nn.Dropout(0.25),
-        nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
-    )
+from image_torch import model
 
 
 def main():
@@ -44,7 +36,7 @@ def main():
     x = torch.randn(args.n, 1, 28, 28, generator=gen)
     y = torch.randint(0, 10, (args.n,), generator=gen)
     loader = DataLoader(TensorDataset(x, y), batch_size=args.batch)
-    net = model(args.model).to(device)
+    net = model(args.model, batch_norm=False).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     net, opt, loader = PrivacyEngine().make_private(
         module=net, optimizer=opt, data_loader=loader, noise_multiplier=1.0,

@@ -13,10 +13,12 @@ import torch
 from torch import nn
 
 
-def model(kind):
+def model(kind, batch_norm=True):
+    """image-accuracy's MLP or CNN (without its batch norm layers when `batch_norm` is off)."""
     if kind == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    block = lambda c, o: [nn.Conv2d(c, o, 5, padding=2), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2)]
+    norm = lambda o: [nn.BatchNorm2d(o)] if batch_norm else []
+    block = lambda c, o: [nn.Conv2d(c, o, 5, padding=2), *norm(o), nn.ReLU(), nn.MaxPool2d(2)]
     return nn.Sequential(
         *block(1, 16), *block(16, 32), nn.Flatten(), nn.Dropout(0.25),
         nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),

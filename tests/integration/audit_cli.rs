@@ -156,6 +156,21 @@ fn audit_refuses_bad_input_with_one_line_and_writes_nothing() {
         assert!(line.contains(part), "{extra:?}: {line}");
         assert!(!out.exists(), "{extra:?}");
     }
+    // Too few rows to split into members and non-members: 4 rows, 1 held out for validation.
+    let tiny = root.join("tiny.csv");
+    std::fs::write(&tiny, random_labels_csv(4)).unwrap();
+    let csv = root.join("data.csv");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(csv.to_str().unwrap(), tiny.to_str().unwrap());
+    let small = root.join("small.toml");
+    std::fs::write(&small, text).unwrap();
+    let line = refused(&audit(&root, &small, &out, &[]));
+    assert!(
+        line.contains("data must be 4 or more training rows for an audit"),
+        "{line}"
+    );
+    assert!(!out.exists());
     std::fs::remove_dir_all(root).unwrap();
 }
 

@@ -63,12 +63,23 @@ fn trajectories_smoke(out: &Path, extra: &[&str]) -> Output {
 /// Runs `gaussmask run <id> --smoke` into a fresh directory, checks that it succeeded and wrote
 /// `files`, and returns (scratch root, run directory, output, summary.json).
 pub(crate) fn smoke_run(id: &str, files: &[&str]) -> (PathBuf, PathBuf, Output, serde_json::Value) {
+    smoke_run_with(id, &[], files)
+}
+
+/// [`smoke_run`] with `--set` for each of `sets`.
+pub(crate) fn smoke_run_with(
+    id: &str,
+    sets: &[&str],
+    files: &[&str],
+) -> (PathBuf, PathBuf, Output, serde_json::Value) {
     let root = scratch(id);
     let out = root.join("run");
-    let o = gaussmask(
-        &["run", id, "--smoke", "--out", out.to_str().unwrap()],
-        &root,
-    );
+    let mut args = vec!["run", id, "--smoke"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    args.extend(["--out", out.to_str().unwrap()]);
+    let o = gaussmask(&args, &root);
     assert_ok(&o);
     for f in files
         .iter()

@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cli::{
-    BIN, assert_ok, assert_one_line_error, assert_rejected, gaussmask, scratch, smoke_run, stderr,
+    BIN, assert_ok, assert_one_line_error, assert_rejected, gaussmask, scratch, smoke_run,
+    smoke_run_with, stderr,
 };
 
 #[test]
@@ -125,24 +126,10 @@ fn lira_smoke_run_scores_every_cell_both_ways() {
         "{matched:?}"
     );
     // MNIST by config (the data `.ci/run` installs): the same cells, other images.
-    let mnist = root.join("mnist");
-    let o = gaussmask(
-        &[
-            "run",
-            "lira",
-            "--smoke",
-            "--set",
-            "data.dataset=mnist",
-            "--out",
-            mnist.to_str().unwrap(),
-        ],
-        &root,
-    );
-    assert_ok(&o);
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(mnist.join("summary.json")).unwrap()).unwrap();
+    let (mnist, _, _, m) = smoke_run_with("lira", &["data.dataset=mnist"], &[]);
     assert_eq!(m["rows"].as_array().unwrap().len(), rows.len());
     assert_ne!(m["rows"], s["rows"], "MNIST gave Fashion-MNIST's numbers");
+    std::fs::remove_dir_all(mnist).unwrap();
     std::fs::remove_dir_all(root).unwrap();
 }
 
