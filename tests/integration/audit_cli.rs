@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::checkpoints_cli::kill_after_first_checkpoints;
-use crate::cli::{assert_ok, gaussmask, scratch, stderr};
+use crate::cli::{assert_ok, csv_rows, gaussmask, scratch, stderr};
 use crate::reliability_cli::files;
 use crate::train_cli::refused;
 
@@ -67,18 +67,7 @@ fn audit(root: &Path, config: &Path, out: &Path, extra: &[&str]) -> Output {
 
 /// The rows of `audit.csv` as (header → value) maps.
 fn table(run: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let mut reader = csv::Reader::from_path(run.join("audit.csv")).unwrap();
-    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    reader
-        .records()
-        .map(|r| {
-            header
-                .iter()
-                .cloned()
-                .zip(r.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect()
+    csv_rows(&run.join("audit.csv"))
 }
 
 #[test]

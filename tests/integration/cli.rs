@@ -93,6 +93,22 @@ pub(crate) fn smoke_run_with(
     (root, out, o, summary)
 }
 
+/// The rows of a CSV file as (header → value) maps.
+pub(crate) fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
 /// (kappa, seed, step) → clean loss, from a trajectories.csv.
 fn clean_losses(csv: &str) -> Vec<((String, String, String), f64)> {
     csv.lines()

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cli::{
-    BIN, assert_ok, assert_one_line_error, assert_rejected, gaussmask, scratch, smoke_run,
-    smoke_run_with, stderr,
+    BIN, assert_ok, assert_one_line_error, assert_rejected, csv_rows, gaussmask, scratch,
+    smoke_run, smoke_run_with, stderr,
 };
 
 #[test]
@@ -31,8 +31,15 @@ fn image_accuracy_smoke_run_beats_chance_for_every_model() {
 
 #[test]
 fn membership_inference_smoke_run_attacks_every_setting() {
-    let files = ["attack.csv", "auc_mlp-128.png", "auc_cnn-16-32.png"];
-    let (root, _, _, s) = smoke_run("membership-inference", &files);
+    let files = [
+        "attack.csv",
+        "auc_mlp-128.png",
+        "auc_cnn-16-32.png",
+        "lira.csv",
+        "lira_tpr_mlp-128.png",
+        "lira_roc_mlp-128.png",
+    ];
+    let (root, out, _, s) = smoke_run("membership-inference", &files);
     let rows = s["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2 * 2 * 2, "2 models × 2 κ × 2 epoch counts");
     // Each split holds 100 images: the attack is scored on 100 members and 100 non-members.
@@ -73,6 +80,50 @@ fn membership_inference_smoke_run_attacks_every_setting() {
             (Some(2), Some(4))
         );
         assert!(acc(&pair[1]) > acc(&pair[0]), "{pair:?}");
+    }
+    // LiRA, on the MLP only ([smoke.lira]: 4 models, 1 masked query): online and offline, clean
+    // and masked queries, at both κ and both lengths.
+    assert!(!out.join("lira_tpr_cnn-16-32.png").exists());
+    let lira = csv_rows(&out.join("lira.csv"));
+    assert_eq!(lira.len(), 2 * 2 * 4, "2 κ × 2 epoch counts × 4 readings");
+    let num = |r: &std::collections::HashMap<String, String>, c: &str| -> f64 {
+        r[c].parse().unwrap_or_else(|_| panic!("{c} in {r:?}"))
+    };
+    for r in &lira {
+        assert_eq!(r["model"], "mlp-128");
+        for rate in ["tpr_0_1pct", "tpr_1pct"] {
+            let (lo, v, hi) = (
+                num(r, &format!("{rate}_low")),
+                num(r, rate),
+                num(r, &format!("{rate}_high")),
+            );
+            assert!(0.0 <= lo && lo <= v && v <= hi && hi <= 1.0, "{r:?}");
+        }
+        // The LiRA models learn (chance is 0.1) on the half of the pool they train on.
+        assert!(num(r, "test_accuracy") > 0.3, "{r:?}");
+    }
+    // Without a mask the masked query is the clean one; with it, the copies change the scores.
+    let reading = |kappa: &str, epochs: &str, query: &str| {
+        lira.iter()
+            .find(|r| {
+                (
+                    r["kappa"].as_str(),
+                    r["epochs"].as_str(),
+                    r["query"].as_str(),
+                    r["variant"].as_str(),
+                ) == (kappa, epochs, query, "online")
+            })
+            .unwrap_or_else(|| panic!("no online {query} row at κ {kappa}, {epochs} epochs"))
+    };
+    for e in ["2", "4"] {
+        assert_eq!(
+            num(reading("0.0", e, "clean"), "auc"),
+            num(reading("0.0", e, "masked"), "auc")
+        );
+        assert_ne!(
+            num(reading("1.2", e, "clean"), "auc"),
+            num(reading("1.2", e, "masked"), "auc")
+        );
     }
     std::fs::remove_dir_all(root).unwrap();
 }
@@ -178,6 +229,18 @@ fn bad_values_of_the_image_experiments_are_rejected_naming_the_field() {
         ),
         ("membership-inference", "train.epochs=7", "train.epochs"),
         ("membership-inference", "epochs=[0]", "epochs"),
+        ("membership-inference", "lira.models=3", "lira.models"),
+        (
+            "membership-inference",
+            "lira.architectures=[\"mlp-64\"]",
+            "lira.architectures",
+        ),
+        (
+            "membership-inference",
+            "lira.architectures=[\"mlp-128\", \"mlp-128\"]",
+            "lira.architectures",
+        ),
+        ("membership-inference", "lira.shadows=4", "lira.shadows"),
         ("dp-baseline", "clip=0", "clip"),
         (
             "image-accuracy",

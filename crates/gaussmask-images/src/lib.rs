@@ -1,6 +1,7 @@
 //! What the image experiments share: the dataset section of their configs, loading and
 //! normalizing it, training one classifier with checkpoints (so every image experiment can be
-//! interrupted and resumed with `--resume`), and the membership attack ([`membership`]).
+//! interrupted and resumed with `--resume`), the membership attack ([`membership`]) and what
+//! LiRA reads from a classifier ([`lira`]).
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ use gaussmask_train::fit::Fit;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub mod lira;
 pub mod membership;
 
 /// The `[data]` section of an image experiment.
@@ -94,6 +96,17 @@ impl Images {
                 .flat_map(|&i| self.x[i * dim..(i + 1) * dim].iter().copied())
                 .collect(),
             labels: rows.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            classes: self.classes,
+        }
+    }
+
+    /// These images followed by `other`'s (same shape and classes).
+    pub fn concat(&self, other: &Images) -> Self {
+        debug_assert_eq!((self.shape, self.classes), (other.shape, other.classes));
+        Self {
+            x: [self.x.as_slice(), &other.x].concat(),
+            labels: [self.labels.as_slice(), &other.labels].concat(),
             shape: self.shape,
             classes: self.classes,
         }

@@ -11,18 +11,18 @@
 //! weaker attack's reading sits beside LiRA's.
 
 use burn::module::Module;
-use gaussmask_core::rng::{Stream, derive_seed, tag};
 use gaussmask_data::images::{ImageDataset, Normalizer, disjoint_splits};
 use gaussmask_harness::config::require;
 use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, InputError, RunContext, Study, Unit};
+use gaussmask_images::lira::{log_p, masked_phis, phis};
 use gaussmask_images::membership::{check_dp_cells, dp_epsilon};
 use gaussmask_images::{Images, load, test_accuracy, train_checkpointed};
 use gaussmask_nn::KappaGrid;
 use gaussmask_nn::image::ImageModelConfig;
-use gaussmask_privacy::lira::{Rate, Reading, logit_confidence, member_halves, read_queries};
+use gaussmask_privacy::lira::{Rate, Reading, member_halves, read_queries};
 use gaussmask_privacy::{MembershipFeatures, TOP_K, attack_scores, top_sorted};
-use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, DpSgd, log_posteriors};
+use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, DpSgd};
 use serde::{Deserialize, Serialize};
 
 mod tables;
@@ -193,20 +193,6 @@ fn images(data: &PoolConfig) -> Result<(Images, Images), HarnessError> {
     ))
 }
 
-/// The log-posteriors of every image of `images` on the evaluation model `net`.
-fn log_p(net: &gaussmask_nn::image::MaskedNet, images: &Images, ctx: &RunContext) -> Vec<f64> {
-    log_posteriors(net, images.view(), 500, &ctx.device)
-}
-
-/// φ of every image of `images` from its log-posteriors `log_p`.
-fn phis(log_p: &[f64], images: &Images) -> Vec<f64> {
-    log_p
-        .chunks_exact(images.classes)
-        .zip(&images.labels)
-        .map(|(row, &y)| logit_confidence(row, y as usize))
-        .collect()
-}
-
 /// LiRA with shadow models against masked training and DP-SGD.
 pub struct Lira;
 
@@ -287,30 +273,20 @@ impl Study for Lira {
         )?;
         bar.finish_and_clear();
         let net = net.valid();
-        let clean = log_p(&net, &pool, ctx);
+        let clean = log_p(&net, &pool, &ctx.device);
         let phi_clean = phis(&clean, &pool);
         let posteriors: Vec<f32> = clean.iter().map(|l| l.exp() as f32).collect();
-        // The attacker's masked copies, drawn from the model's mask family, from a stream of
-        // the model and query (the same for every run of the unit).
-        let phi_masked = if kappa == 0.0 || c.queries == 0 {
-            phi_clean.clone()
-        } else {
-            let mut sum = vec![0.0; pool.labels.len()];
-            let mut mask = vec![0.0; pool.x.len()];
-            for k in 0..c.queries {
-                let path = [m as u64, k as u64];
-                let mut z = Stream::new(derive_seed(c.seed, tag::MONTE_CARLO, &path), tag::MASK);
-                c.model.mask.fill(kappa, &mut z, &mut mask);
-                let mut masked = pool.clone();
-                for (v, c) in masked.x.iter_mut().zip(&mask) {
-                    *v *= *c as f32;
-                }
-                for (s, p) in sum.iter_mut().zip(phis(&log_p(&net, &masked, ctx), &pool)) {
-                    *s += p;
-                }
-            }
-            sum.iter().map(|s| s / c.queries as f64).collect()
-        };
+        let phi_masked = masked_phis(
+            &net,
+            &pool,
+            &c.model.mask,
+            kappa,
+            c.queries,
+            c.seed,
+            m,
+            &phi_clean,
+            &ctx.device,
+        );
         Ok(ModelEval {
             phi_clean,
             phi_masked,

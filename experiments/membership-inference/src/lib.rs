@@ -6,6 +6,12 @@
 //! target's. The attack's ROC-AUC, accuracy, precision and recall are reported for each κ and
 //! training length, beside the target's test accuracy, so the privacy–utility trade-off shows
 //! in one table.
+//!
+//! Beside it, optionally (`[lira]`), the likelihood-ratio attack (LiRA, Carlini et al. 2022)
+//! against the same architectures, κ and training lengths: N models per (architecture, κ),
+//! each trained like the target on a seeded half of target-train ∪ target-test (so a member set
+//! of the target's size), each in turn the target and the others its shadows, read at the
+//! clean image and at masked copies of it (`gaussmask_images::lira`).
 
 use gaussmask_harness::InputError;
 use gaussmask_harness::config::{require, require_distinct};
@@ -14,10 +20,15 @@ use gaussmask_harness::{HarnessError, RunContext, Study, Unit};
 use gaussmask_images::membership::{Row, SplitsConfig, attack_setting, resolve_epochs, splits};
 use gaussmask_images::model_label;
 use gaussmask_nn::image::ImageModelConfig;
+use gaussmask_privacy::lira::member_halves;
 use gaussmask_train::classify::ClassifyConfig;
 use serde::{Deserialize, Serialize};
 
+mod lira;
 mod tables;
+
+pub use lira::LiraEval;
+use lira::{LiraModel, lira_model, read_lira, write_lira};
 
 /// The experiment's config (`configs/membership-inference.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,7 +49,27 @@ pub struct MembershipConfig {
     pub models: Vec<ImageModelConfig>,
     /// How target and shadow are trained (`epochs` comes from the list above).
     pub train: ClassifyConfig,
+    /// LiRA beside ML-Leaks; absent: ML-Leaks only.
+    #[serde(default)]
+    pub lira: Option<LiraSection>,
 }
+
+/// The `[lira]` table: LiRA against some of the architectures, at every κ and training length.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiraSection {
+    /// Models per (architecture, κ), each the target once and a shadow of the others.
+    pub models: usize,
+    /// Masked copies of each image the attacker queries at the training κ, besides the clean
+    /// image.
+    pub queries: usize,
+    /// Labels of the attacked architectures (of `models`, e.g. "mlp-128").
+    pub architectures: Vec<String>,
+}
+
+/// LiRA model m trains with seed `seed + LIRA_SEED + m`, apart from targets (`seed`) and
+/// shadows (`seed + 1000`).
+const LIRA_SEED: u64 = 2000;
 
 impl MembershipConfig {
     /// Checks the fields and sets `train.epochs` to the longest of `epochs`.
@@ -62,8 +93,48 @@ impl MembershipConfig {
         }
         let labels: Vec<String> = self.models.iter().map(model_label).collect();
         require_distinct("models (their labels)", &labels)?;
+        if let Some(lira) = &self.lira {
+            require(
+                lira.models >= 4,
+                "lira.models",
+                "≥ 4 (a target and shadows on both sides)",
+                lira.models,
+            )?;
+            require_distinct("lira.architectures", &lira.architectures)?;
+            for a in &lira.architectures {
+                require(
+                    labels.contains(a),
+                    "lira.architectures",
+                    &format!("labels of models ({})", labels.join(", ")),
+                    a,
+                )?;
+            }
+        }
         resolve_epochs(&mut self.epochs, &mut self.train)
     }
+
+    /// Which of the LiRA pool (target-train ∪ target-test) model `m` trains on.
+    fn lira_members(&self, m: usize) -> Vec<bool> {
+        member_halves(2 * self.data.split_size, self.seed, m)
+    }
+}
+
+/// Which attack a unit trains models for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Part {
+    /// The ML-Leaks target and its shadow.
+    MlLeaks,
+    /// LiRA's model m.
+    Lira(usize),
+}
+
+/// What a unit gives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Found {
+    /// ML-Leaks's reading at each training length.
+    MlLeaks(Vec<Row>),
+    /// What LiRA reads from one model at each training length.
+    Lira(Vec<LiraEval>),
 }
 
 /// Membership inference against masked training.
@@ -71,9 +142,9 @@ pub struct MembershipInference;
 
 impl Study for MembershipInference {
     type Config = MembershipConfig;
-    /// (index into `models`, κ): a target and its shadow.
-    type Unit = (usize, f64);
-    type Output = Vec<Row>;
+    /// (index into `models`, κ, ML-Leaks's target and shadow or LiRA's model m).
+    type Unit = (usize, f64, Part);
+    type Output = Found;
 
     fn id(&self) -> &'static str {
         "membership-inference"
@@ -91,18 +162,28 @@ impl Study for MembershipInference {
         Ok(config.resolve()?)
     }
 
-    fn units(&self, c: &MembershipConfig) -> Vec<Unit<(usize, f64)>> {
+    fn units(&self, c: &MembershipConfig) -> Vec<Unit<(usize, f64, Part)>> {
         let mut out = Vec::new();
         for (m, model) in c.models.iter().enumerate() {
+            let label = model_label(model);
             for &kappa in &c.kappas {
-                out.push(Unit::new(
-                    format!(
-                        "{}-k{}",
-                        model_label(model),
-                        gaussmask_nn::kappa_label(kappa)
-                    ),
-                    (m, kappa),
-                ));
+                let key = format!("{label}-k{}", gaussmask_nn::kappa_label(kappa));
+                out.push(Unit::new(key.clone(), (m, kappa, Part::MlLeaks)));
+            }
+        }
+        // LiRA's models after ML-Leaks's, so the paper's table comes first in a partial run.
+        for (m, model) in c.models.iter().enumerate() {
+            let label = model_label(model);
+            if let Some(lira) = c.lira.as_ref().filter(|l| l.architectures.contains(&label)) {
+                for &kappa in &c.kappas {
+                    let key = format!("{label}-k{}", gaussmask_nn::kappa_label(kappa));
+                    for i in 0..lira.models {
+                        out.push(Unit::new(
+                            format!("{key}-lira-m{i}"),
+                            (m, kappa, Part::Lira(i)),
+                        ));
+                    }
+                }
             }
         }
         out
@@ -111,10 +192,13 @@ impl Study for MembershipInference {
     fn run_unit(
         &self,
         c: &MembershipConfig,
-        unit: &Unit<(usize, f64)>,
+        unit: &Unit<(usize, f64, Part)>,
         ctx: &RunContext,
-    ) -> Result<Vec<Row>, HarnessError> {
-        let (m, kappa) = unit.spec;
+    ) -> Result<Found, HarnessError> {
+        let (m, kappa, part) = unit.spec;
+        if let Part::Lira(i) = part {
+            return lira_model(c, unit, m, kappa, i, ctx).map(Found::Lira);
+        }
         let splits = splits(&c.data)?;
         let per_model = c.train.steps_per_epoch(c.data.split_size) * c.train.epochs;
         let bar = ctx.progress(2 * per_model as u64, &unit.key);
@@ -136,17 +220,34 @@ impl Study for MembershipInference {
                 r.model, r.kappa, r.epochs, r.attack.auc, r.target_test_accuracy
             );
         }
-        Ok(found)
+        Ok(Found::MlLeaks(found))
     }
 
     fn reduce(
         &self,
         c: &MembershipConfig,
-        outputs: Vec<(Unit<(usize, f64)>, Vec<Row>)>,
+        outputs: Vec<(Unit<(usize, f64, Part)>, Found)>,
         ctx: &mut RunContext,
     ) -> Result<(), HarnessError> {
-        let rows: Vec<Row> = outputs.into_iter().flat_map(|(_, r)| r).collect();
-        write_outputs(c, &rows, ctx)
+        let mut rows: Vec<Row> = Vec::new();
+        let mut lira: Vec<LiraModel> = Vec::new();
+        for (u, found) in outputs {
+            match (found, u.spec) {
+                (Found::MlLeaks(r), _) => rows.extend(r),
+                (Found::Lira(e), (m, kappa, Part::Lira(i))) => lira.push(((m, kappa, i), e)),
+                (Found::Lira(_), _) => {
+                    return Err(HarnessError::run(format!(
+                        "{}: a LiRA result kept for an ML-Leaks unit",
+                        u.key
+                    )));
+                }
+            }
+        }
+        write_outputs(c, &rows, ctx)?;
+        if !lira.is_empty() {
+            write_lira(c, &read_lira(c, &lira)?, ctx)?;
+        }
+        Ok(())
     }
 
     fn tables(

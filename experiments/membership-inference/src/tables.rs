@@ -5,7 +5,9 @@ use gaussmask_harness::records::{Markdown, Record, Tables, series_headings};
 use gaussmask_nn::kappa_label;
 
 /// `auc-<model>` per target model: per κ and training length, the attack's ROC-AUC and, in
-/// brackets, the target's test accuracy.
+/// brackets, the target's test accuracy. `lira-<model>` per model LiRA attacked: per κ and
+/// training length, online LiRA's TPR at 0.1% FPR at the stronger query (marked ᵐ where the
+/// masked copies are stronger than the clean image), with its AUC in brackets.
 pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     let csv = record.csv("attack.csv")?;
     let mut tables = Tables::default();
@@ -34,6 +36,51 @@ pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
             table.row(&row);
         }
         tables.block(&format!("auc-{model}"), table.text());
+    }
+    let lira = record.csv("lira.csv")?;
+    for (model, rows) in lira.group_by("model")? {
+        let online: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&r| lira.str(r, "variant").ok() == Some("online"))
+            .collect();
+        let epochs = lira.distinct(&online, "epochs")?;
+        let labels: Vec<String> = epochs.iter().map(|e| e.to_string()).collect();
+        let mut head = vec!["κ".to_string()];
+        head.extend(series_headings(
+            &labels,
+            |e| format!("{e} epochs"),
+            str::to_string,
+        ));
+        let mut table = Markdown::new(&head);
+        for k in lira.distinct(&online, "kappa")? {
+            let mut row = vec![kappa_label(k)];
+            for &e in &epochs {
+                let mut best: Option<(f64, usize)> = None;
+                for &r in &online {
+                    if lira.f64(r, "kappa")? == k && lira.f64(r, "epochs")? == e {
+                        let tpr = lira.f64(r, "tpr_0_1pct")?;
+                        if best.is_none_or(|(b, _)| tpr > b) {
+                            best = Some((tpr, r));
+                        }
+                    }
+                }
+                row.push(match best {
+                    Some((tpr, r)) => format!(
+                        "{tpr:.4}{} ({:.3})",
+                        if lira.str(r, "query")? == "masked" && k != 0.0 {
+                            "ᵐ"
+                        } else {
+                            ""
+                        },
+                        lira.f64(r, "auc")?
+                    ),
+                    None => "–".into(),
+                });
+            }
+            table.row(&row);
+        }
+        tables.block(&format!("lira-{model}"), table.text());
     }
     Ok(tables)
 }
