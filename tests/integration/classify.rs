@@ -14,7 +14,9 @@ use gaussmask_train::classify::{
     ClassifierSpec, ClassifyConfig, DpSgd, ImageData, Parameters, accuracy, log_posteriors,
     parameters, posteriors, train_classifier,
 };
-use gaussmask_train::fit::{Optimizer, Schedule};
+use gaussmask_train::fit::{
+    Optimizer, Schedule, Trainable, batch, flat_gradients, per_sample_clipped_sum,
+};
 
 use crate::device64;
 
@@ -293,6 +295,61 @@ fn dp_sgd_sampling_every_row_without_clipping_or_noise_is_full_batch_gd() {
         step > 0.0 && step <= clipped.lr * 1e-3 * (1.0 + 1e-9),
         "{step}"
     );
+}
+
+#[test]
+fn ghost_clipping_gives_what_a_backward_pass_per_sample_gives() {
+    let device = device64().autodiff();
+    let (x, labels) = toy_images(24, 9);
+    let data = toy_data(&x, &labels).dataset();
+    let mut model = ImageModelConfig {
+        hidden: vec![7, 5],
+        dropout: 0.0,
+        ..configs(Architecture::Mlp).0
+    };
+    // Masks keyed by the row alone, so a sample's mask is the same in its own backward pass
+    // and in the batch's.
+    model.mask = model
+        .mask
+        .with_resample(gaussmask_nn::MaskResample::FixedPerSample);
+    let net = model
+        .init([1, 6, 6], 3, 0.8, 5, &device)
+        .with_label_smoothing(0.1);
+    let rows = [0, 3, 4, 7, 11, 12, 18, 23];
+    let b = batch(&data, &rows, &device);
+    let mut sums = Vec::new();
+    // Every sample clipped, some, none.
+    for clip in [1e-3, 0.4, 1e9] {
+        let (want, want_loss) = per_sample_clipped_sum(&net, &data, &rows, clip, &device);
+        let (loss, grads) = net.clipped_gradient_sum(&b, clip).expect("an MLP has one");
+        let got = flat_gradients(&net, &grads);
+        assert_eq!(got.len(), want.len(), "a gradient per parameter");
+        assert_eq!(got.len(), 2 * 3, "weights and biases of 3 layers");
+        let close = |a: Tensor<1>, b: Tensor<1>| {
+            for (a, b) in to_f64(a).iter().zip(to_f64(b)) {
+                assert!(
+                    (a - b).abs() <= 1e-10 * (1.0 + b.abs()),
+                    "clip {clip}: {a} vs {b}"
+                );
+            }
+        };
+        for ((id, g), (want_id, w)) in got.iter().zip(&want) {
+            assert_eq!(id, want_id, "visiting order");
+            close(g.clone(), w.clone());
+        }
+        close(loss, want_loss.expect("rows were given"));
+        sums.push(to_f64(got[0].1.clone()));
+    }
+    // The clip acts: the three sums differ, and at C = 10⁻³ the sum of 8 clipped gradients has
+    // norm ≤ 8·C.
+    assert!(sums[0] != sums[1] && sums[1] != sums[2]);
+    let norm = sums[0].iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!(norm <= 8e-3 * (1.0 + 1e-9), "{norm}");
+    // The CNN has none: its conv layers take the per-sample loop.
+    let cnn = configs(Architecture::Cnn)
+        .0
+        .init([1, 6, 6], 3, 0.8, 5, &device);
+    assert!(cnn.clipped_gradient_sum(&b, 1.0).is_none());
 }
 
 #[test]

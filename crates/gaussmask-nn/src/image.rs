@@ -322,7 +322,7 @@ impl MaskedNet {
     pub fn forward_indexed(&self, x: Tensor<2>, rows: &[usize]) -> Tensor<2> {
         let b = x.dims()[0];
         let x = self.mask.forward_indexed(x, rows);
-        let mut h = if self.convs.is_empty() {
+        let h = if self.convs.is_empty() {
             x
         } else {
             let [c, height, width] = self.shape;
@@ -345,6 +345,46 @@ impl MaskedNet {
             }
             z.flatten(1, 3)
         };
+        self.dense_head(h, None)
+    }
+
+    /// The logits of an MLP (no conv blocks) as [`MaskedNet::forward_indexed`] gives them, with
+    /// `probes[l]` (zeros, tracked) added to dense layer l's output, and the input of every
+    /// dense layer. The gradient of a loss with respect to probe l is its gradient with respect
+    /// to layer l's output, row by row: what per-sample gradient norms are computed from
+    /// without a backward pass per sample (ghost clipping).
+    ///
+    /// # Shapes
+    /// - `x`: `[b, c·h·w]`, `rows`: b indices, `probes[l]`: `[b, out_l]`
+    /// - returns the logits `[b, classes]` and each layer's input `[b, in_l]`
+    ///
+    /// # Panics
+    /// With conv blocks, or fewer probes than dense layers.
+    pub fn forward_probed(
+        &self,
+        x: Tensor<2>,
+        rows: &[usize],
+        probes: &[Tensor<2>],
+    ) -> (Tensor<2>, Vec<Tensor<2>>) {
+        assert!(self.convs.is_empty(), "forward_probed: an MLP only");
+        assert!(
+            probes.len() >= self.dense.len(),
+            "forward_probed: a probe per layer"
+        );
+        let x = self.mask.forward_indexed(x, rows);
+        let mut inputs = Vec::with_capacity(self.dense.len());
+        let logits = self.dense_head(x, Some((probes, &mut inputs)));
+        (logits, inputs)
+    }
+
+    /// The dense head on the features `h`. With `probed`, probe l is added to layer l's output
+    /// and layer l's input is kept (see [`MaskedNet::forward_probed`]); adding a zero changes
+    /// no value.
+    fn dense_head(
+        &self,
+        mut h: Tensor<2>,
+        mut probed: Option<(&[Tensor<2>], &mut Vec<Tensor<2>>)>,
+    ) -> Tensor<2> {
         let last = self.dense.len() - 1;
         for (i, layer) in self.dense.iter().enumerate() {
             // Dropout sits where the features enter the dense head (CNN), or after every hidden
@@ -353,7 +393,13 @@ impl MaskedNet {
             if drop_here {
                 h = self.dropout.forward(h);
             }
-            h = layer.forward(h);
+            h = match probed.as_mut() {
+                Some((probes, inputs)) => {
+                    inputs.push(h.clone());
+                    layer.forward(h) + probes[i].clone()
+                }
+                None => layer.forward(h),
+            };
             if i < last {
                 h = match self.activation {
                     Activation::Relu => relu(h),

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
 use burn::store::ModuleRecord;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
@@ -168,12 +169,71 @@ impl Trainable for MaskedNet {
     /// the model's label smoothing: `burn::nn::loss::CrossEntropyLoss`.
     fn loss(&self, batch: &Batch) -> Tensor<1> {
         let logits = self.forward_indexed(batch.x.clone(), &batch.rows);
-        let smoothing = (self.label_smoothing > 0.0).then_some(self.label_smoothing as f32);
-        CrossEntropyLossConfig::new()
-            .with_smoothing(smoothing)
-            .init(&logits.device())
-            .forward(logits, batch.y.clone().int())
+        cross_entropy(self, logits, batch)
     }
+
+    /// Ghost clipping for the MLP (Goodfellow 2015; Li, Tramèr, Liang, Hashimoto 2022): every
+    /// sample's gradient of dense layer l is the outer product a_l,i ⊗ g_l,i of the layer's
+    /// input and the loss's gradient at its output, so its squared norm is
+    /// ‖g_l,i‖²·(‖a_l,i‖² + 1) (the 1: the bias), and the clipped sum is one product
+    /// A_lᵀ·(s ⊙ G_l), s_i = min(1, clip/‖∇L_i‖). The g_l,i come from one backward pass of
+    /// Σ_i L_i through zero probes on the layers' outputs: the samples' masks and dropout are
+    /// their own, and there is no batch norm in an MLP, so row i of the gradient is sample i's.
+    /// `None` for the CNN (conv layers take the per-sample loop).
+    fn clipped_gradient_sum(
+        &self,
+        batch: &Batch,
+        clip: f64,
+    ) -> Option<(Tensor<1>, GradientsParams)> {
+        if !self.convs.is_empty() {
+            return None;
+        }
+        let b = batch.rows.len();
+        let device = batch.x.device();
+        let probes: Vec<Tensor<2>> = self
+            .dense
+            .iter()
+            .map(|l| Tensor::zeros([b, l.weight.dims()[1]], &device).require_grad())
+            .collect();
+        let (logits, inputs) = self.forward_probed(batch.x.clone(), &batch.rows, &probes);
+        // The loss is a mean over the batch; the sum's gradient is each sample's own.
+        let loss = cross_entropy(self, logits, batch) * b as f64;
+        let grads = loss.backward();
+        let mut layers = Vec::with_capacity(self.dense.len());
+        let mut norm2: Option<Tensor<2>> = None;
+        for ((layer, probe), input) in self.dense.iter().zip(&probes).zip(inputs) {
+            let g = probe.grad(&grads)?;
+            let a = input.inner();
+            let a2 = a.clone().square().sum_dim(1);
+            let a2 = if layer.bias.is_some() { a2 + 1.0 } else { a2 };
+            let part = g.clone().square().sum_dim(1) * a2;
+            norm2 = Some(match norm2 {
+                None => part,
+                Some(n) => n + part,
+            });
+            layers.push((layer, a, g));
+        }
+        let norm = norm2?.sqrt().clamp_min(f32::MIN_POSITIVE);
+        let scale = (norm.recip() * clip).clamp_max(1.0);
+        let mut out = GradientsParams::new();
+        for (layer, a, g) in layers {
+            let g = g * scale.clone();
+            if let Some(bias) = &layer.bias {
+                out.register::<1>(bias.id, g.clone().sum_dim(0).reshape([g.dims()[1]]));
+            }
+            out.register::<2>(layer.weight.id, a.transpose().matmul(g));
+        }
+        Some((loss.detach(), out))
+    }
+}
+
+/// The mean cross-entropy of `logits` against `batch.y` with `net`'s label smoothing.
+fn cross_entropy(net: &MaskedNet, logits: Tensor<2>, batch: &Batch) -> Tensor<1> {
+    let smoothing = (net.label_smoothing > 0.0).then_some(net.label_smoothing as f32);
+    CrossEntropyLossConfig::new()
+        .with_smoothing(smoothing)
+        .init(&logits.device())
+        .forward(logits, batch.y.clone().int())
 }
 
 /// How one classifier is trained: model, optimizer, mask strength, seed.

@@ -21,7 +21,9 @@ pub fn poisson_rows(n: usize, q: f64, seed: u64, step: u64) -> Vec<usize> {
 /// DP-SGD's gradient of the sampled rows `rows`: each sample's gradient (its own mask),
 /// clipped to norm ≤ C, summed, plus N(0, (σC)²) noise per coordinate, over the expected
 /// batch size q·n (not the drawn one, which would depend on the data). Returns the mean
-/// per-sample loss of the drawn rows too (of every row when none was drawn, for the log).
+/// per-sample loss of the drawn rows too (of every row when none was drawn, for the log). The
+/// clipped sum is the model's own [`Trainable::clipped_gradient_sum`] where it has one, else
+/// [`per_sample_clipped_sum`].
 pub(super) fn dp_gradients<M: Trainable>(
     model: &M,
     data: &Dataset,
@@ -31,52 +33,24 @@ pub(super) fn dp_gradients<M: Trainable>(
     noise: &mut Stream,
     device: &Device,
 ) -> (Tensor<1>, GradientsParams) {
-    let mut sum: Vec<(ParamId, Tensor<1>)> = Vec::new();
-    let mut loss_sum: Option<Tensor<1>> = None;
-    for &row in rows {
-        let loss = model.loss(&batch(data, &[row], device)).sum();
-        let grads = GradientsParams::from_grads(loss.clone().backward(), model);
-        let mut flat = Flatten {
-            grads: &grads,
-            out: Vec::new(),
-        };
-        model.visit(&mut flat);
-        let squares: Vec<Tensor<1>> = flat
-            .out
-            .iter()
-            .map(|(_, g)| g.clone().square().sum())
-            .collect();
-        let norm = Tensor::cat(squares, 0).sum().into_scalar::<f64>().sqrt();
-        let scale = (dp.clip / norm.max(f64::MIN_POSITIVE)).min(1.0);
-        if sum.is_empty() {
-            sum = flat
-                .out
-                .into_iter()
-                .map(|(id, g)| (id, g * scale))
-                .collect();
-        } else {
-            for (acc, (_, g)) in sum.iter_mut().zip(flat.out) {
-                acc.1 = acc.1.clone() + g * scale;
-            }
-        }
-        let loss = loss.detach();
-        loss_sum = Some(match loss_sum {
-            None => loss,
-            Some(acc) => acc + loss,
-        });
-    }
+    let fast = match rows.is_empty() {
+        true => None,
+        false => model.clipped_gradient_sum(&batch(data, rows, device), dp.clip),
+    };
+    let (mut sum, mut loss_sum) = match fast {
+        Some((loss, grads)) => (flat_gradients(model, &grads), Some(loss)),
+        None => per_sample_clipped_sum(model, data, rows, dp.clip, device),
+    };
     let std = dp.noise_multiplier * dp.clip;
     if sum.is_empty() {
         // No row drawn: the update is the noise alone, on every parameter with a gradient.
         let all: Vec<usize> = (0..data.n).collect();
         let loss = model.loss(&batch(data, &all, device)).sum();
         let grads = GradientsParams::from_grads(loss.clone().backward(), model);
-        let mut flat = Flatten {
-            grads: &grads,
-            out: Vec::new(),
-        };
-        model.visit(&mut flat);
-        sum = flat.out.into_iter().map(|(id, g)| (id, g * 0.0)).collect();
+        sum = flat_gradients(model, &grads)
+            .into_iter()
+            .map(|(id, g)| (id, g * 0.0))
+            .collect();
         loss_sum = Some(loss.detach());
     }
     let b = expected;
@@ -97,6 +71,55 @@ pub(super) fn dp_gradients<M: Trainable>(
     let drawn = rows.len().max(1) as f64;
     let loss = loss_sum.expect("the loss is set above") * (1.0 / drawn);
     (loss, out)
+}
+
+/// The clipped gradient sum of `rows` the plain way, a backward pass per sample: each
+/// sample's gradient scaled to norm ≤ `clip` and summed, flattened per parameter in visiting
+/// order (empty without rows), with the sum of the samples' losses (`None` without rows).
+/// What [`Trainable::clipped_gradient_sum`] must reproduce.
+pub fn per_sample_clipped_sum<M: Trainable>(
+    model: &M,
+    data: &Dataset,
+    rows: &[usize],
+    clip: f64,
+    device: &Device,
+) -> (Vec<(ParamId, Tensor<1>)>, Option<Tensor<1>>) {
+    let mut sum: Vec<(ParamId, Tensor<1>)> = Vec::new();
+    let mut loss_sum: Option<Tensor<1>> = None;
+    for &row in rows {
+        let loss = model.loss(&batch(data, &[row], device)).sum();
+        let grads = GradientsParams::from_grads(loss.clone().backward(), model);
+        let flat = flat_gradients(model, &grads);
+        let squares: Vec<Tensor<1>> = flat.iter().map(|(_, g)| g.clone().square().sum()).collect();
+        let norm = Tensor::cat(squares, 0).sum().into_scalar::<f64>().sqrt();
+        let scale = (clip / norm.max(f64::MIN_POSITIVE)).min(1.0);
+        if sum.is_empty() {
+            sum = flat.into_iter().map(|(id, g)| (id, g * scale)).collect();
+        } else {
+            for (acc, (_, g)) in sum.iter_mut().zip(flat) {
+                acc.1 = acc.1.clone() + g * scale;
+            }
+        }
+        let loss = loss.detach();
+        loss_sum = Some(match loss_sum {
+            None => loss,
+            Some(acc) => acc + loss,
+        });
+    }
+    (sum, loss_sum)
+}
+
+/// Each trainable parameter's gradient in `grads`, flattened, in visiting order.
+pub fn flat_gradients<M: Trainable>(
+    model: &M,
+    grads: &GradientsParams,
+) -> Vec<(ParamId, Tensor<1>)> {
+    let mut flat = Flatten {
+        grads,
+        out: Vec::new(),
+    };
+    model.visit(&mut flat);
+    flat.out
 }
 
 /// Each trainable parameter's gradient, flattened, in visiting order.

@@ -71,6 +71,19 @@ pub trait Trainable: Module {
     /// The loss of each replica (`[R]`; `[1]` for a model without replicas). Replicas are
     /// independent, so the gradient of the sum is each replica's own.
     fn loss(&self, batch: &Batch) -> Tensor<1>;
+
+    /// DP-SGD's clipped gradient sum over the samples of `batch`: Σ_i min(1, clip/‖∇L_i‖)·∇L_i,
+    /// each sample's loss L_i on its own mask, with Σ_i L_i (`[1]`, detached), in one forward
+    /// and one backward pass. `None`, the default, where the model cannot: DP-SGD then takes a
+    /// backward pass per sample. A model that overrides it must give what that loop gives
+    /// (see `dp::per_sample_clipped_sum`).
+    fn clipped_gradient_sum(
+        &self,
+        _batch: &Batch,
+        _clip: f64,
+    ) -> Option<(Tensor<1>, burn::optim::GradientsParams)> {
+        None
+    }
 }
 
 impl Trainable for TwoLayerRelu {
@@ -95,7 +108,7 @@ mod dp;
 
 pub use config::{DpSgd, FitConfig, Optimizer, Schedule};
 use dp::dp_gradients;
-pub use dp::poisson_rows;
+pub use dp::{flat_gradients, per_sample_clipped_sum, poisson_rows};
 
 /// What [`fit`] reports at a logged step (every `log_every` steps, and step `steps`, the
 /// trained model, which is evaluated but not updated).
