@@ -298,58 +298,70 @@ fn dp_sgd_sampling_every_row_without_clipping_or_noise_is_full_batch_gd() {
 }
 
 #[test]
-fn ghost_clipping_gives_what_a_backward_pass_per_sample_gives() {
+fn dp_sgd_s_one_pass_clipped_sum_is_what_a_backward_pass_per_sample_gives() {
     let device = device64().autodiff();
     let (x, labels) = toy_images(24, 9);
     let data = toy_data(&x, &labels).dataset();
-    let mut model = ImageModelConfig {
-        hidden: vec![7, 5],
-        dropout: 0.0,
-        ..configs(Architecture::Mlp).0
-    };
-    // Masks keyed by the row alone, so a sample's mask is the same in its own backward pass
-    // and in the batch's.
-    model.mask = model
-        .mask
-        .with_resample(gaussmask_nn::MaskResample::FixedPerSample);
-    let net = model
-        .init([1, 6, 6], 3, 0.8, 5, &device)
-        .with_label_smoothing(0.1);
     let rows = [0, 3, 4, 7, 11, 12, 18, 23];
     let b = batch(&data, &rows, &device);
-    let mut sums = Vec::new();
-    // Every sample clipped, some, none.
-    for clip in [1e-3, 0.4, 1e9] {
-        let (want, want_loss) = per_sample_clipped_sum(&net, &data, &rows, clip, &device);
-        let (loss, grads) = net.clipped_gradient_sum(&b, clip).expect("an MLP has one");
-        let got = flat_gradients(&net, &grads);
-        assert_eq!(got.len(), want.len(), "a gradient per parameter");
-        assert_eq!(got.len(), 2 * 3, "weights and biases of 3 layers");
-        let close = |a: Tensor<1>, b: Tensor<1>| {
-            for (a, b) in to_f64(a).iter().zip(to_f64(b)) {
-                assert!(
-                    (a - b).abs() <= 1e-10 * (1.0 + b.abs()),
-                    "clip {clip}: {a} vs {b}"
-                );
+    let mlp = ImageModelConfig {
+        hidden: vec![7, 5],
+        ..configs(Architecture::Mlp).0
+    };
+    let cnn = ImageModelConfig {
+        channels: vec![3, 2],
+        ..configs(Architecture::Cnn).0
+    };
+    for (mut model, params) in [(mlp, 2 * 3), (cnn, 2 * 2 + 2 * 2)] {
+        // Masks keyed by the row alone and no dropout, so a sample's draws are the same in its
+        // own backward pass and in the batch's.
+        model.dropout = 0.0;
+        model.batch_norm = false;
+        model.mask = model
+            .mask
+            .with_resample(gaussmask_nn::MaskResample::FixedPerSample);
+        let net = model
+            .init([1, 6, 6], 3, 0.8, 5, &device)
+            .with_label_smoothing(0.1);
+        let mut sums = Vec::new();
+        // Every sample clipped, some, none.
+        for clip in [1e-3, 0.4, 1e9] {
+            let (want, want_loss) = per_sample_clipped_sum(&net, &data, &rows, clip, &device);
+            let (loss, grads) = net
+                .clipped_gradient_sum(&b, clip)
+                .expect("no batch norm: one pass");
+            let got = flat_gradients(&net, &grads);
+            assert_eq!(got.len(), want.len(), "a gradient per parameter");
+            assert_eq!(got.len(), params, "weights and biases of every layer");
+            let close = |a: Tensor<1>, b: Tensor<1>| {
+                for (a, b) in to_f64(a).iter().zip(to_f64(b)) {
+                    assert!(
+                        (a - b).abs() <= 1e-10 * (1.0 + b.abs()),
+                        "{:?} clip {clip}: {a} vs {b}",
+                        model.architecture
+                    );
+                }
+            };
+            for ((id, g), (want_id, w)) in got.iter().zip(&want) {
+                assert_eq!(id, want_id, "visiting order");
+                close(g.clone(), w.clone());
             }
-        };
-        for ((id, g), (want_id, w)) in got.iter().zip(&want) {
-            assert_eq!(id, want_id, "visiting order");
-            close(g.clone(), w.clone());
+            close(loss, want_loss.expect("rows were given"));
+            sums.push(to_f64(got[0].1.clone()));
         }
-        close(loss, want_loss.expect("rows were given"));
-        sums.push(to_f64(got[0].1.clone()));
+        // The clip acts: the three sums differ, and at C = 10⁻³ the sum of 8 clipped gradients
+        // has norm ≤ 8·C.
+        assert!(sums[0] != sums[1] && sums[1] != sums[2]);
+        let norm = sums[0].iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!(norm <= 8e-3 * (1.0 + 1e-9), "{norm}");
     }
-    // The clip acts: the three sums differ, and at C = 10⁻³ the sum of 8 clipped gradients has
-    // norm ≤ 8·C.
-    assert!(sums[0] != sums[1] && sums[1] != sums[2]);
-    let norm = sums[0].iter().map(|v| v * v).sum::<f64>().sqrt();
-    assert!(norm <= 8e-3 * (1.0 + 1e-9), "{norm}");
-    // The CNN has none: its conv layers take the per-sample loop.
-    let cnn = configs(Architecture::Cnn)
-        .0
-        .init([1, 6, 6], 3, 0.8, 5, &device);
-    assert!(cnn.clipped_gradient_sum(&b, 1.0).is_none());
+    // Batch norm couples the samples: that CNN takes the per-sample loop.
+    let with_norm = ImageModelConfig {
+        batch_norm: true,
+        ..configs(Architecture::Cnn).0
+    };
+    let net = with_norm.init([1, 6, 6], 3, 0.8, 5, &device);
+    assert!(net.clipped_gradient_sum(&b, 1.0).is_none());
 }
 
 #[test]

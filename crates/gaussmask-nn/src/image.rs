@@ -320,18 +320,47 @@ impl MaskedNet {
     /// # Shapes
     /// - `x`: `[b, c·h·w]`, `rows`: b indices; returns `[b, classes]`
     pub fn forward_indexed(&self, x: Tensor<2>, rows: &[usize]) -> Tensor<2> {
+        self.run(x, rows, None)
+    }
+
+    /// [`MaskedNet::forward_indexed`] with a zero probe (tracked) added to the output of every
+    /// conv and dense layer, returned with the layer's input. The gradient of a loss with
+    /// respect to a probe is its gradient with respect to the layer's output, row by row: what
+    /// per-sample gradients and their norms are computed from without a backward pass per
+    /// sample (ghost clipping). Adding a zero changes no value.
+    ///
+    /// # Shapes
+    /// - `x`: `[b, c·h·w]`, `rows`: b indices; returns the logits `[b, classes]`, and per conv
+    ///   layer its input `[b, c, h, w]` and probe `[b, o, h', w']`, per dense layer its input
+    ///   `[b, in]` and probe `[b, out]`
+    ///
+    /// # Panics
+    /// With batch norm, which couples the samples of a batch.
+    pub fn forward_probed(&self, x: Tensor<2>, rows: &[usize]) -> (Tensor<2>, Probes) {
+        assert!(
+            self.norms.is_empty(),
+            "forward_probed: batch norm couples the samples"
+        );
+        let mut probes = Probes::default();
+        let logits = self.run(x, rows, Some(&mut probes));
+        (logits, probes)
+    }
+
+    /// The forward pass, probed or not.
+    fn run(&self, x: Tensor<2>, rows: &[usize], mut probes: Option<&mut Probes>) -> Tensor<2> {
         let b = x.dims()[0];
         let x = self.mask.forward_indexed(x, rows);
-        let h = if self.convs.is_empty() {
+        let mut h = if self.convs.is_empty() {
             x
         } else {
             let [c, height, width] = self.shape;
             let mut z: Tensor<4> = x.reshape([b, c, height, width]);
             for (i, conv) in self.convs.iter().enumerate() {
-                z = match self.cpu_ops {
+                let list = probes.as_deref_mut().map(|p| &mut p.convs);
+                z = probed(list, z, |z| match self.cpu_ops {
                     true => gaussmask_cpu_ops::conv2d_layer(conv, z),
                     false => conv.forward(z),
-                };
+                });
                 if let Some(norm) = self.norms.get(i) {
                     z = match self.cpu_ops {
                         true => gaussmask_cpu_ops::batch_norm_layer(norm, z),
@@ -345,46 +374,6 @@ impl MaskedNet {
             }
             z.flatten(1, 3)
         };
-        self.dense_head(h, None)
-    }
-
-    /// The logits of an MLP (no conv blocks) as [`MaskedNet::forward_indexed`] gives them, with
-    /// `probes[l]` (zeros, tracked) added to dense layer l's output, and the input of every
-    /// dense layer. The gradient of a loss with respect to probe l is its gradient with respect
-    /// to layer l's output, row by row: what per-sample gradient norms are computed from
-    /// without a backward pass per sample (ghost clipping).
-    ///
-    /// # Shapes
-    /// - `x`: `[b, c·h·w]`, `rows`: b indices, `probes[l]`: `[b, out_l]`
-    /// - returns the logits `[b, classes]` and each layer's input `[b, in_l]`
-    ///
-    /// # Panics
-    /// With conv blocks, or fewer probes than dense layers.
-    pub fn forward_probed(
-        &self,
-        x: Tensor<2>,
-        rows: &[usize],
-        probes: &[Tensor<2>],
-    ) -> (Tensor<2>, Vec<Tensor<2>>) {
-        assert!(self.convs.is_empty(), "forward_probed: an MLP only");
-        assert!(
-            probes.len() >= self.dense.len(),
-            "forward_probed: a probe per layer"
-        );
-        let x = self.mask.forward_indexed(x, rows);
-        let mut inputs = Vec::with_capacity(self.dense.len());
-        let logits = self.dense_head(x, Some((probes, &mut inputs)));
-        (logits, inputs)
-    }
-
-    /// The dense head on the features `h`. With `probed`, probe l is added to layer l's output
-    /// and layer l's input is kept (see [`MaskedNet::forward_probed`]); adding a zero changes
-    /// no value.
-    fn dense_head(
-        &self,
-        mut h: Tensor<2>,
-        mut probed: Option<(&[Tensor<2>], &mut Vec<Tensor<2>>)>,
-    ) -> Tensor<2> {
         let last = self.dense.len() - 1;
         for (i, layer) in self.dense.iter().enumerate() {
             // Dropout sits where the features enter the dense head (CNN), or after every hidden
@@ -393,13 +382,8 @@ impl MaskedNet {
             if drop_here {
                 h = self.dropout.forward(h);
             }
-            h = match probed.as_mut() {
-                Some((probes, inputs)) => {
-                    inputs.push(h.clone());
-                    layer.forward(h) + probes[i].clone()
-                }
-                None => layer.forward(h),
-            };
+            let list = probes.as_deref_mut().map(|p| &mut p.dense);
+            h = probed(list, h, |h| layer.forward(h));
             if i < last {
                 h = match self.activation {
                     Activation::Relu => relu(h),
@@ -409,6 +393,42 @@ impl MaskedNet {
         }
         h
     }
+}
+
+/// A layer's input and the zero probe added to its output ([`MaskedNet::forward_probed`]).
+#[derive(Clone, Debug)]
+pub struct Probe<const D: usize> {
+    /// What entered the layer.
+    pub input: Tensor<D>,
+    /// The zeros added to its output (tracked: its gradient is the output's).
+    pub probe: Tensor<D>,
+}
+
+/// The probes of one forward pass, input side first.
+#[derive(Clone, Debug, Default)]
+pub struct Probes {
+    /// One per conv layer.
+    pub convs: Vec<Probe<4>>,
+    /// One per dense layer.
+    pub dense: Vec<Probe<2>>,
+}
+
+/// `layer(input)`, and with `probes`, plus a zero probe kept there with the input.
+fn probed<const D: usize>(
+    probes: Option<&mut Vec<Probe<D>>>,
+    input: Tensor<D>,
+    layer: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    let Some(list) = probes else {
+        return layer(input);
+    };
+    let out = layer(input.clone());
+    let probe = Tensor::zeros(out.dims(), &out.device()).require_grad();
+    list.push(Probe {
+        input,
+        probe: probe.clone(),
+    });
+    out + probe
 }
 
 #[cfg(test)]

@@ -10,10 +10,14 @@ use gaussmask_core::InputError;
 use std::collections::VecDeque;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::store::ModuleRecord;
 use burn::tensor::activation::softmax;
+use burn::tensor::module::unfold4d;
+use burn::tensor::ops::UnfoldOptions;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use gaussmask_data::Dataset;
 use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
@@ -172,51 +176,80 @@ impl Trainable for MaskedNet {
         cross_entropy(self, logits, batch)
     }
 
-    /// Ghost clipping for the MLP (Goodfellow 2015; Li, Tramèr, Liang, Hashimoto 2022): every
-    /// sample's gradient of dense layer l is the outer product a_l,i ⊗ g_l,i of the layer's
-    /// input and the loss's gradient at its output, so its squared norm is
-    /// ‖g_l,i‖²·(‖a_l,i‖² + 1) (the 1: the bias), and the clipped sum is one product
-    /// A_lᵀ·(s ⊙ G_l), s_i = min(1, clip/‖∇L_i‖). The g_l,i come from one backward pass of
-    /// Σ_i L_i through zero probes on the layers' outputs: the samples' masks and dropout are
-    /// their own, and there is no batch norm in an MLP, so row i of the gradient is sample i's.
-    /// `None` for the CNN (conv layers take the per-sample loop).
+    /// DP-SGD's clipped sum in one forward and one backward pass, through zero probes on the
+    /// layers' outputs ([`MaskedNet::forward_probed`]): the samples' masks and dropout are
+    /// their own and without batch norm nothing else couples them, so row i of a probe's
+    /// gradient, g_i, is sample i's gradient at the layer's output.
+    /// - Dense layers, ghost clipping (Goodfellow 2015; Li, Tramèr, Liang, Hashimoto 2022):
+    ///   sample i's weight gradient is the outer product a_i ⊗ g_i with the layer's input, so
+    ///   its squared norm is ‖g_i‖²·(‖a_i‖² + 1) (the 1: the bias) and the clipped sum is one
+    ///   product Aᵀ·(s ⊙ G), s_i = min(1, clip/‖∇L_i‖).
+    /// - Conv layers: sample i's weight gradient is g_i times its unfolded input, one batched
+    ///   product, small enough to keep (out × in·k·k per sample).
+    ///
+    /// `None` with batch norm, or a conv layer with stride, dilation, groups or uneven padding.
     fn clipped_gradient_sum(
         &self,
         batch: &Batch,
         clip: f64,
     ) -> Option<(Tensor<1>, GradientsParams)> {
-        if !self.convs.is_empty() {
+        if !self.norms.is_empty() {
             return None;
         }
-        let b = batch.rows.len();
-        let device = batch.x.device();
-        let probes: Vec<Tensor<2>> = self
-            .dense
+        let paddings = self
+            .convs
             .iter()
-            .map(|l| Tensor::zeros([b, l.weight.dims()[1]], &device).require_grad())
-            .collect();
-        let (logits, inputs) = self.forward_probed(batch.x.clone(), &batch.rows, &probes);
+            .map(unfold_padding)
+            .collect::<Option<Vec<_>>>()?;
+        let b = batch.rows.len();
+        let (logits, probes) = self.forward_probed(batch.x.clone(), &batch.rows);
         // The loss is a mean over the batch; the sum's gradient is each sample's own.
         let loss = cross_entropy(self, logits, batch) * b as f64;
         let grads = loss.backward();
-        let mut layers = Vec::with_capacity(self.dense.len());
-        let mut norm2: Option<Tensor<2>> = None;
-        for ((layer, probe), input) in self.dense.iter().zip(&probes).zip(inputs) {
-            let g = probe.grad(&grads)?;
-            let a = input.inner();
+        // Per sample: its squared gradient norm, summed over the layers ([b, 1]).
+        let mut norm2: Vec<Tensor<2>> = Vec::new();
+        let mut convs = Vec::with_capacity(self.convs.len());
+        for ((conv, probe), padding) in self.convs.iter().zip(probes.convs).zip(paddings) {
+            let g = probe.probe.grad(&grads)?;
+            let [_, out, h, w] = g.dims();
+            let g = g.reshape([b, out, h * w]);
+            let unfolded = unfold4d(
+                probe.input.inner(),
+                conv.kernel_size,
+                UnfoldOptions::new([1, 1], padding, [1, 1]),
+            );
+            // [b, out, in·k·k] and [b, out]
+            let weight = g.clone().matmul(unfolded.swap_dims(1, 2));
+            let bias = g.sum_dim(2).reshape([b, out]);
+            let per = weight.dims()[1] * weight.dims()[2];
+            norm2.push(weight.clone().reshape([b, per]).square().sum_dim(1));
+            norm2.push(bias.clone().square().sum_dim(1));
+            convs.push((conv, weight, bias));
+        }
+        let mut dense = Vec::with_capacity(self.dense.len());
+        for (layer, probe) in self.dense.iter().zip(probes.dense) {
+            let g = probe.probe.grad(&grads)?;
+            let a = probe.input.inner();
             let a2 = a.clone().square().sum_dim(1);
             let a2 = if layer.bias.is_some() { a2 + 1.0 } else { a2 };
-            let part = g.clone().square().sum_dim(1) * a2;
-            norm2 = Some(match norm2 {
-                None => part,
-                Some(n) => n + part,
-            });
-            layers.push((layer, a, g));
+            norm2.push(g.clone().square().sum_dim(1) * a2);
+            dense.push((layer, a, g));
         }
-        let norm = norm2?.sqrt().clamp_min(f32::MIN_POSITIVE);
+        let norm2 = norm2.into_iter().reduce(|s, t| s + t)?;
+        let norm = norm2.sqrt().clamp_min(f32::MIN_POSITIVE);
         let scale = (norm.recip() * clip).clamp_max(1.0);
         let mut out = GradientsParams::new();
-        for (layer, a, g) in layers {
+        for (conv, weight, bias) in convs {
+            let [_, o, per] = weight.dims();
+            let clipped = (weight * scale.clone().reshape([b, 1, 1])).sum_dim(0);
+            out.register::<4>(conv.weight.id, clipped.reshape(conv.weight.dims()));
+            if let Some(param) = &conv.bias {
+                let clipped = (bias * scale.clone()).sum_dim(0).reshape([o]);
+                out.register::<1>(param.id, clipped);
+            }
+            debug_assert_eq!(o * per, conv.weight.dims().iter().product::<usize>());
+        }
+        for (layer, a, g) in dense {
             let g = g * scale.clone();
             if let Some(bias) = &layer.bias {
                 out.register::<1>(bias.id, g.clone().sum_dim(0).reshape([g.dims()[1]]));
@@ -224,6 +257,21 @@ impl Trainable for MaskedNet {
             out.register::<2>(layer.weight.id, a.transpose().matmul(g));
         }
         Some((loss.detach(), out))
+    }
+}
+
+/// The padding of `conv` as unfolding takes it (`[rows, columns]`), where the layer is one
+/// unfolding reproduces: stride 1, no dilation, one group, the same padding on opposite sides.
+fn unfold_padding(conv: &Conv2d) -> Option<[usize; 2]> {
+    if conv.stride != [1, 1] || conv.dilation != [1, 1] || conv.groups != 1 {
+        return None;
+    }
+    match conv.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        _ => None,
     }
 }
 
