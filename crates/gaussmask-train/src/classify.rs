@@ -16,8 +16,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::store::ModuleRecord;
 use burn::tensor::activation::softmax;
-use burn::tensor::module::unfold4d;
-use burn::tensor::ops::UnfoldOptions;
+use burn::tensor::ops::PadMode;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use gaussmask_data::Dataset;
 use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
@@ -184,8 +183,8 @@ impl Trainable for MaskedNet {
     ///   sample i's weight gradient is the outer product a_i ⊗ g_i with the layer's input, so
     ///   its squared norm is ‖g_i‖²·(‖a_i‖² + 1) (the 1: the bias) and the clipped sum is one
     ///   product Aᵀ·(s ⊙ G), s_i = min(1, clip/‖∇L_i‖).
-    /// - Conv layers: sample i's weight gradient is g_i times its unfolded input, one batched
-    ///   product, small enough to keep (out × in·k·k per sample).
+    /// - Conv layers: sample i's weight gradient, kept (out × in·k·k per sample), from g_i and
+    ///   the layer's input shifted by each kernel offset ([`per_sample_conv_weight`]).
     ///
     /// `None` with batch norm, or a conv layer with stride, dilation, groups or uneven padding.
     fn clipped_gradient_sum(
@@ -199,7 +198,7 @@ impl Trainable for MaskedNet {
         let paddings = self
             .convs
             .iter()
-            .map(unfold_padding)
+            .map(conv_padding)
             .collect::<Option<Vec<_>>>()?;
         let b = batch.rows.len();
         let (logits, probes) = self.forward_probed(batch.x.clone(), &batch.rows);
@@ -211,16 +210,11 @@ impl Trainable for MaskedNet {
         let mut convs = Vec::with_capacity(self.convs.len());
         for ((conv, probe), padding) in self.convs.iter().zip(probes.convs).zip(paddings) {
             let g = probe.probe.grad(&grads)?;
-            let [_, out, h, w] = g.dims();
-            let g = g.reshape([b, out, h * w]);
-            let unfolded = unfold4d(
-                probe.input.inner(),
-                conv.kernel_size,
-                UnfoldOptions::new([1, 1], padding, [1, 1]),
-            );
+            let out = g.dims()[1];
             // [b, out, in·k·k] and [b, out]
-            let weight = g.clone().matmul(unfolded.swap_dims(1, 2));
-            let bias = g.sum_dim(2).reshape([b, out]);
+            let weight =
+                per_sample_conv_weight(probe.input.inner(), g.clone(), conv.kernel_size, padding);
+            let bias = g.sum_dims(&[2, 3]).reshape([b, out]);
             let per = weight.dims()[1] * weight.dims()[2];
             norm2.push(weight.clone().reshape([b, per]).square().sum_dim(1));
             norm2.push(bias.clone().square().sum_dim(1));
@@ -260,9 +254,44 @@ impl Trainable for MaskedNet {
     }
 }
 
-/// The padding of `conv` as unfolding takes it (`[rows, columns]`), where the layer is one
-/// unfolding reproduces: stride 1, no dilation, one group, the same padding on opposite sides.
-fn unfold_padding(conv: &Conv2d) -> Option<[usize; 2]> {
+/// Each sample's weight gradient of a stride-1 conv layer, from its input `x` and the gradient
+/// `g` at its output: g_i times sample i's unfolded input, one batched product. The input is
+/// unfolded by stacking it shifted by every kernel offset (u, v): copies alone, where Burn's
+/// `unfold4d` is a convolution with one-hot kernels.
+///
+/// # Shapes
+/// - `x`: `[b, c, h, w]`, `g`: `[b, o, h', w']`; returns `[b, o, c·kh·kw]`, the weight's order
+fn per_sample_conv_weight(
+    x: Tensor<4>,
+    g: Tensor<4>,
+    kernel: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<3> {
+    let [b, c, _, _] = x.dims();
+    let [_, o, oh, ow] = g.dims();
+    let x = x.pad(
+        [(padding[0], padding[0]), (padding[1], padding[1])],
+        PadMode::Constant(0.0),
+    );
+    let g = g.reshape([b, o, oh * ow]);
+    let mut shifted = Vec::with_capacity(kernel[0] * kernel[1]);
+    for u in 0..kernel[0] {
+        for v in 0..kernel[1] {
+            shifted.push(
+                x.clone()
+                    .slice([0..b, 0..c, u..u + oh, v..v + ow])
+                    .reshape([b, c, oh * ow]),
+            );
+        }
+    }
+    // [b, c, kh·kw, h'·w'] → [b, c·kh·kw, h'·w']: the unfolded input, built by copies alone.
+    let unfolded = Tensor::stack::<4>(shifted, 2).reshape([b, c * kernel[0] * kernel[1], oh * ow]);
+    g.matmul(unfolded.swap_dims(1, 2))
+}
+
+/// The padding of `conv` as per-sample gradients take it (`[rows, columns]`), where the layer is one
+/// covers: stride 1, no dilation, one group, the same padding on opposite sides.
+fn conv_padding(conv: &Conv2d) -> Option<[usize; 2]> {
     if conv.stride != [1, 1] || conv.dilation != [1, 1] || conv.groups != 1 {
         return None;
     }
