@@ -297,13 +297,61 @@ fn dp_sgd_sampling_every_row_without_clipping_or_noise_is_full_batch_gd() {
     );
 }
 
+/// Asserts that `net`'s one-pass clipped gradient sum of `rows` is the per-sample loop's, for
+/// every sample clipped, some and none, and that the clip acts; `params` tensors expected.
+fn assert_one_pass_is_the_loop<M: Trainable>(
+    net: &M,
+    data: &gaussmask_data::Dataset,
+    rows: &[usize],
+    params: usize,
+    what: &str,
+) {
+    let device = device64().autodiff();
+    let b = batch(data, rows, &device);
+    let mut sums = Vec::new();
+    for clip in [1e-3, 0.4, 1e9] {
+        let (want, want_loss) = per_sample_clipped_sum(net, data, rows, clip, &device);
+        let (loss, grads) = net
+            .clipped_gradient_sum(&b, clip)
+            .unwrap_or_else(|| panic!("{what}: no one-pass sum"));
+        let got = flat_gradients(net, &grads);
+        assert_eq!(got.len(), want.len(), "{what}: a gradient per parameter");
+        assert_eq!(
+            got.len(),
+            params,
+            "{what}: weights and biases of every layer"
+        );
+        let close = |a: Tensor<1>, b: Tensor<1>| {
+            for (a, b) in to_f64(a).iter().zip(to_f64(b)) {
+                assert!(
+                    (a - b).abs() <= 1e-10 * (1.0 + b.abs()),
+                    "{what}, clip {clip}: {a} vs {b}"
+                );
+            }
+        };
+        for ((id, g), (want_id, w)) in got.iter().zip(&want) {
+            assert_eq!(id, want_id, "{what}: visiting order");
+            close(g.clone(), w.clone());
+        }
+        close(loss, want_loss.expect("rows were given"));
+        sums.push(to_f64(got[0].1.clone()));
+    }
+    // The clip acts: the three sums differ, and at C = 10⁻³ the sum of the clipped gradients
+    // has norm ≤ rows·C.
+    assert!(sums[0] != sums[1] && sums[1] != sums[2], "{what}");
+    let norm = sums[0].iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!(
+        norm <= rows.len() as f64 * 1e-3 * (1.0 + 1e-9),
+        "{what}: {norm}"
+    );
+}
+
 #[test]
 fn dp_sgd_s_one_pass_clipped_sum_is_what_a_backward_pass_per_sample_gives() {
     let device = device64().autodiff();
     let (x, labels) = toy_images(24, 9);
     let data = toy_data(&x, &labels).dataset();
     let rows = [0, 3, 4, 7, 11, 12, 18, 23];
-    let b = batch(&data, &rows, &device);
     let mlp = ImageModelConfig {
         hidden: vec![7, 5],
         ..configs(Architecture::Mlp).0
@@ -323,45 +371,36 @@ fn dp_sgd_s_one_pass_clipped_sum_is_what_a_backward_pass_per_sample_gives() {
         let net = model
             .init([1, 6, 6], 3, 0.8, 5, &device)
             .with_label_smoothing(0.1);
-        let mut sums = Vec::new();
-        // Every sample clipped, some, none.
-        for clip in [1e-3, 0.4, 1e9] {
-            let (want, want_loss) = per_sample_clipped_sum(&net, &data, &rows, clip, &device);
-            let (loss, grads) = net
-                .clipped_gradient_sum(&b, clip)
-                .expect("no batch norm: one pass");
-            let got = flat_gradients(&net, &grads);
-            assert_eq!(got.len(), want.len(), "a gradient per parameter");
-            assert_eq!(got.len(), params, "weights and biases of every layer");
-            let close = |a: Tensor<1>, b: Tensor<1>| {
-                for (a, b) in to_f64(a).iter().zip(to_f64(b)) {
-                    assert!(
-                        (a - b).abs() <= 1e-10 * (1.0 + b.abs()),
-                        "{:?} clip {clip}: {a} vs {b}",
-                        model.architecture
-                    );
-                }
-            };
-            for ((id, g), (want_id, w)) in got.iter().zip(&want) {
-                assert_eq!(id, want_id, "visiting order");
-                close(g.clone(), w.clone());
-            }
-            close(loss, want_loss.expect("rows were given"));
-            sums.push(to_f64(got[0].1.clone()));
-        }
-        // The clip acts: the three sums differ, and at C = 10⁻³ the sum of 8 clipped gradients
-        // has norm ≤ 8·C.
-        assert!(sums[0] != sums[1] && sums[1] != sums[2]);
-        let norm = sums[0].iter().map(|v| v * v).sum::<f64>().sqrt();
-        assert!(norm <= 8e-3 * (1.0 + 1e-9), "{norm}");
+        let what = format!("{:?}", model.architecture);
+        assert_one_pass_is_the_loop(&net, &data, &rows, params, &what);
     }
+    // `gaussmask train`'s regression MLP: the squared error's sum.
+    let model: gaussmask_supervised::config::ModelConfig = toml::from_str(
+        "kind = \"mlp\"\nhidden = [6, 4]\ndropout = 0.0\n[mask]\nresample = \"fixed-per-sample\"\n",
+    )
+    .unwrap();
+    let dims = gaussmask_supervised::network::Dims {
+        shape: [1, 1, 36],
+        outputs: 1,
+    };
+    let task = gaussmask_supervised::config::Task::Regression;
+    let net =
+        gaussmask_supervised::network::Network::init(&model, dims, task, 0.8, 5, 0.0, &device);
+    let targets = gaussmask_data::Dataset {
+        y: (0..data.n).map(|i| (i as f64 * 0.7).sin()).collect(),
+        ..data.clone()
+    };
+    assert_one_pass_is_the_loop(&net, &targets, &rows, 2 * 3, "regression MLP");
     // Batch norm couples the samples: that CNN takes the per-sample loop.
     let with_norm = ImageModelConfig {
         batch_norm: true,
         ..configs(Architecture::Cnn).0
     };
     let net = with_norm.init([1, 6, 6], 3, 0.8, 5, &device);
-    assert!(net.clipped_gradient_sum(&b, 1.0).is_none());
+    assert!(
+        net.clipped_gradient_sum(&batch(&data, &rows, &device), 1.0)
+            .is_none()
+    );
 }
 
 #[test]

@@ -2,12 +2,14 @@
 //! the input mask, with the loss of its task; built from the config, evaluated in batches.
 
 use burn::module::Module;
+use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor};
 use gaussmask_data::Dataset;
 use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
 use gaussmask_nn::tensor_io::{from_f64, to_f64};
 use gaussmask_nn::{Replica, TwoLayerRelu, TwoLayerReluConfig};
+use gaussmask_train::classify::clipped_gradient_sum;
 use gaussmask_train::fit::{Batch, Trainable};
 
 use crate::config::{ModelConfig, ModelKind, Task};
@@ -106,6 +108,28 @@ impl Trainable for Network {
                     .reshape([b]);
                 (f - batch.y.clone()).square().mean().reshape([1])
             }
+        }
+    }
+
+    /// The MLP's and CNN's in one pass ([`clipped_gradient_sum`]), under the task's loss; the
+    /// two-layer network takes DP-SGD's per-sample loop.
+    fn clipped_gradient_sum(
+        &self,
+        batch: &Batch,
+        clip: f64,
+    ) -> Option<(Tensor<1>, GradientsParams)> {
+        let Net::Image(net) = &self.net else {
+            return None;
+        };
+        match self.task {
+            Task::Classification => net.clipped_gradient_sum(batch, clip),
+            Task::Regression => clipped_gradient_sum(net, batch, clip, |f| {
+                let b = batch.rows.len();
+                (f.reshape([b]) - batch.y.clone())
+                    .square()
+                    .mean()
+                    .reshape([1])
+            }),
         }
     }
 }

@@ -175,83 +175,97 @@ impl Trainable for MaskedNet {
         cross_entropy(self, logits, batch)
     }
 
-    /// DP-SGD's clipped sum in one forward and one backward pass, through zero probes on the
-    /// layers' outputs ([`MaskedNet::forward_probed`]): the samples' masks and dropout are
-    /// their own and without batch norm nothing else couples them, so row i of a probe's
-    /// gradient, g_i, is sample i's gradient at the layer's output.
-    /// - Dense layers, ghost clipping (Goodfellow 2015; Li, Tramèr, Liang, Hashimoto 2022):
-    ///   sample i's weight gradient is the outer product a_i ⊗ g_i with the layer's input, so
-    ///   its squared norm is ‖g_i‖²·(‖a_i‖² + 1) (the 1: the bias) and the clipped sum is one
-    ///   product Aᵀ·(s ⊙ G), s_i = min(1, clip/‖∇L_i‖).
-    /// - Conv layers: sample i's weight gradient, kept (out × in·k·k per sample), from g_i and
-    ///   the layer's input shifted by each kernel offset ([`per_sample_conv_weight`]).
-    ///
-    /// `None` with batch norm, or a conv layer with stride, dilation, groups or uneven padding.
+    /// DP-SGD's clipped sum of the cross-entropy in one pass: [`clipped_gradient_sum`].
     fn clipped_gradient_sum(
         &self,
         batch: &Batch,
         clip: f64,
     ) -> Option<(Tensor<1>, GradientsParams)> {
-        if !self.norms.is_empty() {
-            return None;
-        }
-        let paddings = self
-            .convs
-            .iter()
-            .map(conv_padding)
-            .collect::<Option<Vec<_>>>()?;
-        let b = batch.rows.len();
-        let (logits, probes) = self.forward_probed(batch.x.clone(), &batch.rows);
-        // The loss is a mean over the batch; the sum's gradient is each sample's own.
-        let loss = cross_entropy(self, logits, batch) * b as f64;
-        let grads = loss.backward();
-        // Per sample: its squared gradient norm, summed over the layers ([b, 1]).
-        let mut norm2: Vec<Tensor<2>> = Vec::new();
-        let mut convs = Vec::with_capacity(self.convs.len());
-        for ((conv, probe), padding) in self.convs.iter().zip(probes.convs).zip(paddings) {
-            let g = probe.probe.grad(&grads)?;
-            let out = g.dims()[1];
-            // [b, out, in·k·k] and [b, out]
-            let weight =
-                per_sample_conv_weight(probe.input.inner(), g.clone(), conv.kernel_size, padding);
-            let bias = g.sum_dims(&[2, 3]).reshape([b, out]);
-            let per = weight.dims()[1] * weight.dims()[2];
-            norm2.push(weight.clone().reshape([b, per]).square().sum_dim(1));
-            norm2.push(bias.clone().square().sum_dim(1));
-            convs.push((conv, weight, bias));
-        }
-        let mut dense = Vec::with_capacity(self.dense.len());
-        for (layer, probe) in self.dense.iter().zip(probes.dense) {
-            let g = probe.probe.grad(&grads)?;
-            let a = probe.input.inner();
-            let a2 = a.clone().square().sum_dim(1);
-            let a2 = if layer.bias.is_some() { a2 + 1.0 } else { a2 };
-            norm2.push(g.clone().square().sum_dim(1) * a2);
-            dense.push((layer, a, g));
-        }
-        let norm2 = norm2.into_iter().reduce(|s, t| s + t)?;
-        let norm = norm2.sqrt().clamp_min(f32::MIN_POSITIVE);
-        let scale = (norm.recip() * clip).clamp_max(1.0);
-        let mut out = GradientsParams::new();
-        for (conv, weight, bias) in convs {
-            let [_, o, per] = weight.dims();
-            let clipped = (weight * scale.clone().reshape([b, 1, 1])).sum_dim(0);
-            out.register::<4>(conv.weight.id, clipped.reshape(conv.weight.dims()));
-            if let Some(param) = &conv.bias {
-                let clipped = (bias * scale.clone()).sum_dim(0).reshape([o]);
-                out.register::<1>(param.id, clipped);
-            }
-            debug_assert_eq!(o * per, conv.weight.dims().iter().product::<usize>());
-        }
-        for (layer, a, g) in dense {
-            let g = g * scale.clone();
-            if let Some(bias) = &layer.bias {
-                out.register::<1>(bias.id, g.clone().sum_dim(0).reshape([g.dims()[1]]));
-            }
-            out.register::<2>(layer.weight.id, a.transpose().matmul(g));
-        }
-        Some((loss.detach(), out))
+        clipped_gradient_sum(self, batch, clip, |logits| {
+            cross_entropy(self, logits, batch)
+        })
     }
+}
+
+/// DP-SGD's clipped gradient sum ([`Trainable::clipped_gradient_sum`]) of `net` under
+/// `mean_loss`, a mean over the batch of per-sample losses of its outputs, in one forward and
+/// one backward pass, through zero probes on the layers' outputs
+/// ([`MaskedNet::forward_probed`]): the samples' masks and dropout are their own and without
+/// batch norm nothing else couples them, so row i of a probe's gradient, g_i, is sample i's
+/// gradient at the layer's output.
+/// - Dense layers, ghost clipping (Goodfellow 2015; Li, Tramèr, Liang, Hashimoto 2022):
+///   sample i's weight gradient is the outer product a_i ⊗ g_i with the layer's input, so
+///   its squared norm is ‖g_i‖²·(‖a_i‖² + 1) (the 1: the bias) and the clipped sum is one
+///   product Aᵀ·(s ⊙ G), s_i = min(1, clip/‖∇L_i‖).
+/// - Conv layers: sample i's weight gradient, kept (out × in·k·k per sample), from g_i and
+///   the layer's input shifted by each kernel offset ([`per_sample_conv_weight`]).
+///
+/// `None` with batch norm, or a conv layer with stride, dilation, groups or uneven padding.
+pub fn clipped_gradient_sum(
+    net: &MaskedNet,
+    batch: &Batch,
+    clip: f64,
+    mean_loss: impl FnOnce(Tensor<2>) -> Tensor<1>,
+) -> Option<(Tensor<1>, GradientsParams)> {
+    if !net.norms.is_empty() {
+        return None;
+    }
+    let paddings = net
+        .convs
+        .iter()
+        .map(conv_padding)
+        .collect::<Option<Vec<_>>>()?;
+    let b = batch.rows.len();
+    let (logits, probes) = net.forward_probed(batch.x.clone(), &batch.rows);
+    // The loss is a mean over the batch; the sum's gradient is each sample's own.
+    let loss = mean_loss(logits) * b as f64;
+    let grads = loss.backward();
+    // Per sample: its squared gradient norm, summed over the layers ([b, 1]).
+    let mut norm2: Vec<Tensor<2>> = Vec::new();
+    let mut convs = Vec::with_capacity(net.convs.len());
+    for ((conv, probe), padding) in net.convs.iter().zip(probes.convs).zip(paddings) {
+        let g = probe.probe.grad(&grads)?;
+        let out = g.dims()[1];
+        // [b, out, in·k·k] and [b, out]
+        let weight =
+            per_sample_conv_weight(probe.input.inner(), g.clone(), conv.kernel_size, padding);
+        let bias = g.sum_dims(&[2, 3]).reshape([b, out]);
+        let per = weight.dims()[1] * weight.dims()[2];
+        norm2.push(weight.clone().reshape([b, per]).square().sum_dim(1));
+        norm2.push(bias.clone().square().sum_dim(1));
+        convs.push((conv, weight, bias));
+    }
+    let mut dense = Vec::with_capacity(net.dense.len());
+    for (layer, probe) in net.dense.iter().zip(probes.dense) {
+        let g = probe.probe.grad(&grads)?;
+        let a = probe.input.inner();
+        let a2 = a.clone().square().sum_dim(1);
+        let a2 = if layer.bias.is_some() { a2 + 1.0 } else { a2 };
+        norm2.push(g.clone().square().sum_dim(1) * a2);
+        dense.push((layer, a, g));
+    }
+    let norm2 = norm2.into_iter().reduce(|s, t| s + t)?;
+    let norm = norm2.sqrt().clamp_min(f32::MIN_POSITIVE);
+    let scale = (norm.recip() * clip).clamp_max(1.0);
+    let mut out = GradientsParams::new();
+    for (conv, weight, bias) in convs {
+        let [_, o, per] = weight.dims();
+        let clipped = (weight * scale.clone().reshape([b, 1, 1])).sum_dim(0);
+        out.register::<4>(conv.weight.id, clipped.reshape(conv.weight.dims()));
+        if let Some(param) = &conv.bias {
+            let clipped = (bias * scale.clone()).sum_dim(0).reshape([o]);
+            out.register::<1>(param.id, clipped);
+        }
+        debug_assert_eq!(o * per, conv.weight.dims().iter().product::<usize>());
+    }
+    for (layer, a, g) in dense {
+        let g = g * scale.clone();
+        if let Some(bias) = &layer.bias {
+            out.register::<1>(bias.id, g.clone().sum_dim(0).reshape([g.dims()[1]]));
+        }
+        out.register::<2>(layer.weight.id, a.transpose().matmul(g));
+    }
+    Some((loss.detach(), out))
 }
 
 /// Each sample's weight gradient of a stride-1 conv layer, from its input `x` and the gradient
