@@ -75,8 +75,9 @@ pub trait Trainable: Module {
     /// DP-SGD's clipped gradient sum over the samples of `batch`: Σ_i min(1, clip/‖∇L_i‖)·∇L_i,
     /// each sample's loss L_i on its own mask, with Σ_i L_i (`[1]`, detached), in one forward
     /// and one backward pass. `None`, the default, where the model cannot: DP-SGD then takes a
-    /// backward pass per sample. A model that overrides it must give what that loop gives
-    /// (see `dp::per_sample_clipped_sum`).
+    /// backward pass per sample. A model that overrides it must give what that loop,
+    /// [`per_sample_clipped_sum`], gives, with a gradient for every parameter it has (a
+    /// parameter left out would get neither its gradient nor its noise).
     fn clipped_gradient_sum(
         &self,
         _batch: &Batch,
