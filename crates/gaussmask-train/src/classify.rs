@@ -198,7 +198,7 @@ impl Trainable for MaskedNet {
 ///   its squared norm is ‖g_i‖²·(‖a_i‖² + 1) (the 1: the bias) and the clipped sum is one
 ///   product Aᵀ·(s ⊙ G), s_i = min(1, clip/‖∇L_i‖).
 /// - Conv layers: sample i's weight gradient, kept (out × in·k·k per sample), from g_i and
-///   the layer's input shifted by each kernel offset ([`per_sample_conv_weight`]).
+///   the layer's input shifted by each kernel offset (`per_sample_conv_weight`).
 ///
 /// `None` with batch norm, or a conv layer with stride, dilation, groups or uneven padding.
 pub fn clipped_gradient_sum(
