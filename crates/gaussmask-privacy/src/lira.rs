@@ -150,6 +150,39 @@ impl Reading {
     }
 }
 
+/// A [`Reading`] as the columns of a CSV row: `query`, `variant`, `auc`, then each TPR with its
+/// interval (`tpr_0_1pct`, `tpr_0_1pct_low`, `tpr_0_1pct_high`, `tpr_1pct`, …). The csv crate
+/// writes a tuple of structs as one row, so an experiment's row is e.g.
+/// `(its keys, ReadingColumns::from(&reading), its other columns)`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadingColumns {
+    query: &'static str,
+    variant: &'static str,
+    auc: f64,
+    tpr_0_1pct: f64,
+    tpr_0_1pct_low: f64,
+    tpr_0_1pct_high: f64,
+    tpr_1pct: f64,
+    tpr_1pct_low: f64,
+    tpr_1pct_high: f64,
+}
+
+impl From<&Reading> for ReadingColumns {
+    fn from(r: &Reading) -> Self {
+        ReadingColumns {
+            query: r.query,
+            variant: r.variant,
+            auc: r.auc,
+            tpr_0_1pct: r.tpr_at_0_1pct.value,
+            tpr_0_1pct_low: r.tpr_at_0_1pct.low,
+            tpr_0_1pct_high: r.tpr_at_0_1pct.high,
+            tpr_1pct: r.tpr_at_1pct.value,
+            tpr_1pct_low: r.tpr_at_1pct.low,
+            tpr_1pct_high: r.tpr_at_1pct.high,
+        }
+    }
+}
+
 /// LiRA online and offline on the clean and on the masked queries of N models (`phi_clean`,
 /// `phi_masked`: `[N][examples]`, trained on `member`): the four readings (clean online,
 /// clean offline, masked online, masked offline), and the ROC curve of online LiRA on masked

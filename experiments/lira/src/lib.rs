@@ -20,7 +20,7 @@ use gaussmask_images::membership::{check_dp_cells, dp_epsilon};
 use gaussmask_images::{Images, load, test_accuracy, train_checkpointed};
 use gaussmask_nn::KappaGrid;
 use gaussmask_nn::image::ImageModelConfig;
-use gaussmask_privacy::lira::{Rate, Reading, member_halves, read_queries};
+use gaussmask_privacy::lira::{Rate, Reading, ReadingColumns, member_halves, read_queries};
 use gaussmask_privacy::{MembershipFeatures, TOP_K, attack_scores, top_sorted};
 use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, DpSgd};
 use serde::{Deserialize, Serialize};
@@ -484,19 +484,16 @@ fn matches(rows: &[LiraRow]) -> Vec<Matched> {
         .collect()
 }
 
+/// `lira.csv`'s columns before the reading's.
 #[derive(Serialize)]
-struct CsvRow<'a> {
-    defence: &'a str,
+struct CellColumns {
+    defence: &'static str,
     strength: f64,
-    query: &'a str,
-    variant: &'a str,
-    auc: f64,
-    tpr_0_1pct: f64,
-    tpr_0_1pct_low: f64,
-    tpr_0_1pct_high: f64,
-    tpr_1pct: f64,
-    tpr_1pct_low: f64,
-    tpr_1pct_high: f64,
+}
+
+/// `lira.csv`'s columns after the reading's.
+#[derive(Serialize)]
+struct UtilityColumns {
     test_accuracy: f64,
     epsilon: Option<f64>,
 }
@@ -507,22 +504,18 @@ fn write_outputs(
     matched: &[Matched],
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let csv: Vec<CsvRow> = rows
+    let csv: Vec<_> = rows
         .iter()
-        .map(|r| CsvRow {
-            defence: r.defence,
-            strength: r.strength,
-            query: r.reading.query,
-            variant: r.reading.variant,
-            auc: r.reading.auc,
-            tpr_0_1pct: r.reading.tpr_at_0_1pct.value,
-            tpr_0_1pct_low: r.reading.tpr_at_0_1pct.low,
-            tpr_0_1pct_high: r.reading.tpr_at_0_1pct.high,
-            tpr_1pct: r.reading.tpr_at_1pct.value,
-            tpr_1pct_low: r.reading.tpr_at_1pct.low,
-            tpr_1pct_high: r.reading.tpr_at_1pct.high,
-            test_accuracy: r.test_accuracy,
-            epsilon: r.epsilon,
+        .map(|r| {
+            let cell = CellColumns {
+                defence: r.defence,
+                strength: r.strength,
+            };
+            let utility = UtilityColumns {
+                test_accuracy: r.test_accuracy,
+                epsilon: r.epsilon,
+            };
+            (cell, ReadingColumns::from(&r.reading), utility)
         })
         .collect();
     ctx.write_csv("lira.csv", &csv)?;

@@ -7,7 +7,7 @@ use gaussmask_harness::{HarnessError, RunContext, Unit};
 use gaussmask_images::lira::{log_p, masked_phis, phis};
 use gaussmask_images::membership::splits;
 use gaussmask_images::{model_label, train_checkpointed};
-use gaussmask_privacy::lira::{Reading, read_queries};
+use gaussmask_privacy::lira::{Reading, ReadingColumns, read_queries};
 use gaussmask_train::classify::{ClassifierSpec, accuracy};
 use serde::{Deserialize, Serialize};
 
@@ -173,20 +173,17 @@ pub(crate) fn read_lira(
     Ok(out)
 }
 
+/// `lira.csv`'s columns before the reading's.
 #[derive(Serialize)]
-struct CsvRow<'a> {
+struct CellColumns<'a> {
     model: &'a str,
     kappa: f64,
     epochs: usize,
-    query: &'a str,
-    variant: &'a str,
-    auc: f64,
-    tpr_0_1pct: f64,
-    tpr_0_1pct_low: f64,
-    tpr_0_1pct_high: f64,
-    tpr_1pct: f64,
-    tpr_1pct_low: f64,
-    tpr_1pct_high: f64,
+}
+
+/// `lira.csv`'s column after the reading's.
+#[derive(Serialize)]
+struct AccuracyColumn {
     test_accuracy: f64,
 }
 
@@ -197,22 +194,18 @@ pub(crate) fn write_lira(
     rows: &[LiraRow],
     ctx: &RunContext,
 ) -> Result<(), HarnessError> {
-    let csv: Vec<CsvRow> = rows
+    let csv: Vec<_> = rows
         .iter()
-        .map(|r| CsvRow {
-            model: &r.model,
-            kappa: r.kappa,
-            epochs: r.epochs,
-            query: r.reading.query,
-            variant: r.reading.variant,
-            auc: r.reading.auc,
-            tpr_0_1pct: r.reading.tpr_at_0_1pct.value,
-            tpr_0_1pct_low: r.reading.tpr_at_0_1pct.low,
-            tpr_0_1pct_high: r.reading.tpr_at_0_1pct.high,
-            tpr_1pct: r.reading.tpr_at_1pct.value,
-            tpr_1pct_low: r.reading.tpr_at_1pct.low,
-            tpr_1pct_high: r.reading.tpr_at_1pct.high,
-            test_accuracy: r.test_accuracy,
+        .map(|r| {
+            let cell = CellColumns {
+                model: &r.model,
+                kappa: r.kappa,
+                epochs: r.epochs,
+            };
+            let accuracy = AccuracyColumn {
+                test_accuracy: r.test_accuracy,
+            };
+            (cell, ReadingColumns::from(&r.reading), accuracy)
         })
         .collect();
     ctx.write_csv("lira.csv", &csv)?;
