@@ -7,9 +7,7 @@ writes (`PrivacyEngine.make_private`, its default per-sample gradient hooks). Im
 random standardized pixels (timing does not depend on their content). Reports the seconds of
 the timed epochs, after one warm-up epoch."""
 
-import argparse
 import json
-import time
 
 import opacus
 import torch
@@ -17,24 +15,15 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from image_torch import model
+from image_torch import arguments, images, model, timed
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", choices=["mlp", "cnn"], required=True)
-    p.add_argument("--n", type=int, default=10000)
-    p.add_argument("--epochs", type=int, default=1, help="timed epochs")
-    p.add_argument("--batch", type=int, default=128, help="expected batch (Poisson sampling)")
-    p.add_argument("--kappa", type=float, default=0.0, help="unused: DP-SGD runs without the mask")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--cuda", action="store_true")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    device = "cuda" if args.cuda and torch.cuda.is_available() else "cpu"
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.n, 1, 28, 28, generator=gen)
-    y = torch.randint(0, 10, (args.n,), generator=gen)
+    args, device = arguments(
+        __doc__, kappa=0.0, kappa_help="unused: DP-SGD runs without the mask",
+        batch_help="expected batch (Poisson sampling)",
+    )
+    x, y = images(args.n)
     loader = DataLoader(TensorDataset(x, y), batch_size=args.batch)
     net = model(args.model, batch_norm=False).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -55,15 +44,7 @@ def main():
             loss.backward()
             opt.step()
 
-    epoch()  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(args.epochs):
-        epoch()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / args.epochs
+    seconds, _ = timed(epoch, args.epochs, device)
     print(json.dumps({"seconds": seconds, "version": f"torch {torch.__version__}, opacus {opacus.__version__}"}))
 
 

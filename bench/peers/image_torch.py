@@ -25,21 +25,46 @@ def model(kind, batch_norm=True):
     )
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__)
+def arguments(description, kappa=0.5, kappa_help=None, batch_help=None):
+    """The command line of the image peers (model, images, timed epochs, batch, κ, threads,
+    CUDA), with the thread count set; returns the arguments and the device."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", choices=["mlp", "cnn"], required=True)
     p.add_argument("--n", type=int, default=10000)
     p.add_argument("--epochs", type=int, default=1, help="timed epochs")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--kappa", type=float, default=0.5)
+    p.add_argument("--batch", type=int, default=128, help=batch_help)
+    p.add_argument("--kappa", type=float, default=kappa, help=kappa_help)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cuda", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    device = "cuda" if args.cuda and torch.cuda.is_available() else "cpu"
+    return args, "cuda" if args.cuda and torch.cuda.is_available() else "cpu"
+
+
+def images(n):
+    """`n` random standardized 1×28×28 images and labels of 10 classes, the same in every peer."""
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.n, 1, 28, 28, generator=gen).to(device)
-    y = torch.randint(0, 10, (args.n,), generator=gen).to(device)
+    x = torch.randn(n, 1, 28, 28, generator=gen)
+    return x, torch.randint(0, 10, (n,), generator=gen)
+
+
+def timed(epoch, epochs, device):
+    """Seconds per call of `epoch` over `epochs` calls after one warm-up call (first-call
+    allocations, oneDNN kernel selection), and the last call's result."""
+    epoch()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        last = epoch()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / epochs, last
+
+
+def main():
+    args, device = arguments(__doc__)
+    x, y = (t.to(device) for t in images(args.n))
     net = model(args.model).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     steps = (args.n // args.batch + (args.n % args.batch > 0)) * (args.epochs + 1)
@@ -58,16 +83,9 @@ def main():
             sched.step()
         return loss.item()
 
-    epoch()  # warm-up: first-call allocations and oneDNN kernel selection
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(args.epochs):
-        last = epoch()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    seconds, last = timed(epoch, args.epochs, device)
     print(json.dumps({
-        "peer": f"torch-eager-{args.model}", "seconds": (time.perf_counter() - start) / args.epochs,
+        "peer": f"torch-eager-{args.model}", "seconds": seconds,
         "last_loss": last, "version": torch.__version__, "threads": torch.get_num_threads(),
     }))
 
