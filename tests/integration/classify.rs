@@ -373,6 +373,9 @@ fn dp_sgd_s_one_pass_clipped_sum_is_what_a_backward_pass_per_sample_gives() {
             .with_label_smoothing(0.1);
         let what = format!("{:?}", model.architecture);
         assert_one_pass_is_the_loop(&net, &data, &rows, params, &what);
+        // Burn's own layers: per-sample conv gradients from shifted copies.
+        let net = net.with_cpu_ops(false);
+        assert_one_pass_is_the_loop(&net, &data, &rows, params, &format!("{what}, Burn's"));
     }
     // `gaussmask train`'s regression MLP: the squared error's sum.
     let model: gaussmask_supervised::config::ModelConfig = toml::from_str(

@@ -11,7 +11,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, ExtensionType, Flex, backend_extension};
 use burn::tensor::{DType, Shape, TensorData};
 
-use crate::kernels::{self, ConvGeometry, Real};
+use crate::kernels::{self, ConvGeometry, Real, Wanted};
 
 /// Three float tensors: (∂x, ∂weight, ∂bias), (y, mean, variance) or (∂x, ∂γ, ∂β).
 #[derive(ExtensionType)]
@@ -67,14 +67,26 @@ pub trait CpuOps: Backend {
     ) -> FloatTensor<Self>;
 
     /// Gradients of [`CpuOps::cpu_conv2d`]: (∂x, ∂weight, ∂bias) given ∂y; ∂x is zeros unless
-    /// `input_grad`.
+    /// `input_grad`, ∂weight and ∂bias unless `param_grad`.
     fn cpu_conv2d_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
         padding: usize,
         input_grad: bool,
+        param_grad: bool,
     ) -> Three<Self>;
+
+    /// Each sample's weight gradient of [`CpuOps::cpu_conv2d`] given ∂y, not summed.
+    ///
+    /// # Shapes
+    /// - `x`: `[b, c, h, w]`, `output_grad`: `[b, o, h', w']`; returns `[b, o, c·k·k]`
+    fn cpu_conv2d_per_sample_weight(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        kernel: usize,
+        padding: usize,
+    ) -> FloatTensor<Self>;
 
     /// Training-mode batch norm over every dimension but the channels (dim 1): (y, batch mean,
     /// biased batch variance).
@@ -174,18 +186,49 @@ impl CpuOps for Flex {
         output_grad: FlexTensor,
         padding: usize,
         input_grad: bool,
+        param_grad: bool,
     ) -> Three<Self> {
         let g = geometry(&shape_of(&x), &shape_of(&weight), padding);
         let (xs, ws) = (shape_of(&x), shape_of(&weight));
+        let wanted = Wanted {
+            input: input_grad,
+            params: param_grad,
+        };
         by_dtype!(x.dtype(), "conv2d backward", |E| {
             let (dx, dw, db) = kernels::conv2d_backward::<E>(
                 &g,
                 &values(&x),
                 &values(&weight),
                 &values(&output_grad),
-                input_grad,
+                wanted,
             );
             Three::new((tensor(dx, xs), tensor(dw, ws), tensor(db, [g.o])))
+        })
+    }
+
+    fn cpu_conv2d_per_sample_weight(
+        x: FlexTensor,
+        output_grad: FlexTensor,
+        kernel: usize,
+        padding: usize,
+    ) -> FlexTensor {
+        let (xs, ys) = (shape_of(&x), shape_of(&output_grad));
+        let g = ConvGeometry {
+            c: xs[1],
+            h: xs[2],
+            w: xs[3],
+            o: ys[1],
+            k: kernel,
+            pad: padding,
+        };
+        assert_eq!(
+            [g.out_h(), g.out_w()],
+            [ys[2], ys[3]],
+            "conv2d per-sample weight: ∂y's shape"
+        );
+        by_dtype!(x.dtype(), "conv2d per-sample weight", |E| {
+            let dw = kernels::conv2d_per_sample_weight::<E>(&g, &values(&x), &values(&output_grad));
+            tensor(dw, [xs[0], g.o, g.c * kernel * kernel])
         })
     }
 
@@ -281,8 +324,9 @@ impl<B: CpuOps> Backward<B, 3> for Conv2dBackward {
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
         let input_grad = node_x.is_some();
+        let param_grad = node_weight.is_some() || node_bias.is_some();
         let (dx, dweight, dbias) =
-            B::cpu_conv2d_backward(x, weight, grad, padding, input_grad).into_parts();
+            B::cpu_conv2d_backward(x, weight, grad, padding, input_grad, param_grad).into_parts();
         for (node, g) in [(node_x, dx), (node_weight, dweight), (node_bias, dbias)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -449,8 +493,24 @@ impl<B: CpuOps, C: CheckpointStrategy> CpuOps for Autodiff<B, C> {
         _output_grad: FloatTensor<Self>,
         _padding: usize,
         _input_grad: bool,
+        _param_grad: bool,
     ) -> Three<Self> {
         panic!("gaussmask-cpu-ops: the conv2d backward is not differentiable")
+    }
+
+    /// Not recorded: per-sample gradients are read off a finished backward pass.
+    fn cpu_conv2d_per_sample_weight(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        kernel: usize,
+        padding: usize,
+    ) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(B::cpu_conv2d_per_sample_weight(
+            x.into_primitive(),
+            output_grad.into_primitive(),
+            kernel,
+            padding,
+        ))
     }
 
     fn cpu_batch_norm_train_backward(

@@ -235,8 +235,18 @@ pub(crate) fn conv2d<T: Real>(g: &ConvGeometry, x: &[T], weight: &[T], bias: &[T
     y
 }
 
-/// Gradients of [`conv2d`] with respect to x (zeros unless `input_grad`: a first layer's input
-/// needs none), the weight and the bias, given ∂L/∂y.
+/// Which gradients [`conv2d_backward`] forms; the others come back as zeros.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Wanted {
+    /// ∂x: a first layer's input needs none.
+    pub input: bool,
+    /// ∂weight and ∂bias: a layer whose parameters enter detached (DP-SGD's probed pass,
+    /// which forms per-sample gradients itself) needs none.
+    pub params: bool,
+}
+
+/// Gradients of [`conv2d`] with respect to x, the weight and the bias, given ∂L/∂y, those
+/// `wanted`.
 ///
 /// # Shapes
 /// - `x`: `[b, c, h, w]`, `weight`: `[o, c, k, k]`, `dy`: `[b, o, ho, wo]`; returns
@@ -246,7 +256,7 @@ pub(crate) fn conv2d_backward<T: Real>(
     x: &[T],
     weight: &[T],
     dy: &[T],
-    input_grad: bool,
+    wanted: Wanted,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let (taps, l, o) = (g.taps(), g.positions(), g.o);
     let mut dx = vec![T::ZERO; x.len()];
@@ -263,17 +273,19 @@ pub(crate) fn conv2d_backward<T: Real>(
                 .zip(xc.chunks_exact(g.input_len()))
                 .zip(dyc.chunks_exact(g.output_len()))
             {
-                im2col(g, xb, &mut cols);
-                // ∂W += dy_b · cols_bᵀ (colsᵀ read through swapped strides).
-                gemm(o, taps, l, &mut dw, true, (dyb, 1, l), (&cols, l, 1));
-                if input_grad {
+                if wanted.params {
+                    im2col(g, xb, &mut cols);
+                    // ∂W += dy_b · cols_bᵀ (colsᵀ read through swapped strides).
+                    gemm(o, taps, l, &mut dw, true, (dyb, 1, l), (&cols, l, 1));
+                    for (d, row) in db.iter_mut().zip(dyb.chunks_exact(l)) {
+                        *d = row.iter().fold(*d, |s, &v| s + v);
+                    }
+                }
+                if wanted.input {
                     // ∂cols_b = Wᵀ · dy_b, then back onto the input.
                     let wt = (weight, taps, 1);
                     gemm(taps, l, o, &mut dcols, false, wt, (dyb, 1, l));
                     col2im(g, &dcols, dxb);
-                }
-                for (d, row) in db.iter_mut().zip(dyb.chunks_exact(l)) {
-                    *d = row.iter().fold(*d, |s, &v| s + v);
                 }
             }
             (dw, db)
@@ -286,6 +298,29 @@ pub(crate) fn conv2d_backward<T: Real>(
         db.iter_mut().zip(pb).for_each(|(d, p)| *d = *d + p);
     }
     (dx, dw, db)
+}
+
+/// Each sample's weight gradient of [`conv2d`], given ∂L/∂y: dy_i · cols_iᵀ, the terms
+/// [`conv2d_backward`] sums, each written to its own slot (DP-SGD clips them one by one).
+/// Samples in parallel.
+///
+/// # Shapes
+/// - `x`: `[b, c, h, w]`, `dy`: `[b, o, ho, wo]`; returns `[b, o, c·k·k]`
+pub(crate) fn conv2d_per_sample_weight<T: Real>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+    let (taps, l, o) = (g.taps(), g.positions(), g.o);
+    let batch = x.len() / g.input_len();
+    let mut dw = vec![T::ZERO; batch * o * taps];
+    dw.par_chunks_mut(o * taps)
+        .zip(x.par_chunks(g.input_len()))
+        .zip(dy.par_chunks(g.output_len()))
+        .for_each_init(
+            || vec![T::ZERO; taps * l],
+            |cols, ((dwb, xb), dyb)| {
+                im2col(g, xb, cols);
+                gemm(o, taps, l, dwb, false, (dyb, 1, l), (cols, l, 1));
+            },
+        );
+    dw
 }
 
 /// Σ a_i and Σ a_i b_i in f64, in 8 independent lanes (so the adds vectorize).

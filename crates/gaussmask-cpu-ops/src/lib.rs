@@ -137,14 +137,58 @@ fn symmetric_padding(conv: &Conv2d) -> Option<usize> {
 /// # Shapes
 /// - `x`: `[b, c, h, w]`; returns `[b, o, h', w']` as `conv.forward` does
 pub fn conv2d_layer(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [kh, kw] = conv.kernel_size;
-    let plain_layout = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
-    match (&conv.bias, symmetric_padding(conv)) {
-        (Some(bias), Some(padding)) if plain_layout && kh == kw && runs_here(&x) => {
-            conv2d(x, conv.weight.val(), bias.val(), padding)
+    match (&conv.bias, covered_padding(conv, &x)) {
+        (Some(bias), Some(padding)) => conv2d(x, conv.weight.val(), bias.val(), padding),
+        _ => conv.forward(x),
+    }
+}
+
+/// [`conv2d_layer`] with the weight and bias entering detached where [`conv2d`] covers the
+/// layer: the output is tracked through `x` alone, and the backward pass forms no parameter
+/// gradient (DP-SGD's probed pass forms them per sample, [`per_sample_weight_layer`]).
+/// Elsewhere it is `conv.forward(x)`.
+///
+/// # Shapes
+/// - `x`: `[b, c, h, w]`; returns `[b, o, h', w']` as `conv.forward` does
+pub fn conv2d_layer_detached(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    match (&conv.bias, covered_padding(conv, &x)) {
+        (Some(bias), Some(padding)) => {
+            conv2d(x, conv.weight.val().detach(), bias.val().detach(), padding)
         }
         _ => conv.forward(x),
     }
+}
+
+/// Each sample's weight gradient of `conv`, given the layer's input `x` and the gradient at
+/// its output: the terms the weight gradient sums, unsummed. `None` where [`conv2d_layer`]
+/// would not run here.
+///
+/// # Shapes
+/// - `x`: `[b, c, h, w]`, `output_grad`: `[b, o, h', w']`; returns `[b, o, c·k·k]` (the
+///   weight's order)
+pub fn per_sample_weight_layer(
+    conv: &Conv2d,
+    x: Tensor<4>,
+    output_grad: Tensor<4>,
+) -> Option<Tensor<3>> {
+    let padding = covered_padding(conv, &x).filter(|_| conv.bias.is_some())?;
+    Some(Tensor::from_dispatch(
+        <Dispatch as CpuOps>::cpu_conv2d_per_sample_weight(
+            x.into_dispatch(),
+            output_grad.into_dispatch(),
+            conv.kernel_size[0],
+            padding,
+        ),
+    ))
+}
+
+/// The padding on every side with which [`conv2d`] runs `conv` on `x`, where it covers the
+/// layer: a flex device, stride 1, no dilation or groups, a square kernel, the same padding
+/// on every side.
+fn covered_padding(conv: &Conv2d, x: &Tensor<4>) -> Option<usize> {
+    let [kh, kw] = conv.kernel_size;
+    let plain_layout = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
+    symmetric_padding(conv).filter(|_| plain_layout && kh == kw && runs_here(x))
 }
 
 /// `norm.forward(x)`, through [`batch_norm_train`] when training on a flex device: batch

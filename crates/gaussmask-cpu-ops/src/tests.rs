@@ -104,6 +104,44 @@ fn an_untracked_input_gets_no_gradient_and_the_weights_theirs() {
 }
 
 #[test]
+fn per_sample_weights_are_each_samples_own_and_detached_parameters_get_none() {
+    let device = device64();
+    // (batch, channels in, out, side, kernel, padding)
+    for (b, c, o, side, k, p) in [(11, 3, 4, 7, 3, 1), (3, 2, 5, 6, 5, 2), (2, 1, 3, 5, 3, 0)] {
+        let conv = burn::nn::conv::Conv2dConfig::new([c, o], [k, k])
+            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .init(&device);
+        let x = random([b, c, side, side], &device);
+        let out = side + 2 * p + 1 - k;
+        let dy = random([b, o, out, out], &device).detach();
+        let shape = format!("b={b} c={c} o={o} side={side} k={k} p={p}");
+        // Detached parameters: x gets Burn's gradient, the parameters none.
+        let y = conv2d_layer_detached(&conv, x.clone());
+        let grads = (y * dy.clone()).sum().backward();
+        assert!(conv.weight.val().grad(&grads).is_none(), "{shape}");
+        let theirs = conv.forward(x.clone());
+        let their_grads = (theirs * dy.clone()).sum().backward();
+        let (a, t) = (x.grad(&grads).unwrap(), x.grad(&their_grads).unwrap());
+        assert!(worst(values(a), values(t)) < 1e-12, "∂x at {shape}");
+        // Sample i's slot is the weight gradient of sample i alone.
+        let per = per_sample_weight_layer(&conv, x.clone().detach(), dy.clone())
+            .unwrap_or_else(|| panic!("covered at {shape}"));
+        assert_eq!(per.dims(), [b, o, c * k * k]);
+        for i in 0..b {
+            let xi = x.clone().detach().narrow(0, i, 1);
+            let dyi = dy.clone().narrow(0, i, 1);
+            let g = (conv.forward(xi) * dyi).sum().backward();
+            let want = conv.weight.val().grad(&g).unwrap();
+            let got = per.clone().narrow(0, i, 1);
+            assert!(
+                worst(values(got), values(want)) < 1e-12,
+                "sample {i} at {shape}"
+            );
+        }
+    }
+}
+
+#[test]
 fn batch_norm_and_its_gradients_equal_burns() {
     let device = device64();
     let (x, gamma, beta) = (

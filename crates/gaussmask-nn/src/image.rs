@@ -17,6 +17,7 @@ use burn::nn::{
     PaddingConfig2d,
 };
 use burn::tensor::activation::{relu, tanh};
+use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 use gaussmask_core::InputError;
 use serde::{Deserialize, Serialize};
@@ -327,7 +328,9 @@ impl MaskedNet {
     /// conv and dense layer, returned with the layer's input. The gradient of a loss with
     /// respect to a probe is its gradient with respect to the layer's output, row by row: what
     /// per-sample gradients and their norms are computed from without a backward pass per
-    /// sample (ghost clipping). Adding a zero changes no value.
+    /// sample (ghost clipping). Adding a zero changes no value. The dense layers' parameters,
+    /// and the conv layers' where `gaussmask-cpu-ops` runs them, enter detached, so the backward
+    /// pass forms the probes' gradients and no parameter's.
     ///
     /// # Shapes
     /// - `x`: `[b, c·h·w]`, `rows`: b indices; returns the logits `[b, classes]`, and per conv
@@ -356,10 +359,12 @@ impl MaskedNet {
             let [c, height, width] = self.shape;
             let mut z: Tensor<4> = x.reshape([b, c, height, width]);
             for (i, conv) in self.convs.iter().enumerate() {
+                let probing = probes.is_some();
                 let list = probes.as_deref_mut().map(|p| &mut p.convs);
-                z = probed(list, z, |z| match self.cpu_ops {
-                    true => gaussmask_cpu_ops::conv2d_layer(conv, z),
-                    false => conv.forward(z),
+                z = probed(list, z, |z| match (self.cpu_ops, probing) {
+                    (true, false) => gaussmask_cpu_ops::conv2d_layer(conv, z),
+                    (true, true) => gaussmask_cpu_ops::conv2d_layer_detached(conv, z),
+                    (false, _) => conv.forward(z),
                 });
                 if let Some(norm) = self.norms.get(i) {
                     z = match self.cpu_ops {
@@ -383,7 +388,14 @@ impl MaskedNet {
                 h = self.dropout.forward(h);
             }
             let list = probes.as_deref_mut().map(|p| &mut p.dense);
-            h = probed(list, h, |h| layer.forward(h));
+            h = match list {
+                // Detached parameters: the probes' gradients are all the backward pass forms.
+                Some(list) => probed(Some(list), h, |h| {
+                    let bias = layer.bias.as_ref().map(|b| b.val().detach());
+                    linear(h, layer.weight.val().detach(), bias)
+                }),
+                None => layer.forward(h),
+            };
             if i < last {
                 h = match self.activation {
                     Activation::Relu => relu(h),

@@ -18,6 +18,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::activation::softmax;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use gaussmask_cpu_ops::per_sample_weight_layer;
 use gaussmask_data::Dataset;
 use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
 use gaussmask_nn::tensor_io::to_f64;
@@ -197,8 +198,10 @@ impl Trainable for MaskedNet {
 ///   sample i's weight gradient is the outer product a_i ⊗ g_i with the layer's input, so
 ///   its squared norm is ‖g_i‖²·(‖a_i‖² + 1) (the 1: the bias) and the clipped sum is one
 ///   product Aᵀ·(s ⊙ G), s_i = min(1, clip/‖∇L_i‖).
-/// - Conv layers: sample i's weight gradient, kept (out × in·k·k per sample), from g_i and
-///   the layer's input shifted by each kernel offset (`per_sample_conv_weight`).
+/// - Conv layers: sample i's weight gradient, kept (out × in·k·k per sample): im2col and one
+///   product per sample where `gaussmask-cpu-ops` runs the layer
+///   (`gaussmask_cpu_ops::per_sample_weight_layer`), else from g_i and the layer's input
+///   shifted by each kernel offset (`per_sample_conv_weight`).
 ///
 /// `None` with batch norm, or a conv layer with stride, dilation, groups or uneven padding.
 pub fn clipped_gradient_sum(
@@ -227,8 +230,11 @@ pub fn clipped_gradient_sum(
         let g = probe.probe.grad(&grads)?;
         let out = g.dims()[1];
         // [b, out, in·k·k] and [b, out]
-        let weight =
-            per_sample_conv_weight(probe.input.inner(), g.clone(), conv.kernel_size, padding);
+        let (x, cpu) = (probe.input.inner(), net.cpu_ops);
+        let weight = match cpu.then(|| per_sample_weight_layer(conv, x.clone(), g.clone())) {
+            Some(Some(weight)) => weight,
+            _ => per_sample_conv_weight(x, g.clone(), conv.kernel_size, padding),
+        };
         let bias = g.sum_dims(&[2, 3]).reshape([b, out]);
         let per = weight.dims()[1] * weight.dims()[2];
         norm2.push(weight.clone().reshape([b, per]).square().sum_dim(1));
