@@ -8,6 +8,10 @@
 //! batch norm is two passes forward and two backward, and relu + 2×2 max-pool is one pass each
 //! way; each op is one autodiff node with a hand-written backward.
 //!
+//! For DP-SGD's one-pass clipped sum, [`conv2d_layer_detached`] runs a conv whose backward
+//! forms no parameter gradient and [`per_sample_weight_layer`] forms each sample's weight
+//! gradient instead.
+//!
 //! [`conv2d_layer`], [`batch_norm_layer`] and [`relu_max_pool_layer`] take `burn::nn` layers,
 //! so a model keeps its modules and records: on a flex device, for the shapes these kernels
 //! cover, they run here; everywhere else they call the layers' own `forward`. Both paths are
