@@ -147,7 +147,7 @@ pub fn conv2d_layer(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// [`conv2d_layer`] with the weight and bias entering detached where [`conv2d`] covers the
+/// [`conv2d_layer`] with the weight and bias entering untracked where [`conv2d`] covers the
 /// layer: the output is tracked through `x` alone, and the backward pass forms no parameter
 /// gradient (DP-SGD's probed pass forms them per sample, [`per_sample_weight_layer`]).
 /// Elsewhere it is `conv.forward(x)`.
@@ -156,8 +156,15 @@ pub fn conv2d_layer(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// - `x`: `[b, c, h, w]`; returns `[b, o, h', w']` as `conv.forward` does
 pub fn conv2d_layer_detached(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     match (&conv.bias, covered_padding(conv, &x)) {
+        // Untracked: `detach` alone would leave them leaves that still require a gradient.
         (Some(bias), Some(padding)) => {
-            conv2d(x, conv.weight.val().detach(), bias.val().detach(), padding)
+            let untracked = |t: Tensor<1>| t.set_require_grad(false);
+            conv2d(
+                x,
+                conv.weight.val().set_require_grad(false),
+                untracked(bias.val()),
+                padding,
+            )
         }
         _ => conv.forward(x),
     }

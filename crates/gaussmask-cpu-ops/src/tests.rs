@@ -115,7 +115,13 @@ fn per_sample_weights_are_each_samples_own_and_detached_parameters_get_none() {
         let out = side + 2 * p + 1 - k;
         let dy = random([b, o, out, out], &device).detach();
         let shape = format!("b={b} c={c} o={o} side={side} k={k} p={p}");
-        // Detached parameters: x gets Burn's gradient, the parameters none.
+        // Untracked parameters: the output is tracked through x alone (not at all without
+        // it), x gets Burn's gradient, the parameters none.
+        let untracked_x = x.clone().set_require_grad(false);
+        assert!(
+            !conv2d_layer_detached(&conv, untracked_x).is_require_grad(),
+            "{shape}"
+        );
         let y = conv2d_layer_detached(&conv, x.clone());
         let grads = (y * dy.clone()).sum().backward();
         assert!(conv.weight.val().grad(&grads).is_none(), "{shape}");

@@ -329,7 +329,7 @@ impl MaskedNet {
     /// respect to a probe is its gradient with respect to the layer's output, row by row: what
     /// per-sample gradients and their norms are computed from without a backward pass per
     /// sample (ghost clipping). Adding a zero changes no value. The dense layers' parameters,
-    /// and the conv layers' where `gaussmask-cpu-ops` runs them, enter detached, so the backward
+    /// and the conv layers' where `gaussmask-cpu-ops` runs them, enter untracked, so the backward
     /// pass forms the probes' gradients and no parameter's.
     ///
     /// # Shapes
@@ -389,10 +389,12 @@ impl MaskedNet {
             }
             let list = probes.as_deref_mut().map(|p| &mut p.dense);
             h = match list {
-                // Detached parameters: the probes' gradients are all the backward pass forms.
+                // Untracked parameters (`detach` alone keeps them requiring a gradient): the
+                // probes' gradients are all the backward pass forms.
                 Some(list) => probed(Some(list), h, |h| {
-                    let bias = layer.bias.as_ref().map(|b| b.val().detach());
-                    linear(h, layer.weight.val().detach(), bias)
+                    let untracked = |t: Tensor<1>| t.set_require_grad(false);
+                    let bias = layer.bias.as_ref().map(|b| untracked(b.val()));
+                    linear(h, layer.weight.val().set_require_grad(false), bias)
                 }),
                 None => layer.forward(h),
             };
