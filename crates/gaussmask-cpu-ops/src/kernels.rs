@@ -240,7 +240,7 @@ pub(crate) fn conv2d<T: Real>(g: &ConvGeometry, x: &[T], weight: &[T], bias: &[T
 pub(crate) struct Wanted {
     /// ∂x: a first layer's input needs none.
     pub input: bool,
-    /// ∂weight and ∂bias: a layer whose parameters enter detached (DP-SGD's probed pass,
+    /// ∂weight and ∂bias: a layer whose parameters enter untracked (DP-SGD's probed pass,
     /// which forms per-sample gradients itself) needs none.
     pub params: bool,
 }

@@ -8,7 +8,7 @@
 //! batch norm is two passes forward and two backward, and relu + 2×2 max-pool is one pass each
 //! way; each op is one autodiff node with a hand-written backward.
 //!
-//! For DP-SGD's one-pass clipped sum, [`conv2d_layer_detached`] runs a conv whose backward
+//! For DP-SGD's one-pass clipped sum, [`conv2d_layer_untracked`] runs a conv whose backward
 //! forms no parameter gradient and [`per_sample_weight_layer`] forms each sample's weight
 //! gradient instead.
 //!
@@ -154,7 +154,7 @@ pub fn conv2d_layer(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 ///
 /// # Shapes
 /// - `x`: `[b, c, h, w]`; returns `[b, o, h', w']` as `conv.forward` does
-pub fn conv2d_layer_detached(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+pub fn conv2d_layer_untracked(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     match (&conv.bias, covered_padding(conv, &x)) {
         // Untracked: `detach` alone would leave them leaves that still require a gradient.
         (Some(bias), Some(padding)) => {

@@ -104,7 +104,7 @@ fn an_untracked_input_gets_no_gradient_and_the_weights_theirs() {
 }
 
 #[test]
-fn per_sample_weights_are_each_samples_own_and_detached_parameters_get_none() {
+fn per_sample_weights_are_each_samples_own_and_untracked_parameters_get_none() {
     let device = device64();
     // (batch, channels in, out, side, kernel, padding)
     for (b, c, o, side, k, p) in [(11, 3, 4, 7, 3, 1), (3, 2, 5, 6, 5, 2), (2, 1, 3, 5, 3, 0)] {
@@ -119,10 +119,10 @@ fn per_sample_weights_are_each_samples_own_and_detached_parameters_get_none() {
         // it), x gets Burn's gradient, the parameters none.
         let untracked_x = x.clone().set_require_grad(false);
         assert!(
-            !conv2d_layer_detached(&conv, untracked_x).is_require_grad(),
+            !conv2d_layer_untracked(&conv, untracked_x).is_require_grad(),
             "{shape}"
         );
-        let y = conv2d_layer_detached(&conv, x.clone());
+        let y = conv2d_layer_untracked(&conv, x.clone());
         let grads = (y * dy.clone()).sum().backward();
         assert!(conv.weight.val().grad(&grads).is_none(), "{shape}");
         let theirs = conv.forward(x.clone());

@@ -363,7 +363,7 @@ impl MaskedNet {
                 let list = probes.as_deref_mut().map(|p| &mut p.convs);
                 z = probed(list, z, |z| match (self.cpu_ops, probing) {
                     (true, false) => gaussmask_cpu_ops::conv2d_layer(conv, z),
-                    (true, true) => gaussmask_cpu_ops::conv2d_layer_detached(conv, z),
+                    (true, true) => gaussmask_cpu_ops::conv2d_layer_untracked(conv, z),
                     (false, _) => conv.forward(z),
                 });
                 if let Some(norm) = self.norms.get(i) {
