@@ -8,6 +8,7 @@ entropy. Two ways a researcher writes it:
   (Adam is element-wise, so that is each model's own Adam).
 Reports the seconds of one timed run of all models, after one warm-up run."""
 
+import argparse
 import json
 
 import torch
@@ -68,8 +69,6 @@ def batched(x, y, halves, epochs, device):
 
 
 def main():
-    import argparse
-
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--mode", choices=["sequential", "vmap"], required=True)
     p.add_argument("--models", type=int, default=32)

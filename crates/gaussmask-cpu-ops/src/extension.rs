@@ -213,14 +213,7 @@ impl CpuOps for Flex {
         padding: usize,
     ) -> FlexTensor {
         let (xs, ys) = (shape_of(&x), shape_of(&output_grad));
-        let g = ConvGeometry {
-            c: xs[1],
-            h: xs[2],
-            w: xs[3],
-            o: ys[1],
-            k: kernel,
-            pad: padding,
-        };
+        let g = geometry(&xs, &Shape::from([ys[1], xs[1], kernel, kernel]), padding);
         assert_eq!(
             [g.out_h(), g.out_w()],
             [ys[2], ys[3]],

@@ -274,9 +274,7 @@ pub(crate) fn conv2d_backward<T: Real>(
                 .zip(dyc.chunks_exact(g.output_len()))
             {
                 if wanted.params {
-                    im2col(g, xb, &mut cols);
-                    // ∂W += dy_b · cols_bᵀ (colsᵀ read through swapped strides).
-                    gemm(o, taps, l, &mut dw, true, (dyb, 1, l), (&cols, l, 1));
+                    weight_term(g, xb, dyb, &mut cols, &mut dw, true);
                     for (d, row) in db.iter_mut().zip(dyb.chunks_exact(l)) {
                         *d = row.iter().fold(*d, |s, &v| s + v);
                     }
@@ -315,12 +313,28 @@ pub(crate) fn conv2d_per_sample_weight<T: Real>(g: &ConvGeometry, x: &[T], dy: &
         .zip(dy.par_chunks(g.output_len()))
         .for_each_init(
             || vec![T::ZERO; taps * l],
-            |cols, ((dwb, xb), dyb)| {
-                im2col(g, xb, cols);
-                gemm(o, taps, l, dwb, false, (dyb, 1, l), (cols, l, 1));
-            },
+            |cols, ((dwb, xb), dyb)| weight_term(g, xb, dyb, cols, dwb, false),
         );
     dw
+}
+
+/// Sample b's weight-gradient term dy_b · cols_bᵀ, added to `dw` or (not `accumulate`)
+/// written over it; `cols` is scratch for the sample's im2col.
+///
+/// # Shapes
+/// - `x`: `[c, h, w]`, `dy`: `[o, ho, wo]`, `cols`: `[c·k·k, ho·wo]`, `dw`: `[o, c·k·k]`
+fn weight_term<T: Real>(
+    g: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    cols: &mut [T],
+    dw: &mut [T],
+    accumulate: bool,
+) {
+    let (taps, l) = (g.taps(), g.positions());
+    im2col(g, x, cols);
+    // colsᵀ read through swapped strides.
+    gemm(g.o, taps, l, dw, accumulate, (dy, 1, l), (cols, l, 1));
 }
 
 /// Σ a_i and Σ a_i b_i in f64, in 8 independent lanes (so the adds vectorize).

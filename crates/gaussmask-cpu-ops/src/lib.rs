@@ -158,13 +158,8 @@ pub fn conv2d_layer_untracked(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     match (&conv.bias, covered_padding(conv, &x)) {
         // Untracked: `detach` alone would leave them leaves that still require a gradient.
         (Some(bias), Some(padding)) => {
-            let untracked = |t: Tensor<1>| t.set_require_grad(false);
-            conv2d(
-                x,
-                conv.weight.val().set_require_grad(false),
-                untracked(bias.val()),
-                padding,
-            )
+            let weight = conv.weight.val().set_require_grad(false);
+            conv2d(x, weight, bias.val().set_require_grad(false), padding)
         }
         _ => conv.forward(x),
     }

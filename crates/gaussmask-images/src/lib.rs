@@ -9,6 +9,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use gaussmask_data::images::{ImageDataset, ImageSet, Normalizer, disjoint_splits};
 use gaussmask_harness::config::require;
+use gaussmask_harness::records::{Csv, series_headings};
 use gaussmask_harness::{HarnessError, RunContext, Training};
 use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
 use gaussmask_train::classify::{ClassifierSpec, ImageData, accuracy, posteriors};
@@ -226,6 +227,18 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
 pub fn test_accuracy(model: &MaskedNet, images: &Images, device: &Device) -> f64 {
     let p = posteriors(model, images.view(), 500, device);
     accuracy(&p, &images.labels, images.classes)
+}
+
+/// The training lengths of a record's `epochs` column over `rows`, in order, with their table
+/// headings: "20 epochs" for the first, the bare number for the rest.
+///
+/// # Errors
+/// No `epochs` column, or a value that is not a number.
+pub fn epoch_columns(csv: &Csv, rows: &[usize]) -> Result<(Vec<f64>, Vec<String>), HarnessError> {
+    let epochs = csv.distinct(rows, "epochs")?;
+    let labels: Vec<String> = epochs.iter().map(|e| e.to_string()).collect();
+    let headings = series_headings(&labels, |e| format!("{e} epochs"), str::to_string);
+    Ok((epochs, headings))
 }
 
 /// Label of a model config in tables: its architecture and layer sizes.

@@ -358,8 +358,8 @@ impl MaskedNet {
         } else {
             let [c, height, width] = self.shape;
             let mut z: Tensor<4> = x.reshape([b, c, height, width]);
+            let probing = probes.is_some();
             for (i, conv) in self.convs.iter().enumerate() {
-                let probing = probes.is_some();
                 let list = probes.as_deref_mut().map(|p| &mut p.convs);
                 z = probed(list, z, |z| match (self.cpu_ops, probing) {
                     (true, false) => gaussmask_cpu_ops::conv2d_layer(conv, z),
@@ -392,8 +392,7 @@ impl MaskedNet {
                 // Untracked parameters (`detach` alone keeps them requiring a gradient): the
                 // probes' gradients are all the backward pass forms.
                 Some(list) => probed(Some(list), h, |h| {
-                    let untracked = |t: Tensor<1>| t.set_require_grad(false);
-                    let bias = layer.bias.as_ref().map(|b| untracked(b.val()));
+                    let bias = layer.bias.as_ref().map(|b| b.val().set_require_grad(false));
                     linear(h, layer.weight.val().set_require_grad(false), bias)
                 }),
                 None => layer.forward(h),

@@ -230,11 +230,13 @@ pub fn clipped_gradient_sum(
         let g = probe.probe.grad(&grads)?;
         let out = g.dims()[1];
         // [b, out, in·k·k] and [b, out]
-        let (x, cpu) = (probe.input.inner(), net.cpu_ops);
-        let weight = match cpu.then(|| per_sample_weight_layer(conv, x.clone(), g.clone())) {
-            Some(Some(weight)) => weight,
-            _ => per_sample_conv_weight(x, g.clone(), conv.kernel_size, padding),
-        };
+        let x = probe.input.inner();
+        let fast = net
+            .cpu_ops
+            .then(|| per_sample_weight_layer(conv, x.clone(), g.clone()));
+        let weight = fast
+            .flatten()
+            .unwrap_or_else(|| per_sample_conv_weight(x, g.clone(), conv.kernel_size, padding));
         let bias = g.sum_dims(&[2, 3]).reshape([b, out]);
         let per = weight.dims()[1] * weight.dims()[2];
         norm2.push(weight.clone().reshape([b, per]).square().sum_dim(1));

@@ -1,7 +1,8 @@
 //! The README's table, from a recorded run (`gaussmask records tables`).
 
 use gaussmask_harness::HarnessError;
-use gaussmask_harness::records::{Markdown, Record, Tables, series_headings, sig};
+use gaussmask_harness::records::{Markdown, Record, Tables, sig};
+use gaussmask_images::epoch_columns;
 use gaussmask_nn::kappa_label;
 
 /// `defences`: per defence (DP-SGD at each σ, the mask at each κ) and training length, the
@@ -9,14 +10,9 @@ use gaussmask_nn::kappa_label;
 pub(crate) fn tables(record: &Record) -> Result<Tables, HarnessError> {
     let csv = record.csv("defences.csv")?;
     let all: Vec<usize> = (0..csv.rows.len()).collect();
-    let epochs = csv.distinct(&all, "epochs")?;
-    let labels: Vec<String> = epochs.iter().map(|e| e.to_string()).collect();
+    let (epochs, headings) = epoch_columns(&csv, &all)?;
     let mut head = vec!["defence".to_string()];
-    head.extend(series_headings(
-        &labels,
-        |e| format!("{e} epochs"),
-        str::to_string,
-    ));
+    head.extend(headings);
     let mut table = Markdown::new(&head);
     for (defence, rows) in csv.group_by("defence")? {
         for strength in csv.distinct(&rows, "strength")? {

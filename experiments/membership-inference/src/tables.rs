@@ -1,7 +1,8 @@
 //! The README's tables, from a recorded run (`gaussmask records tables`).
 
 use gaussmask_harness::HarnessError;
-use gaussmask_harness::records::{Csv, Markdown, Record, Tables, series_headings};
+use gaussmask_harness::records::{Csv, Markdown, Record, Tables};
+use gaussmask_images::epoch_columns;
 use gaussmask_nn::kappa_label;
 
 /// `auc-<model>` per target model: per κ and training length, the attack's ROC-AUC and, in
@@ -63,14 +64,9 @@ fn kappa_by_epochs(
     rows: &[usize],
     cell: impl Fn(f64, f64) -> Result<String, HarnessError>,
 ) -> Result<String, HarnessError> {
-    let epochs = csv.distinct(rows, "epochs")?;
-    let labels: Vec<String> = epochs.iter().map(|e| e.to_string()).collect();
+    let (epochs, headings) = epoch_columns(csv, rows)?;
     let mut head = vec!["κ".to_string()];
-    head.extend(series_headings(
-        &labels,
-        |e| format!("{e} epochs"),
-        str::to_string,
-    ));
+    head.extend(headings);
     let mut table = Markdown::new(&head);
     for k in csv.distinct(rows, "kappa")? {
         let mut row = vec![kappa_label(k)];
