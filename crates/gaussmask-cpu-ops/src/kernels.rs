@@ -1,5 +1,7 @@
-//! The kernels on plain row-major slices: a stride-1 2-D convolution by im2col and gemm (forward,
-//! input gradient by col2im, weight and bias gradients) and training-mode batch normalization.
+//! The kernels on plain row-major slices: a stride-1 2-D convolution as direct correlations on
+//! the padded planes (forward, input gradient, weight and bias gradients, each sample's weight
+//! gradient), register-tiled and compiled for the CPU's vector units, and training-mode batch
+//! normalization.
 //!
 //! Every kernel is deterministic whatever the thread count: samples are split into fixed
 //! chunks, and the per-chunk partial sums are added in chunk order.
@@ -31,12 +33,17 @@ pub trait Real:
     fn get(self) -> f64;
     /// The larger of the two, without a branch (max-pool windows compare at random).
     fn max(self, other: Self) -> Self;
+    /// self · a + b, rounded once.
+    fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
 impl Real for f32 {
     const ZERO: Self = 0.0;
     fn max(self, other: Self) -> Self {
         f32::max(self, other)
+    }
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
     }
     fn of(v: f64) -> Self {
         v as f32
@@ -50,6 +57,9 @@ impl Real for f64 {
     const ZERO: Self = 0.0;
     fn max(self, other: Self) -> Self {
         f64::max(self, other)
+    }
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
     }
     fn of(v: f64) -> Self {
         v
@@ -83,86 +93,124 @@ impl ConvGeometry {
     pub fn out_w(&self) -> usize {
         self.w + 2 * self.pad + 1 - self.k
     }
-    /// Rows of the im2col matrix: c·k·k.
+    /// Weights per output channel: c·k·k.
     fn taps(&self) -> usize {
         self.c * self.k * self.k
-    }
-    /// Columns of the im2col matrix: output positions.
-    fn positions(&self) -> usize {
-        self.out_h() * self.out_w()
     }
     fn input_len(&self) -> usize {
         self.c * self.h * self.w
     }
     fn output_len(&self) -> usize {
-        self.o * self.positions()
+        self.o * self.out_h() * self.out_w()
+    }
+    /// The forward correlation: the input planes, padded by `pad`.
+    fn forward_grid(&self) -> WideGrid {
+        WideGrid {
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            k: self.k,
+            pad: self.pad as isize,
+        }
+    }
+    /// The input gradient's correlation: ∂y's planes padded by k − 1 − pad (cropped where
+    /// that is negative), against the flipped kernel; its outputs are the input's positions.
+    fn input_grad_grid(&self) -> WideGrid {
+        WideGrid {
+            c: self.o,
+            h: self.out_h(),
+            w: self.out_w(),
+            k: self.k,
+            pad: self.k as isize - 1 - self.pad as isize,
+        }
+    }
+}
+
+/// The `c` zero-padded planes of a k×k correlation, with its outputs addressed on the *wide
+/// grid*: output (i, j) at i·wp + j, the padded row width wp. From there tap (ci, ki, kj) reads
+/// the planes at the fixed shift ci·hp·wp + ki·wp + kj, so the kernels read the planes directly
+/// (no im2col copy).
+#[derive(Clone, Copy, Debug)]
+struct WideGrid {
+    /// Planes.
+    c: usize,
+    /// Unpadded height and width.
+    h: usize,
+    w: usize,
+    /// Kernel side.
+    k: usize,
+    /// Zeros added on every side (rows and columns cropped where negative).
+    pad: isize,
+}
+
+impl WideGrid {
+    /// Padded height and width.
+    fn hp(&self) -> usize {
+        (self.h as isize + 2 * self.pad) as usize
+    }
+    fn wp(&self) -> usize {
+        (self.w as isize + 2 * self.pad) as usize
+    }
+    /// Output rows and valid output columns.
+    fn out_h(&self) -> usize {
+        self.hp() + 1 - self.k
+    }
+    fn out_w(&self) -> usize {
+        self.wp() + 1 - self.k
+    }
+    /// Length of the padded planes.
+    fn src_len(&self) -> usize {
+        self.c * self.hp() * self.wp()
+    }
+    /// Each tap's shift, taps in weight order (ci, ki, kj).
+    fn shifts(&self) -> Vec<usize> {
+        let (k, hp, wp) = (self.k, self.hp(), self.wp());
+        (0..self.c * k * k)
+            .map(|t| (t / (k * k)) * hp * wp + (t / k % k) * wp + t % k)
+            .collect()
+    }
+    /// The wide-grid index of every output, row-major.
+    fn outputs(&self) -> Vec<usize> {
+        let (wo, wp) = (self.out_w(), self.wp());
+        (0..self.out_h() * wo)
+            .map(|p| p / wo * wp + p % wo)
+            .collect()
     }
 
-    /// For kernel offset `kj`, the output columns whose input column lies inside the image.
-    fn valid_columns(&self, kj: usize) -> (usize, usize) {
-        let hi = (self.w + self.pad).saturating_sub(kj).min(self.out_w());
-        let lo = self.pad.saturating_sub(kj).min(hi);
-        (lo, hi)
-    }
-
-    /// Visits every (im2col row, output row) pair with the input row it reads (None: padding),
-    /// the valid column range, and the input offset of the first valid column.
-    fn for_each_tap_row(&self, mut f: impl FnMut(usize, usize, Option<usize>, (usize, usize))) {
-        let (k, p, l, wo) = (self.k, self.pad, self.positions(), self.out_w());
+    /// Writes one sample's planes, zero-padded, into `src` (`src_len` long).
+    ///
+    /// # Shapes
+    /// - `x`: `[c, h, w]`
+    fn fill<T: Real>(&self, x: &[T], src: &mut [T]) {
+        let (hp, wp) = (self.hp(), self.wp());
+        src.fill(T::ZERO);
+        // Columns: destination and source starts, and how many are copied.
+        let (dst0, src0) = (self.pad.max(0) as usize, (-self.pad).max(0) as usize);
+        let len = (self.w - src0.min(self.w)).min(wp - dst0.min(wp));
         for ci in 0..self.c {
-            for ki in 0..k {
-                for kj in 0..k {
-                    let row = ((ci * k + ki) * k + kj) * l;
-                    let (lo, hi) = self.valid_columns(kj);
-                    for oi in 0..self.out_h() {
-                        let si = (oi + ki).checked_sub(p).filter(|&si| si < self.h);
-                        // The input offset of output column lo (its column is lo + kj − p ≥ 0).
-                        let src = si.map(|si| (ci * self.h + si) * self.w + lo + kj - p);
-                        f(row + oi * wo, oi, src, (lo, hi));
-                    }
+            for r in 0..hp {
+                let sr = r as isize - self.pad;
+                if (0..self.h as isize).contains(&sr) {
+                    let from = (ci * self.h + sr as usize) * self.w + src0;
+                    let to = (ci * hp + r) * wp + dst0;
+                    src[to..to + len].copy_from_slice(&x[from..from + len]);
                 }
             }
         }
     }
 }
 
-/// im2col of one sample: `cols[(ci·k + ki)·k + kj, oi·wo + oj] = x[ci, oi + ki − p, oj + kj − p]`
-/// (0 outside the image).
+/// `dst[j, i] = src[i, j]`.
 ///
 /// # Shapes
-/// - `x`: `[c, h, w]`, `cols`: `[c·k·k, ho·wo]`
-fn im2col<T: Real>(g: &ConvGeometry, x: &[T], cols: &mut [T]) {
-    let wo = g.out_w();
-    g.for_each_tap_row(|at, _, src, (lo, hi)| {
-        let dst = &mut cols[at..at + wo];
-        match src {
-            None => dst.fill(T::ZERO),
-            Some(src) => {
-                dst[..lo].fill(T::ZERO);
-                dst[hi..].fill(T::ZERO);
-                dst[lo..hi].copy_from_slice(&x[src..src + hi - lo]);
-            }
+/// - `src`: `[rows, cols]`, `dst`: `[cols, rows]`
+fn transpose<T: Real>(src: &[T], rows: usize, dst: &mut [T]) {
+    let cols = src.len() / rows;
+    for (i, row) in src.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            dst[j * rows + i] = v;
         }
-    });
-}
-
-/// col2im of one sample, the adjoint of [`im2col`]: adds every column entry back onto the
-/// input value it was copied from.
-///
-/// # Shapes
-/// - `cols`: `[c·k·k, ho·wo]`, `dx`: `[c, h, w]` (zeroed first)
-fn col2im<T: Real>(g: &ConvGeometry, cols: &[T], dx: &mut [T]) {
-    dx.fill(T::ZERO);
-    g.for_each_tap_row(|at, _, src, (lo, hi)| {
-        if let Some(src) = src {
-            for (d, &c) in dx[src..src + hi - lo]
-                .iter_mut()
-                .zip(&cols[at + lo..at + hi])
-            {
-                *d = *d + c;
-            }
-        }
-    });
+    }
 }
 
 /// dst = alpha·dst + lhs·rhs for an m×k `lhs` and a k×n `rhs`, each given as (values, column
@@ -212,22 +260,251 @@ pub fn gemm<T: Real>(
     }
 }
 
+/// Calls `$tile::<T, B, N>` on blocks of B channels from o0, for B = 32, 16, 4 and 1 in turn,
+/// each while a block fits. A register tile is B channels (the vector lanes: two 512-bit
+/// vectors of f32 at 32) by N positions or taps (broadcast): 6 at 32 channels, 12 below, so
+/// that the accumulators and the loads fit the 32 vector registers.
+macro_rules! channel_blocks {
+    ($tile:ident, $channels:expr, |$o0:ident| ($($arg:expr),*)) => {{
+        let channels: usize = $channels;
+        let mut $o0 = 0;
+        while $o0 + 32 <= channels {
+            $tile::<T, 32, 6>($($arg),*);
+            $o0 += 32;
+        }
+        while $o0 + 16 <= channels {
+            $tile::<T, 16, 12>($($arg),*);
+            $o0 += 16;
+        }
+        while $o0 + 4 <= channels {
+            $tile::<T, 4, 12>($($arg),*);
+            $o0 += 4;
+        }
+        while $o0 < channels {
+            $tile::<T, 1, 12>($($arg),*);
+            $o0 += 1;
+        }
+    }};
+}
+
+/// out[p, o] = Σ_t wt[t, o] · src[outputs[p] + shifts[t]] for every listed output p.
+///
+/// # Shapes
+/// - `wt`: `[taps, channels]`, `shifts`: `[taps]`, `outputs`: `[positions]`, `out`:
+///   `[positions, channels]`
+#[inline(always)]
+fn correlate_generic<T: Real>(
+    src: &[T],
+    shifts: &[usize],
+    wt: &[T],
+    outputs: &[usize],
+    out: &mut [T],
+) {
+    channel_blocks!(correlate_channels, wt.len() / shifts.len(), |o0| (
+        src, shifts, wt, outputs, out, o0
+    ));
+}
+
+multiversion!(correlate, correlate_generic,
+    (src: &[T], shifts: &[usize], wt: &[T], outputs: &[usize], out: &mut [T]) -> ());
+
+/// [`correlate`] for channels o0..o0 + B: tiles of N outputs, then single outputs.
+#[inline(always)]
+fn correlate_channels<T: Real, const B: usize, const N: usize>(
+    src: &[T],
+    shifts: &[usize],
+    wt: &[T],
+    outputs: &[usize],
+    out: &mut [T],
+    o0: usize,
+) {
+    let mut p0 = 0;
+    while p0 + N <= outputs.len() {
+        correlate_tile::<T, B, N>(src, shifts, wt, &outputs[p0..], out, o0, p0);
+        p0 += N;
+    }
+    for p0 in p0..outputs.len() {
+        correlate_tile::<T, B, 1>(src, shifts, wt, &outputs[p0..], out, o0, p0);
+    }
+}
+
+/// One register tile of [`correlate`]: outputs p0..p0 + P (`outputs` starts at p0) × channels
+/// o0..o0 + B, accumulated over every tap in order.
+///
+/// The reads are checked to lie inside the slices before the loop: a bounds check inside it
+/// would keep the accumulators in memory instead of registers.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn correlate_tile<T: Real, const B: usize, const P: usize>(
+    src: &[T],
+    shifts: &[usize],
+    wt: &[T],
+    outputs: &[usize],
+    out: &mut [T],
+    o0: usize,
+    p0: usize,
+) {
+    let channels = wt.len() / shifts.len();
+    let at: [usize; P] = std::array::from_fn(|q| outputs[q]);
+    let last = shifts
+        .iter()
+        .max()
+        .map_or(0, |&s| s + at.iter().max().unwrap_or(&0));
+    assert!(o0 + B <= channels && (shifts.is_empty() || last < src.len()));
+    let mut acc = [[T::ZERO; B]; P];
+    for (t, &s) in shifts.iter().enumerate() {
+        for q in 0..P {
+            // SAFETY: at[q] + s ≤ last < src.len() and t·channels + o0 + i < (t + 1)·channels
+            // ≤ wt.len(), as asserted above.
+            let xv = unsafe { *src.get_unchecked(at[q] + s) };
+            for i in 0..B {
+                let w = unsafe { *wt.get_unchecked(t * channels + o0 + i) };
+                acc[q][i] = xv.mul_add(w, acc[q][i]);
+            }
+        }
+    }
+    for (q, a) in acc.iter().enumerate() {
+        out[(p0 + q) * channels + o0..][..B].copy_from_slice(a);
+    }
+}
+
+/// dw[o, t] = Σ_p dy[p, o] · src[outputs[p] + shifts[t]] over the listed outputs p, added to
+/// `dw` when `accumulate`.
+///
+/// # Shapes
+/// - `dy`: `[positions, channels]`, `shifts`: `[taps]`, `outputs`: `[positions]`, `dw`:
+///   `[channels, taps]`
+#[inline(always)]
+fn weight_correlate_generic<T: Real>(
+    src: &[T],
+    shifts: &[usize],
+    outputs: &[usize],
+    dy: &[T],
+    dw: &mut [T],
+    accumulate: bool,
+) {
+    channel_blocks!(weight_channels, dw.len() / shifts.len(), |o0| (
+        src, shifts, outputs, dy, dw, accumulate, o0
+    ));
+}
+
+multiversion!(weight_correlate, weight_correlate_generic,
+    (src: &[T], shifts: &[usize], outputs: &[usize], dy: &[T], dw: &mut [T], accumulate: bool)
+        -> ());
+
+/// [`weight_correlate`] for channels o0..o0 + B: tiles of N taps, then single taps.
+#[inline(always)]
+fn weight_channels<T: Real, const B: usize, const N: usize>(
+    src: &[T],
+    shifts: &[usize],
+    outputs: &[usize],
+    dy: &[T],
+    dw: &mut [T],
+    accumulate: bool,
+    o0: usize,
+) {
+    let mut t0 = 0;
+    while t0 + N <= shifts.len() {
+        weight_tile::<T, B, N>(src, shifts, outputs, dy, dw, accumulate, o0, t0);
+        t0 += N;
+    }
+    for t0 in t0..shifts.len() {
+        weight_tile::<T, B, 1>(src, shifts, outputs, dy, dw, accumulate, o0, t0);
+    }
+}
+
+/// One register tile of [`weight_correlate`]: channels o0..o0 + B × taps t0..t0 + U,
+/// accumulated over the outputs in order.
+///
+/// The reads are checked to lie inside the slices before the loop: a bounds check inside it
+/// would keep the accumulators in memory instead of registers.
+#[inline(always)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+fn weight_tile<T: Real, const B: usize, const U: usize>(
+    src: &[T],
+    shifts: &[usize],
+    outputs: &[usize],
+    dy: &[T],
+    dw: &mut [T],
+    accumulate: bool,
+    o0: usize,
+    t0: usize,
+) {
+    let taps = shifts.len();
+    let channels = dw.len() / taps;
+    let s: [usize; U] = std::array::from_fn(|u| shifts[t0 + u]);
+    let last = outputs
+        .iter()
+        .max()
+        .map_or(0, |&p| p + s.iter().max().unwrap_or(&0));
+    assert!(
+        o0 + B <= channels
+            && dy.len() >= outputs.len() * channels
+            && (outputs.is_empty() || last < src.len())
+    );
+    let mut acc = [[T::ZERO; B]; U];
+    for (p, &at) in outputs.iter().enumerate() {
+        for u in 0..U {
+            // SAFETY: at + s[u] ≤ last < src.len(), and p·channels + o0 + i < (p + 1)·channels
+            // ≤ dy.len(), as asserted above.
+            let xv = unsafe { *src.get_unchecked(at + s[u]) };
+            for i in 0..B {
+                let y = unsafe { *dy.get_unchecked(p * channels + o0 + i) };
+                acc[u][i] = xv.mul_add(y, acc[u][i]);
+            }
+        }
+    }
+    for (u, a) in acc.iter().enumerate() {
+        for (i, &v) in a.iter().enumerate() {
+            let d = &mut dw[(o0 + i) * taps + t0 + u];
+            *d = if accumulate { *d + v } else { v };
+        }
+    }
+}
+
+/// The weight transposed to `[taps, o]`, and (`flip`) with the kernel turned by 180° and the
+/// channel roles swapped: `[(o·k + ki)·k + kj, c] = weight[o, c, k−1−ki, k−1−kj]`, the kernel
+/// of the input gradient's correlation.
+///
+/// # Shapes
+/// - `weight`: `[o, c, k, k]`
+fn taps_major<T: Real>(g: &ConvGeometry, weight: &[T], flip: bool) -> Vec<T> {
+    let (o, c, kk) = (g.o, g.c, g.k * g.k);
+    let mut out = vec![T::ZERO; weight.len()];
+    for oc in 0..o {
+        for ci in 0..c {
+            for t in 0..kk {
+                let v = weight[(oc * c + ci) * kk + t];
+                if flip {
+                    out[(oc * kk + kk - 1 - t) * c + ci] = v;
+                } else {
+                    out[(ci * kk + t) * o + oc] = v;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// y = conv(x, weight) + bias, samples in parallel.
 ///
 /// # Shapes
 /// - `x`: `[b, c, h, w]`, `weight`: `[o, c, k, k]`, `bias`: `[o]`; returns `[b, o, ho, wo]`
 pub(crate) fn conv2d<T: Real>(g: &ConvGeometry, x: &[T], weight: &[T], bias: &[T]) -> Vec<T> {
-    let (taps, l) = (g.taps(), g.positions());
+    let grid = g.forward_grid();
+    let (shifts, outputs) = (grid.shifts(), grid.outputs());
+    let wt = taps_major(g, weight, false);
     let batch = x.len() / g.input_len();
     let mut y = vec![T::ZERO; batch * g.output_len()];
     y.par_chunks_mut(g.output_len())
         .zip(x.par_chunks(g.input_len()))
         .for_each_init(
-            || vec![T::ZERO; taps * l],
-            |cols, (yb, xb)| {
-                im2col(g, xb, cols);
-                gemm(g.o, l, taps, yb, false, (weight, 1, taps), (cols, 1, l));
-                for (row, &b) in yb.chunks_exact_mut(l).zip(bias) {
+            || (vec![T::ZERO; grid.src_len()], vec![T::ZERO; g.output_len()]),
+            |(src, out), (yb, xb)| {
+                grid.fill(xb, src);
+                correlate(src, &shifts, &wt, &outputs, out);
+                transpose(out, outputs.len(), yb);
+                for (row, &b) in yb.chunks_exact_mut(outputs.len()).zip(bias) {
                     row.iter_mut().for_each(|v| *v = *v + b);
                 }
             },
@@ -246,7 +523,7 @@ pub(crate) struct Wanted {
 }
 
 /// Gradients of [`conv2d`] with respect to x, the weight and the bias, given ∂L/∂y, those
-/// `wanted`.
+/// `wanted`. ∂x is the correlation of ∂y, padded by k − 1 − pad, with the flipped kernel.
 ///
 /// # Shapes
 /// - `x`: `[b, c, h, w]`, `weight`: `[o, c, k, k]`, `dy`: `[b, o, ho, wo]`; returns
@@ -258,7 +535,11 @@ pub(crate) fn conv2d_backward<T: Real>(
     dy: &[T],
     wanted: Wanted,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let (taps, l, o) = (g.taps(), g.positions(), g.o);
+    let (taps, l, o) = (g.taps(), g.out_h() * g.out_w(), g.o);
+    let terms = WeightTerms::new(g);
+    let back = g.input_grad_grid();
+    let (back_shifts, back_outputs) = (back.shifts(), back.outputs());
+    let back_wt = taps_major(g, weight, true);
     let mut dx = vec![T::ZERO; x.len()];
     // Each chunk of CHUNK samples sums its own weight and bias gradients...
     let partials: Vec<(Vec<T>, Vec<T>)> = dx
@@ -267,23 +548,23 @@ pub(crate) fn conv2d_backward<T: Real>(
         .zip(dy.par_chunks(CHUNK * g.output_len()))
         .map(|((dxc, xc), dyc)| {
             let (mut dw, mut db) = (vec![T::ZERO; o * taps], vec![T::ZERO; o]);
-            let (mut cols, mut dcols) = (vec![T::ZERO; taps * l], vec![T::ZERO; taps * l]);
+            let mut scratch = terms.scratch(o);
+            let (mut src, mut out) = (vec![T::ZERO; back.src_len()], vec![T::ZERO; g.input_len()]);
             for ((dxb, xb), dyb) in dxc
                 .chunks_exact_mut(g.input_len())
                 .zip(xc.chunks_exact(g.input_len()))
                 .zip(dyc.chunks_exact(g.output_len()))
             {
                 if wanted.params {
-                    weight_term(g, xb, dyb, &mut cols, &mut dw, true);
+                    terms.add(xb, dyb, &mut scratch, &mut dw, true);
                     for (d, row) in db.iter_mut().zip(dyb.chunks_exact(l)) {
                         *d = row.iter().fold(*d, |s, &v| s + v);
                     }
                 }
                 if wanted.input {
-                    // ∂cols_b = Wᵀ · dy_b, then back onto the input.
-                    let wt = (weight, taps, 1);
-                    gemm(taps, l, o, &mut dcols, false, wt, (dyb, 1, l));
-                    col2im(g, &dcols, dxb);
+                    back.fill(dyb, &mut src);
+                    correlate(&src, &back_shifts, &back_wt, &back_outputs, &mut out);
+                    transpose(&out, back_outputs.len(), dxb);
                 }
             }
             (dw, db)
@@ -298,43 +579,67 @@ pub(crate) fn conv2d_backward<T: Real>(
     (dx, dw, db)
 }
 
-/// Each sample's weight gradient of [`conv2d`], given ∂L/∂y: dy_i · cols_iᵀ, the terms
-/// [`conv2d_backward`] sums, each written to its own slot (DP-SGD clips them one by one).
-/// Samples in parallel.
+/// Each sample's weight gradient of [`conv2d`], given ∂L/∂y: the terms [`conv2d_backward`]
+/// sums, each written to its own slot (DP-SGD clips them one by one). Samples in parallel.
 ///
 /// # Shapes
 /// - `x`: `[b, c, h, w]`, `dy`: `[b, o, ho, wo]`; returns `[b, o, c·k·k]`
 pub(crate) fn conv2d_per_sample_weight<T: Real>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T> {
-    let (taps, l, o) = (g.taps(), g.positions(), g.o);
+    let terms = WeightTerms::new(g);
+    let per_sample = g.o * g.taps();
     let batch = x.len() / g.input_len();
-    let mut dw = vec![T::ZERO; batch * o * taps];
-    dw.par_chunks_mut(o * taps)
+    let mut dw = vec![T::ZERO; batch * per_sample];
+    dw.par_chunks_mut(per_sample)
         .zip(x.par_chunks(g.input_len()))
         .zip(dy.par_chunks(g.output_len()))
         .for_each_init(
-            || vec![T::ZERO; taps * l],
-            |cols, ((dwb, xb), dyb)| weight_term(g, xb, dyb, cols, dwb, false),
+            || terms.scratch(g.o),
+            |scratch, ((dwb, xb), dyb)| terms.add(xb, dyb, scratch, dwb, false),
         );
     dw
 }
 
-/// Sample b's weight-gradient term dy_b · cols_bᵀ, added to `dw` or (not `accumulate`)
-/// written over it; `cols` is scratch for the sample's im2col.
-///
-/// # Shapes
-/// - `x`: `[c, h, w]`, `dy`: `[o, ho, wo]`, `cols`: `[c·k·k, ho·wo]`, `dw`: `[o, c·k·k]`
-fn weight_term<T: Real>(
-    g: &ConvGeometry,
-    x: &[T],
-    dy: &[T],
-    cols: &mut [T],
-    dw: &mut [T],
-    accumulate: bool,
-) {
-    let (taps, l) = (g.taps(), g.positions());
-    im2col(g, x, cols);
-    // colsᵀ read through swapped strides.
-    gemm(g.o, taps, l, dw, accumulate, (dy, 1, l), (cols, l, 1));
+/// A sample's weight-gradient term: the input's wide grid, its taps' shifts and its outputs.
+struct WeightTerms {
+    grid: WideGrid,
+    shifts: Vec<usize>,
+    outputs: Vec<usize>,
+}
+
+impl WeightTerms {
+    fn new(g: &ConvGeometry) -> Self {
+        let grid = g.forward_grid();
+        Self {
+            grid,
+            shifts: grid.shifts(),
+            outputs: grid.outputs(),
+        }
+    }
+
+    /// Scratch for one thread: the padded input and ∂y transposed.
+    fn scratch<T: Real>(&self, o: usize) -> (Vec<T>, Vec<T>) {
+        let src = vec![T::ZERO; self.grid.src_len()];
+        (src, vec![T::ZERO; self.outputs.len() * o])
+    }
+
+    /// Sample b's term Σ_p dy_b[o, p] · x_b[p + shift(t)], added to `dw` or (not
+    /// `accumulate`) written over it.
+    ///
+    /// # Shapes
+    /// - `x`: `[c, h, w]`, `dy`: `[o, ho, wo]`, `dw`: `[o, c·k·k]`
+    fn add<T: Real>(
+        &self,
+        x: &[T],
+        dy: &[T],
+        (src, dy_t): &mut (Vec<T>, Vec<T>),
+        dw: &mut [T],
+        accumulate: bool,
+    ) {
+        self.grid.fill(x, src);
+        let o = dy.len() / self.outputs.len();
+        transpose(dy, o, dy_t);
+        weight_correlate(src, &self.shifts, &self.outputs, dy_t, dw, accumulate);
+    }
 }
 
 /// Σ a_i and Σ a_i b_i in f64, in 8 independent lanes (so the adds vectorize).

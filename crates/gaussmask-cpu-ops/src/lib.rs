@@ -4,7 +4,9 @@
 //! Burn's flex runs a 2-D convolution as a 3-D one and its input gradient through a transposed
 //! 3-D convolution, its batch norm as a chain of element-wise passes, and its max-pool backward
 //! as a scatter; at the image CNN's shapes that made an epoch 2.4× PyTorch's. Here a stride-1
-//! convolution is im2col + gemm per sample (input gradient by col2im, samples in parallel),
+//! convolution is a direct correlation on the padded planes, register-tiled across the output
+//! channels and compiled for the CPU's vector units (its input gradient the correlation of ∂y
+//! with the flipped kernel, its weight gradient one more; samples in parallel),
 //! batch norm is two passes forward and two backward, and relu + 2×2 max-pool is one pass each
 //! way; each op is one autodiff node with a hand-written backward.
 //!
@@ -31,6 +33,43 @@
 //! let plain = conv.forward(x);
 //! fast.into_data().assert_approx_eq::<f32>(&plain.into_data(), Default::default());
 //! ```
+
+/// Defines `$name`, which runs `$generic` compiled a second time for the CPU's vector units:
+/// for AVX-512 where the CPU has it, else for AVX2 + FMA where it has those (the default x86-64
+/// target has SSE2 only); elsewhere `$name` is `$generic`. `$generic` is `#[inline(always)]`
+/// and generic over `T: Real`.
+#[macro_export]
+macro_rules! multiversion {
+    ($name:ident, $generic:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        #[allow(unsafe_code)]
+        fn $name<T: Real>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                fn avx512<T: Real>($($arg: $ty),*) -> $ret {
+                    $generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2<T: Real>($($arg: $ty),*) -> $ret {
+                    $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the CPU has the features `avx512` was compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `avx2` was compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
 
 mod extension;
 mod kernels;

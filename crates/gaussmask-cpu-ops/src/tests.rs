@@ -1,5 +1,5 @@
 //! The ops against Burn's own conv2d and batch_norm_train on flex in f64: values and every
-//! gradient, at shapes that cover padding 0 < p < k/2 and p = k/2, several channels, and a batch
+//! gradient, at shapes that cover padding 0, 0 < p < k/2, p = k/2 and p ≥ k, several channels, and a batch
 //! that is not a multiple of the backward's chunk.
 
 use std::sync::OnceLock;
@@ -49,6 +49,7 @@ fn conv2d_and_its_gradients_equal_burns() {
         (9, 2, 5, 6, 5, 2),
         (3, 4, 2, 8, 5, 1),
         (2, 1, 3, 5, 3, 0),
+        (2, 2, 5, 4, 3, 3),
     ] {
         let (x, w, bias) = (
             random([b, c, side, side], &device),

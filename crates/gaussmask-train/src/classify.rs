@@ -198,8 +198,8 @@ impl Trainable for MaskedNet {
 ///   sample i's weight gradient is the outer product a_i ⊗ g_i with the layer's input, so
 ///   its squared norm is ‖g_i‖²·(‖a_i‖² + 1) (the 1: the bias) and the clipped sum is one
 ///   product Aᵀ·(s ⊙ G), s_i = min(1, clip/‖∇L_i‖).
-/// - Conv layers: sample i's weight gradient, kept (out × in·k·k per sample): im2col and one
-///   product per sample where `gaussmask-cpu-ops` runs the layer
+/// - Conv layers: sample i's weight gradient, kept (out × in·k·k per sample): one direct
+///   correlation of g_i with the sample's input where `gaussmask-cpu-ops` runs the layer
 ///   (`gaussmask_cpu_ops::per_sample_weight_layer`), else from g_i and the layer's input
 ///   shifted by each kernel offset (`per_sample_conv_weight`).
 ///

@@ -329,29 +329,6 @@ impl<T: Real> Share<T> {
     }
 }
 
-/// Compiles `$generic` a second time for AVX2 + FMA as `$name`'s fast path, taken when the
-/// CPU has them (the default x86-64 target has SSE2 only); elsewhere `$name` is `$generic`.
-macro_rules! multiversion {
-    ($name:ident, $fast:ident, $generic:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        fn $fast<T: Real>($($arg: $ty),*) -> $ret {
-            $generic($($arg),*)
-        }
-
-        fn $name<T: Real>($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has the features `$fast` was compiled for.
-                return unsafe { $fast($($arg),*) };
-            }
-            $generic($($arg),*)
-        }
-    };
-}
-
 /// Lanes of the dot products: independent partial sums the compiler keeps in vector registers.
 const LANES: usize = 8;
 
@@ -395,7 +372,7 @@ fn readout_generic<T: Real>(z: &mut [T], y: &[T], a: &[T], scale: T, grad_a: &mu
     loss
 }
 
-multiversion!(readout, readout_avx2, readout_generic,
+gaussmask_cpu_ops::multiversion!(readout, readout_generic,
     (z: &mut [T], y: &[T], a: &[T], scale: T, grad_a: &mut [T]) -> f64);
 
 /// ½ Σ (relu(z_i) · a · scale − y_i)² over a block of rows.
@@ -409,7 +386,7 @@ fn clean_generic<T: Real>(z: &[T], y: &[T], a: &[T], scale: T) -> f64 {
     loss
 }
 
-multiversion!(clean, clean_avx2, clean_generic, (z: &[T], y: &[T], a: &[T], scale: T) -> f64);
+gaussmask_cpu_ops::multiversion!(clean, clean_generic, (z: &[T], y: &[T], a: &[T], scale: T) -> f64);
 
 /// v ← μ v + g, p ← p − η v (Burn's SGD momentum with no dampening; plain GD at μ = 0).
 fn descend<T: Real>(p: &mut [T], v: &mut [T], g: &[T], lr: T, momentum: T) {
