@@ -260,31 +260,93 @@ pub fn gemm<T: Real>(
     }
 }
 
-/// Calls `$tile::<T, B, N>` on blocks of B channels from o0, for B = 32, 16, 4 and 1 in turn,
-/// each while a block fits. A register tile is B channels (the vector lanes: two 512-bit
-/// vectors of f32 at 32) by N positions or taps (broadcast): 6 at 32 channels, 12 below, so
-/// that the accumulators and the loads fit the 32 vector registers.
+/// Calls `$f::<T, B, N>` on blocks of B channels from o0, for B = 32, 16, 4 and 1 in turn, each
+/// while a block fits. A register tile is B channels (the vector lanes: two 512-bit vectors of
+/// f32 at 32) by N broadcast values: 6 at 32 channels, 12 below, so that the accumulators and
+/// the loads fit the 32 vector registers.
 macro_rules! channel_blocks {
-    ($tile:ident, $channels:expr, |$o0:ident| ($($arg:expr),*)) => {{
+    ($f:ident, $channels:expr, |$o0:ident| ($($arg:expr),*)) => {{
         let channels: usize = $channels;
         let mut $o0 = 0;
         while $o0 + 32 <= channels {
-            $tile::<T, 32, 6>($($arg),*);
+            $f::<T, 32, 6>($($arg),*);
             $o0 += 32;
         }
         while $o0 + 16 <= channels {
-            $tile::<T, 16, 12>($($arg),*);
+            $f::<T, 16, 12>($($arg),*);
             $o0 += 16;
         }
         while $o0 + 4 <= channels {
-            $tile::<T, 4, 12>($($arg),*);
+            $f::<T, 4, 12>($($arg),*);
             $o0 += 4;
         }
         while $o0 < channels {
-            $tile::<T, 1, 12>($($arg),*);
+            $f::<T, 1, 12>($($arg),*);
             $o0 += 1;
         }
     }};
+}
+
+/// The one register kernel both correlations run on: for each base a, acc[a][i] = Σ_r
+/// src[bases[a] + offsets[r]] · v[r, o0 + i], r in order. The forward and input-gradient
+/// correlation take the outputs as bases, the taps' shifts as offsets and the weight as v; the
+/// weight gradient takes the taps' shifts as bases, the outputs as offsets and ∂y as v.
+/// Tiles of N bases, then single ones; `store` gets each tile's first base and its rows.
+///
+/// # Shapes
+/// - `v`: `[offsets, channels]`
+#[inline(always)]
+fn tiles<T: Real, const B: usize, const N: usize>(
+    src: &[T],
+    offsets: &[usize],
+    v: &[T],
+    bases: &[usize],
+    o0: usize,
+    mut store: impl FnMut(usize, &[[T; B]]),
+) {
+    let mut a0 = 0;
+    while a0 + N <= bases.len() {
+        store(a0, &tile::<T, B, N>(src, offsets, v, &bases[a0..], o0));
+        a0 += N;
+    }
+    for a0 in a0..bases.len() {
+        store(a0, &tile::<T, B, 1>(src, offsets, v, &bases[a0..], o0));
+    }
+}
+
+/// One register tile of [`tiles`]: bases[..A] × channels o0..o0 + B.
+///
+/// The reads are checked to lie inside the slices before the loop: a bounds check inside it
+/// would keep the accumulators in memory instead of registers.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn tile<T: Real, const B: usize, const A: usize>(
+    src: &[T],
+    offsets: &[usize],
+    v: &[T],
+    bases: &[usize],
+    o0: usize,
+) -> [[T; B]; A] {
+    let channels = v.len() / offsets.len();
+    let at: [usize; A] = std::array::from_fn(|a| bases[a]);
+    let last = offsets
+        .iter()
+        .max()
+        .map_or(0, |&r| r + at.iter().max().unwrap_or(&0));
+    assert!(o0 + B <= channels && (offsets.is_empty() || last < src.len()));
+    let mut acc = [[T::ZERO; B]; A];
+    for (r, &off) in offsets.iter().enumerate() {
+        for (row, &base) in acc.iter_mut().zip(&at) {
+            // SAFETY: base + off ≤ last < src.len(), and r·channels + o0 + i < (r + 1)·channels
+            // ≤ v.len(), as asserted above (channels = v.len() / offsets.len()).
+            let x = unsafe { *src.get_unchecked(base + off) };
+            for (i, acc) in row.iter_mut().enumerate() {
+                let vi = unsafe { *v.get_unchecked(r * channels + o0 + i) };
+                *acc = x.mul_add(vi, *acc);
+            }
+        }
+    }
+    acc
 }
 
 /// out[p, o] = Σ_t wt[t, o] · src[outputs[p] + shifts[t]] for every listed output p.
@@ -308,7 +370,7 @@ fn correlate_generic<T: Real>(
 multiversion!(correlate, correlate_generic,
     (src: &[T], shifts: &[usize], wt: &[T], outputs: &[usize], out: &mut [T]) -> ());
 
-/// [`correlate`] for channels o0..o0 + B: tiles of N outputs, then single outputs.
+/// [`correlate`] for channels o0..o0 + B.
 #[inline(always)]
 fn correlate_channels<T: Real, const B: usize, const N: usize>(
     src: &[T],
@@ -318,54 +380,12 @@ fn correlate_channels<T: Real, const B: usize, const N: usize>(
     out: &mut [T],
     o0: usize,
 ) {
-    let mut p0 = 0;
-    while p0 + N <= outputs.len() {
-        correlate_tile::<T, B, N>(src, shifts, wt, &outputs[p0..], out, o0, p0);
-        p0 += N;
-    }
-    for p0 in p0..outputs.len() {
-        correlate_tile::<T, B, 1>(src, shifts, wt, &outputs[p0..], out, o0, p0);
-    }
-}
-
-/// One register tile of [`correlate`]: outputs p0..p0 + P (`outputs` starts at p0) × channels
-/// o0..o0 + B, accumulated over every tap in order.
-///
-/// The reads are checked to lie inside the slices before the loop: a bounds check inside it
-/// would keep the accumulators in memory instead of registers.
-#[inline(always)]
-#[allow(unsafe_code)]
-fn correlate_tile<T: Real, const B: usize, const P: usize>(
-    src: &[T],
-    shifts: &[usize],
-    wt: &[T],
-    outputs: &[usize],
-    out: &mut [T],
-    o0: usize,
-    p0: usize,
-) {
     let channels = wt.len() / shifts.len();
-    let at: [usize; P] = std::array::from_fn(|q| outputs[q]);
-    let last = shifts
-        .iter()
-        .max()
-        .map_or(0, |&s| s + at.iter().max().unwrap_or(&0));
-    assert!(o0 + B <= channels && (shifts.is_empty() || last < src.len()));
-    let mut acc = [[T::ZERO; B]; P];
-    for (t, &s) in shifts.iter().enumerate() {
-        for q in 0..P {
-            // SAFETY: at[q] + s ≤ last < src.len() and t·channels + o0 + i < (t + 1)·channels
-            // ≤ wt.len(), as asserted above.
-            let xv = unsafe { *src.get_unchecked(at[q] + s) };
-            for i in 0..B {
-                let w = unsafe { *wt.get_unchecked(t * channels + o0 + i) };
-                acc[q][i] = xv.mul_add(w, acc[q][i]);
-            }
+    tiles::<T, B, N>(src, shifts, wt, outputs, o0, |p0, rows| {
+        for (q, row) in rows.iter().enumerate() {
+            out[(p0 + q) * channels + o0..][..B].copy_from_slice(row);
         }
-    }
-    for (q, a) in acc.iter().enumerate() {
-        out[(p0 + q) * channels + o0..][..B].copy_from_slice(a);
-    }
+    });
 }
 
 /// dw[o, t] = Σ_p dy[p, o] · src[outputs[p] + shifts[t]] over the listed outputs p, added to
@@ -392,7 +412,7 @@ multiversion!(weight_correlate, weight_correlate_generic,
     (src: &[T], shifts: &[usize], outputs: &[usize], dy: &[T], dw: &mut [T], accumulate: bool)
         -> ());
 
-/// [`weight_correlate`] for channels o0..o0 + B: tiles of N taps, then single taps.
+/// [`weight_correlate`] for channels o0..o0 + B.
 #[inline(always)]
 fn weight_channels<T: Real, const B: usize, const N: usize>(
     src: &[T],
@@ -403,63 +423,15 @@ fn weight_channels<T: Real, const B: usize, const N: usize>(
     accumulate: bool,
     o0: usize,
 ) {
-    let mut t0 = 0;
-    while t0 + N <= shifts.len() {
-        weight_tile::<T, B, N>(src, shifts, outputs, dy, dw, accumulate, o0, t0);
-        t0 += N;
-    }
-    for t0 in t0..shifts.len() {
-        weight_tile::<T, B, 1>(src, shifts, outputs, dy, dw, accumulate, o0, t0);
-    }
-}
-
-/// One register tile of [`weight_correlate`]: channels o0..o0 + B × taps t0..t0 + U,
-/// accumulated over the outputs in order.
-///
-/// The reads are checked to lie inside the slices before the loop: a bounds check inside it
-/// would keep the accumulators in memory instead of registers.
-#[inline(always)]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-fn weight_tile<T: Real, const B: usize, const U: usize>(
-    src: &[T],
-    shifts: &[usize],
-    outputs: &[usize],
-    dy: &[T],
-    dw: &mut [T],
-    accumulate: bool,
-    o0: usize,
-    t0: usize,
-) {
     let taps = shifts.len();
-    let channels = dw.len() / taps;
-    let s: [usize; U] = std::array::from_fn(|u| shifts[t0 + u]);
-    let last = outputs
-        .iter()
-        .max()
-        .map_or(0, |&p| p + s.iter().max().unwrap_or(&0));
-    assert!(
-        o0 + B <= channels
-            && dy.len() >= outputs.len() * channels
-            && (outputs.is_empty() || last < src.len())
-    );
-    let mut acc = [[T::ZERO; B]; U];
-    for (p, &at) in outputs.iter().enumerate() {
-        for u in 0..U {
-            // SAFETY: at + s[u] ≤ last < src.len(), and p·channels + o0 + i < (p + 1)·channels
-            // ≤ dy.len(), as asserted above.
-            let xv = unsafe { *src.get_unchecked(at + s[u]) };
-            for i in 0..B {
-                let y = unsafe { *dy.get_unchecked(p * channels + o0 + i) };
-                acc[u][i] = xv.mul_add(y, acc[u][i]);
+    tiles::<T, B, N>(src, outputs, dy, shifts, o0, |t0, rows| {
+        for (u, row) in rows.iter().enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                let d = &mut dw[(o0 + i) * taps + t0 + u];
+                *d = if accumulate { *d + v } else { v };
             }
         }
-    }
-    for (u, a) in acc.iter().enumerate() {
-        for (i, &v) in a.iter().enumerate() {
-            let d = &mut dw[(o0 + i) * taps + t0 + u];
-            *d = if accumulate { *d + v } else { v };
-        }
-    }
+    });
 }
 
 /// The weight transposed to `[taps, o]`, and (`flip`) with the kernel turned by 180° and the
