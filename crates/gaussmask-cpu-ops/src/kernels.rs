@@ -463,20 +463,17 @@ fn taps_major<T: Real>(g: &ConvGeometry, weight: &[T], flip: bool) -> Vec<T> {
 /// # Shapes
 /// - `x`: `[b, c, h, w]`, `weight`: `[o, c, k, k]`, `bias`: `[o]`; returns `[b, o, ho, wo]`
 pub(crate) fn conv2d<T: Real>(g: &ConvGeometry, x: &[T], weight: &[T], bias: &[T]) -> Vec<T> {
-    let grid = g.forward_grid();
-    let (shifts, outputs) = (grid.shifts(), grid.outputs());
+    let forward = Correlation::new(g.forward_grid());
     let wt = taps_major(g, weight, false);
     let batch = x.len() / g.input_len();
     let mut y = vec![T::ZERO; batch * g.output_len()];
     y.par_chunks_mut(g.output_len())
         .zip(x.par_chunks(g.input_len()))
         .for_each_init(
-            || (vec![T::ZERO; grid.src_len()], vec![T::ZERO; g.output_len()]),
-            |(src, out), (yb, xb)| {
-                grid.fill(xb, src);
-                correlate(src, &shifts, &wt, &outputs, out);
-                transpose(out, outputs.len(), yb);
-                for (row, &b) in yb.chunks_exact_mut(outputs.len()).zip(bias) {
+            || forward.scratch(g.o),
+            |scratch, (yb, xb)| {
+                forward.apply(xb, &wt, scratch, yb);
+                for (row, &b) in yb.chunks_exact_mut(forward.outputs.len()).zip(bias) {
                     row.iter_mut().for_each(|v| *v = *v + b);
                 }
             },
@@ -508,9 +505,8 @@ pub(crate) fn conv2d_backward<T: Real>(
     wanted: Wanted,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let (taps, l, o) = (g.taps(), g.out_h() * g.out_w(), g.o);
-    let terms = WeightTerms::new(g);
-    let back = g.input_grad_grid();
-    let (back_shifts, back_outputs) = (back.shifts(), back.outputs());
+    let terms = Correlation::new(g.forward_grid());
+    let back = Correlation::new(g.input_grad_grid());
     let back_wt = taps_major(g, weight, true);
     let mut dx = vec![T::ZERO; x.len()];
     // Each chunk of CHUNK samples sums its own weight and bias gradients...
@@ -521,7 +517,7 @@ pub(crate) fn conv2d_backward<T: Real>(
         .map(|((dxc, xc), dyc)| {
             let (mut dw, mut db) = (vec![T::ZERO; o * taps], vec![T::ZERO; o]);
             let mut scratch = terms.scratch(o);
-            let (mut src, mut out) = (vec![T::ZERO; back.src_len()], vec![T::ZERO; g.input_len()]);
+            let mut back_scratch = back.scratch(g.c);
             for ((dxb, xb), dyb) in dxc
                 .chunks_exact_mut(g.input_len())
                 .zip(xc.chunks_exact(g.input_len()))
@@ -534,9 +530,7 @@ pub(crate) fn conv2d_backward<T: Real>(
                     }
                 }
                 if wanted.input {
-                    back.fill(dyb, &mut src);
-                    correlate(&src, &back_shifts, &back_wt, &back_outputs, &mut out);
-                    transpose(&out, back_outputs.len(), dxb);
+                    back.apply(dyb, &back_wt, &mut back_scratch, dxb);
                 }
             }
             (dw, db)
@@ -557,7 +551,7 @@ pub(crate) fn conv2d_backward<T: Real>(
 /// # Shapes
 /// - `x`: `[b, c, h, w]`, `dy`: `[b, o, ho, wo]`; returns `[b, o, c·k·k]`
 pub(crate) fn conv2d_per_sample_weight<T: Real>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T> {
-    let terms = WeightTerms::new(g);
+    let terms = Correlation::new(g.forward_grid());
     let per_sample = g.o * g.taps();
     let batch = x.len() / g.input_len();
     let mut dw = vec![T::ZERO; batch * per_sample];
@@ -571,16 +565,15 @@ pub(crate) fn conv2d_per_sample_weight<T: Real>(g: &ConvGeometry, x: &[T], dy: &
     dw
 }
 
-/// A sample's weight-gradient term: the input's wide grid, its taps' shifts and its outputs.
-struct WeightTerms {
+/// One correlation's planes, its taps' shifts and its outputs, derived once per call of the op.
+struct Correlation {
     grid: WideGrid,
     shifts: Vec<usize>,
     outputs: Vec<usize>,
 }
 
-impl WeightTerms {
-    fn new(g: &ConvGeometry) -> Self {
-        let grid = g.forward_grid();
+impl Correlation {
+    fn new(grid: WideGrid) -> Self {
         Self {
             grid,
             shifts: grid.shifts(),
@@ -588,10 +581,21 @@ impl WeightTerms {
         }
     }
 
-    /// Scratch for one thread: the padded input and ∂y transposed.
-    fn scratch<T: Real>(&self, o: usize) -> (Vec<T>, Vec<T>) {
+    /// Scratch for one thread: the padded planes, and `channels` values per output (the
+    /// correlation's result, or ∂y transposed for a weight term).
+    fn scratch<T: Real>(&self, channels: usize) -> (Vec<T>, Vec<T>) {
         let src = vec![T::ZERO; self.grid.src_len()];
-        (src, vec![T::ZERO; self.outputs.len() * o])
+        (src, vec![T::ZERO; self.outputs.len() * channels])
+    }
+
+    /// One sample's correlation with `wt`, written channel-major to `dst`.
+    ///
+    /// # Shapes
+    /// - `x`: `[c, h, w]`, `wt`: `[c·k·k, channels]`, `dst`: `[channels, out_h, out_w]`
+    fn apply<T: Real>(&self, x: &[T], wt: &[T], (src, out): &mut (Vec<T>, Vec<T>), dst: &mut [T]) {
+        self.grid.fill(x, src);
+        correlate(src, &self.shifts, wt, &self.outputs, out);
+        transpose(out, self.outputs.len(), dst);
     }
 
     /// Sample b's term Σ_p dy_b[o, p] · x_b[p + shift(t)], added to `dw` or (not
