@@ -9,10 +9,12 @@ use gaussmask_harness::{Backend, Dtype, make_device};
 use gaussmask_nn::image::{Architecture, ImageModelConfig};
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io::to_f64;
+use gaussmask_nn::{MaskConfig, MaskResample, Replica};
+use gaussmask_privacy::lira::member_halves;
 use gaussmask_privacy::lira::{lira, logit_confidence, null_auc_se, tpr_at_fpr};
 use gaussmask_train::classify::{
-    ClassifierSpec, ClassifyConfig, DpSgd, ImageData, Parameters, accuracy, log_posteriors,
-    parameters, posteriors, train_classifier,
+    ClassifierReplicas, ClassifierSpec, ClassifyConfig, DpSgd, ImageData, Parameters, accuracy,
+    log_posteriors, parameters, posteriors, train_classifier,
 };
 use gaussmask_train::fit::{
     Optimizer, Schedule, Trainable, batch, flat_gradients, per_sample_clipped_sum,
@@ -568,4 +570,211 @@ fn lira_finds_the_members_of_models_that_memorize_random_labels_and_no_others() 
     let se = null_auc_se(pos, chance.member.len() - pos);
     let auc = gaussmask_privacy::roc_auc(&chance.online, &chance.member);
     assert!((auc - 0.5).abs() < 4.0 * se, "AUC {auc}, SE {se}");
+}
+
+/// Three seeded halves of 80 toy images, one per replica, with their κ and seed.
+fn replica_setup(model: &ImageModelConfig) -> (Vec<Replica>, Vec<Vec<usize>>) {
+    let replicas = [(0.0, 3), (0.5, 4), (1.5, 5)]
+        .map(|(kappa, seed)| Replica { kappa, seed })
+        .to_vec();
+    let rows = (0..3)
+        .map(|m| {
+            let member = member_halves(80, 1, m);
+            (0..80).filter(|&i| member[i]).collect()
+        })
+        .collect();
+    assert_eq!(model.architecture, Architecture::Mlp);
+    (replicas, rows)
+}
+
+#[test]
+fn replicas_on_rows_of_their_own_train_as_each_classifier_alone() {
+    // f64 flex: three MLPs (κ 0, 0.5, 1.5) as one batched model, each on its own 40 of 80
+    // images, against each trained alone on its 40 (Adam, label smoothing; no dropout, whose
+    // draws come from the device), with fresh and with fixed-per-sample masks.
+    let device = device64().autodiff();
+    let (x, labels) = toy_images(80, 2);
+    let images = toy_data(&x, &labels);
+    let data = images.dataset();
+    for resample in [MaskResample::Fresh, MaskResample::FixedPerSample] {
+        let model = ImageModelConfig {
+            dropout: 0.0,
+            mask: MaskConfig::default().with_resample(resample),
+            ..configs(Architecture::Mlp).0
+        };
+        let train = ClassifyConfig {
+            optimizer: Optimizer::Adam,
+            ..configs(Architecture::Mlp).1
+        };
+        let (replicas, rows) = replica_setup(&model);
+        let batched = ClassifierReplicas {
+            model: &model,
+            train: &train,
+            replicas,
+            rows,
+        };
+        let mut run = batched
+            .fit(batched.init([1, 6, 6], 3, &device), &data, &device)
+            .unwrap();
+        let mut losses = Vec::new();
+        while run.step() < run.steps() {
+            losses.push(run.advance().unwrap().loss);
+        }
+        // 2 steps an epoch (batch 16 of 40), 3 epochs: reshuffles and leftovers included.
+        assert_eq!(losses.len(), 6);
+        let together = run.into_model();
+        for (r, own) in batched.rows.iter().enumerate() {
+            let x: Vec<f32> = own
+                .iter()
+                .flat_map(|&i| x[i * 36..(i + 1) * 36].to_vec())
+                .collect();
+            let labels: Vec<u8> = own.iter().map(|&i| labels[i]).collect();
+            let alone = toy_data(&x, &labels).dataset();
+            let spec = batched.spec(r);
+            let mut single = spec
+                .fit(spec.init([1, 6, 6], 3, &device), &alone, &device)
+                .unwrap();
+            for (k, step) in losses.iter().enumerate() {
+                let loss = single.advance().unwrap().loss[0];
+                let diff = (step[r] - loss).abs();
+                assert!(
+                    diff < 1e-12,
+                    "{resample:?} replica {r} step {k}: {} vs {loss}",
+                    step[r]
+                );
+            }
+            let (a, b) = (parameters(&together.replica(r)), parameters(single.model()));
+            assert_eq!(a.len(), b.len());
+            for ((sa, va), (sb, vb)) in a.iter().zip(&b) {
+                assert_eq!(sa, sb);
+                let worst = va
+                    .iter()
+                    .zip(vb)
+                    .map(|(p, q)| (p - q).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    worst < 1e-10,
+                    "{resample:?} replica {r}: weights differ by {worst}"
+                );
+            }
+            let moved = a
+                .iter()
+                .zip(&parameters(&spec.init([1, 6, 6], 3, &device)))
+                .any(|((_, p), (_, q))| p != q);
+            assert!(moved, "replica {r} did not train");
+            assert_eq!(
+                together.replica(r).mask.noise_state(),
+                single.model().mask.noise_state()
+            );
+        }
+    }
+}
+
+#[test]
+fn replicas_refuse_dp_sgd_and_rows_they_cannot_batch() {
+    let device = device64().autodiff();
+    let (x, labels) = toy_images(80, 2);
+    let data = toy_data(&x, &labels).dataset();
+    let (model, train) = configs(Architecture::Mlp);
+    let (replicas, rows) = replica_setup(&model);
+    let dp = ClassifyConfig {
+        dp: Some(DpSgd {
+            clip: 1.0,
+            noise_multiplier: 1.0,
+        }),
+        ..train.clone()
+    };
+    let mut uneven = rows.clone();
+    uneven[1].pop();
+    let mut outside = rows.clone();
+    outside[2][0] = 80;
+    let cases = [
+        (&dp, rows.clone(), "train.dp"),
+        (&train, uneven, "same number of rows"),
+        (&train, outside, "row 80 of a dataset of 80 rows"),
+    ];
+    for (train, rows, expected) in cases {
+        let batched = ClassifierReplicas {
+            model: &model,
+            train,
+            replicas: replicas.clone(),
+            rows,
+        };
+        let err = batched
+            .fit(batched.init([1, 6, 6], 3, &device), &data, &device)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn resumed_replicas_end_identical_to_an_uninterrupted_run() {
+    // f32 on wgpu, as the single classifier's resume test (dropout and AdamW included).
+    crate::engines::require_feature(cfg!(feature = "wgpu"), "wgpu");
+    let device = make_device(Backend::Wgpu, Dtype::F32)
+        .expect("wgpu device")
+        .autodiff();
+    let (x, labels) = toy_images(80, 2);
+    let data = toy_data(&x, &labels).dataset();
+    let (model, train) = configs(Architecture::Mlp);
+    let (replicas, rows) = replica_setup(&model);
+    let batched = ClassifierReplicas {
+        model: &model,
+        train: &train,
+        replicas,
+        rows,
+    };
+    let fresh = || batched.init([1, 6, 6], 3, &device);
+    let mut whole = batched.fit(fresh(), &data, &device).unwrap();
+    let mut losses = Vec::new();
+    while whole.step() < whole.steps() {
+        losses.push(whole.advance().unwrap().loss);
+    }
+    // Stop in the second epoch's second step, save, restore into other weights, go on.
+    let mut first = batched.fit(fresh(), &data, &device).unwrap();
+    for _ in 0..3 {
+        first.advance().unwrap();
+    }
+    let saved = first.checkpoint().unwrap();
+    drop(first);
+    let other = ClassifierReplicas {
+        replicas: batched
+            .replicas
+            .iter()
+            .map(|r| Replica {
+                seed: r.seed + 50,
+                ..*r
+            })
+            .collect(),
+        ..batched.clone()
+    };
+    let mut resumed = batched
+        .resume(other.init([1, 6, 6], 3, &device), &saved, &data, &device)
+        .unwrap();
+    let mut after = Vec::new();
+    while resumed.step() < resumed.steps() {
+        after.push(resumed.advance().unwrap().loss);
+    }
+    assert_eq!(after, losses[3..]);
+    assert!(parameters(resumed.model()) == parameters(whole.model()));
+    assert_eq!(
+        resumed.model().mask.noise_state(),
+        whole.model().mask.noise_state()
+    );
+    // A single classifier's checkpoint is not one of these replicas'.
+    let spec = batched.spec(0);
+    let single = spec
+        .fit(spec.init([1, 6, 6], 3, &device), &data, &device)
+        .unwrap();
+    let err = batched
+        .resume(fresh(), &single.checkpoint().unwrap(), &data, &device)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("not a training checkpoint of this run"),
+        "{err}"
+    );
 }

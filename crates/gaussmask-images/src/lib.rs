@@ -11,8 +11,10 @@ use gaussmask_data::images::{ImageDataset, ImageSet, Normalizer, disjoint_splits
 use gaussmask_harness::config::require;
 use gaussmask_harness::records::{Csv, series_headings};
 use gaussmask_harness::{HarnessError, RunContext, Training};
-use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
-use gaussmask_train::classify::{ClassifierSpec, ImageData, accuracy, posteriors};
+use gaussmask_nn::image::{ImageModelConfig, MaskedNet, MlpReplicas};
+use gaussmask_train::classify::{
+    ClassifierReplicas, ClassifierSpec, ImageData, accuracy, posteriors,
+};
 use gaussmask_train::fit::Fit;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -221,6 +223,42 @@ pub fn train_checkpointed<S: Serialize + DeserializeOwned + Default>(
     };
     let (training, side) = ctx.run_resumable(key, key, begin, |_| S::default(), tick)?;
     Ok((training.into_fit().into_model(), side))
+}
+
+/// Trains R MLP classifiers as one model ([`ClassifierReplicas`]: each on its own rows of
+/// `data`) from the checkpoint `key` (or from scratch), checkpointed as [`train_checkpointed`]
+/// is; `tick` once per step. Returns each replica as its classifier (training mode).
+///
+/// # Errors
+/// As [`train_checkpointed`]; DP-SGD in the training config.
+pub fn train_replicas_checkpointed(
+    ctx: &RunContext,
+    key: &str,
+    replicas: &ClassifierReplicas<'_>,
+    data: ImageData<'_>,
+    device: &Device,
+    tick: impl FnMut(),
+) -> Result<Vec<MaskedNet>, HarnessError> {
+    let dataset = data.dataset();
+    let begin = |saved: Option<(&[u8], &_)>| {
+        let model = replicas.init(data.shape, data.classes, device);
+        let fit = match saved {
+            Some((bytes, _)) => replicas
+                .resume(model, bytes, &dataset, device)
+                .map_err(|e| e.to_string())?,
+            None => replicas
+                .fit(model, &dataset, device)
+                .map_err(|e| e.to_string())?,
+        };
+        Ok(Training::new(
+            fit,
+            key,
+            |_: &Fit<MlpReplicas>, _: &mut ()| Ok(()),
+        ))
+    };
+    let (training, ()) = ctx.run_resumable(key, key, begin, |_| (), tick)?;
+    let model = training.into_fit().into_model();
+    Ok((0..model.replicas()).map(|r| model.replica(r)).collect())
 }
 
 /// Test accuracy of the evaluation model `model` (mask off) on `images`.

@@ -26,6 +26,9 @@ use crate::mask::{InputMask, MaskConfig};
 use crate::rng::{Stream, tag};
 use crate::tensor_io::from_f64;
 
+mod replicas;
+pub use replicas::MlpReplicas;
+
 /// Hidden nonlinearity of the dense layers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

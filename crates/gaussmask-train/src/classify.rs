@@ -15,12 +15,14 @@ use burn::nn::conv::Conv2d;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::store::ModuleRecord;
-use burn::tensor::activation::softmax;
+use burn::tensor::IndexingUpdateOp;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use gaussmask_cpu_ops::per_sample_weight_layer;
 use gaussmask_data::Dataset;
-use gaussmask_nn::image::{ImageModelConfig, MaskedNet};
+use gaussmask_nn::Replica;
+use gaussmask_nn::image::{ImageModelConfig, MaskedNet, MlpReplicas};
 use gaussmask_nn::tensor_io::to_f64;
 use serde::{Deserialize, Serialize};
 
@@ -185,6 +187,41 @@ impl Trainable for MaskedNet {
         clipped_gradient_sum(self, batch, clip, |logits| {
             cross_entropy(self, logits, batch)
         })
+    }
+}
+
+impl Trainable for MlpReplicas {
+    /// Each replica's mean cross-entropy on its own block of `batch` ([`Batch::blocks`] = R),
+    /// with the model's label smoothing, as `burn::nn::loss::CrossEntropyLoss` computes it for
+    /// one net: `[R]`.
+    fn loss(&self, batch: &Batch) -> Tensor<1> {
+        let r = self.replicas();
+        assert_eq!(
+            batch.blocks, r,
+            "MlpReplicas trains each replica on its own rows (Fit::with_replica_rows)"
+        );
+        let [rows, d] = batch.x.dims();
+        let n = rows / r;
+        let logits = self.forward_replica_rows(batch.x.clone().reshape([r, n, d]), &batch.rows);
+        let classes = logits.dims()[2];
+        let log_p = log_softmax(logits.reshape([rows, classes]), 1);
+        let targets = batch.y.clone().int().reshape([rows, 1]);
+        // −Σ_k q_k ln p_k per sample, q the (smoothed) one-hot target, as Burn's loss forms it.
+        let per_sample = if self.label_smoothing == 0.0 {
+            log_p.gather(1, targets)
+        } else {
+            let alpha = self.label_smoothing as f32;
+            let device = log_p.device();
+            let one_hot = Tensor::<2>::zeros([rows, classes], &device).scatter(
+                1,
+                targets,
+                Tensor::ones([rows, 1], &device),
+                IndexingUpdateOp::Add,
+            );
+            let q = one_hot * (1.0 - alpha) + alpha / classes as f32;
+            (log_p * q).sum_dim(1)
+        };
+        -per_sample.reshape([r, n]).mean_dim(1).reshape([r])
     }
 }
 
@@ -389,6 +426,83 @@ impl ClassifierSpec<'_> {
     ) -> Result<Fit<'a, MaskedNet>, StateError> {
         let config = self.train.fit_config(data.n, self.seed);
         Fit::resume(model, bytes, data, &config, device)
+    }
+}
+
+/// R classifiers of one MLP architecture and training config, trained as one model
+/// ([`MlpReplicas`]), each on its own rows of one dataset: replica r is the classifier of
+/// [`ClassifierSpec`] { kappa: `replicas[r].kappa`, seed: `replicas[r].seed` } trained on the
+/// rows `rows[r]` alone (same initial weights, batches and host-stream masks; dropout draws
+/// differ).
+#[derive(Clone, Debug)]
+pub struct ClassifierReplicas<'a> {
+    /// Model shape (an MLP).
+    pub model: &'a ImageModelConfig,
+    /// Optimizer, batches, schedule (no DP-SGD).
+    pub train: &'a ClassifyConfig,
+    /// Each replica's κ and seed.
+    pub replicas: Vec<Replica>,
+    /// Each replica's rows of the dataset (all of one size).
+    pub rows: Vec<Vec<usize>>,
+}
+
+impl ClassifierReplicas<'_> {
+    /// Replica r's spec.
+    pub fn spec(&self, r: usize) -> ClassifierSpec<'_> {
+        ClassifierSpec {
+            model: self.model,
+            train: self.train,
+            kappa: self.replicas[r].kappa,
+            seed: self.replicas[r].seed,
+        }
+    }
+
+    /// The untrained replicas for images of `shape` and `classes` classes.
+    pub fn init(&self, shape: [usize; 3], classes: usize, device: &Device) -> MlpReplicas {
+        let nets: Vec<MaskedNet> = (0..self.replicas.len())
+            .map(|r| self.spec(r).init(shape, classes, device))
+            .collect();
+        MlpReplicas::stack(&nets)
+    }
+
+    /// A training run at step 0 on `data`'s rows ([`ClassifierReplicas::rows`]), from `model`
+    /// (e.g. [`ClassifierReplicas::init`]) on the autodiff `device`.
+    ///
+    /// # Errors
+    /// DP-SGD, or rows that do not fit the data and the batch size
+    /// ([`Fit::with_replica_rows`]).
+    pub fn fit<'a>(
+        &self,
+        model: MlpReplicas,
+        data: &'a Dataset,
+        device: &Device,
+    ) -> Result<Fit<'a, MlpReplicas>, TrainError> {
+        let n = self.rows.first().map_or(0, Vec::len);
+        let config = self.train.fit_config(n, self.replicas[0].seed);
+        let own = self
+            .rows
+            .iter()
+            .zip(&self.replicas)
+            .map(|(rows, r)| (rows.clone(), r.seed))
+            .collect();
+        Fit::new(model, data, &config, device)?.with_replica_rows(own)
+    }
+
+    /// The run saved by [`Fit::checkpoint`], continued; `model` is any model of these replicas'
+    /// shape (its values are replaced).
+    ///
+    /// # Errors
+    /// A one-line message when the bytes are not a checkpoint of this run.
+    pub fn resume<'a>(
+        &self,
+        model: MlpReplicas,
+        bytes: &[u8],
+        data: &'a Dataset,
+        device: &Device,
+    ) -> Result<Fit<'a, MlpReplicas>, StateError> {
+        self.fit(model, data, device)
+            .map_err(StateError::Train)?
+            .restore(bytes)
     }
 }
 

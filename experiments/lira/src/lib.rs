@@ -17,12 +17,14 @@ use gaussmask_harness::plot::{LinePlot, Series};
 use gaussmask_harness::{HarnessError, InputError, RunContext, Study, Unit};
 use gaussmask_images::lira::{log_p, masked_phis, phis};
 use gaussmask_images::membership::{check_dp_cells, dp_epsilon};
-use gaussmask_images::{Images, load, test_accuracy, train_checkpointed};
-use gaussmask_nn::KappaGrid;
-use gaussmask_nn::image::ImageModelConfig;
+use gaussmask_images::{
+    Images, load, test_accuracy, train_checkpointed, train_replicas_checkpointed,
+};
+use gaussmask_nn::image::{Architecture, ImageModelConfig, MaskedNet};
+use gaussmask_nn::{KappaGrid, Replica};
 use gaussmask_privacy::lira::{Rate, Reading, ReadingColumns, member_halves, read_queries};
 use gaussmask_privacy::{MembershipFeatures, TOP_K, attack_scores, top_sorted};
-use gaussmask_train::classify::{ClassifierSpec, ClassifyConfig, DpSgd};
+use gaussmask_train::classify::{ClassifierReplicas, ClassifierSpec, ClassifyConfig, DpSgd};
 use serde::{Deserialize, Serialize};
 
 mod tables;
@@ -131,6 +133,18 @@ impl LiraConfig {
     pub fn members(&self, m: usize) -> Vec<bool> {
         member_halves(self.data.pool, self.seed, m)
     }
+
+    /// The pool rows model `m` trains on, in pool order.
+    fn member_rows(&self, m: usize) -> Vec<usize> {
+        let member = self.members(m);
+        (0..self.data.pool).filter(|&i| member[i]).collect()
+    }
+
+    /// Whether `cell`'s models train as one batched model ([`ClassifierReplicas`]): a mask
+    /// cell of MLPs. DP-SGD (Poisson batches of their own size) and CNNs train one at a time.
+    fn batched(&self, cell: Cell) -> bool {
+        matches!(cell, Cell::Mask(_)) && self.model.architecture == Architecture::Mlp
+    }
 }
 
 /// One cell of the study: what protects the models.
@@ -198,9 +212,10 @@ pub struct Lira;
 
 impl Study for Lira {
     type Config = LiraConfig;
-    /// (cell, model index).
-    type Unit = (Cell, usize);
-    type Output = ModelEval;
+    /// (cell, its models the unit trains): all of a cell's models as one batched training
+    /// where [`LiraConfig::batched`], else one.
+    type Unit = (Cell, Vec<usize>);
+    type Output = Vec<ModelEval>;
 
     fn id(&self) -> &'static str {
         "lira"
@@ -218,15 +233,18 @@ impl Study for Lira {
         Ok(config.validate()?)
     }
 
-    fn units(&self, c: &LiraConfig) -> Vec<Unit<(Cell, usize)>> {
+    fn units(&self, c: &LiraConfig) -> Vec<Unit<(Cell, Vec<usize>)>> {
         let cells = c
             .kappas
             .iter()
             .map(|&k| Cell::Mask(k))
             .chain(c.noise_multipliers.iter().map(|&s| Cell::DpSgd(s)));
         cells
-            .flat_map(|cell| {
-                (0..c.models).map(move |m| Unit::new(format!("{}-m{m}", cell.key()), (cell, m)))
+            .flat_map(|cell| match c.batched(cell) {
+                true => vec![Unit::new(cell.key(), (cell, (0..c.models).collect()))],
+                false => (0..c.models)
+                    .map(|m| Unit::new(format!("{}-m{m}", cell.key()), (cell, vec![m])))
+                    .collect(),
             })
             .collect()
     }
@@ -234,14 +252,11 @@ impl Study for Lira {
     fn run_unit(
         &self,
         c: &LiraConfig,
-        unit: &Unit<(Cell, usize)>,
+        unit: &Unit<(Cell, Vec<usize>)>,
         ctx: &RunContext,
-    ) -> Result<ModelEval, HarnessError> {
-        let (cell, m) = unit.spec;
+    ) -> Result<Vec<ModelEval>, HarnessError> {
+        let (cell, models) = (unit.spec.0, &unit.spec.1);
         let (pool, test) = images(&c.data)?;
-        let member = c.members(m);
-        let rows: Vec<usize> = (0..c.data.pool).filter(|&i| member[i]).collect();
-        let members = pool.subset(&rows);
         let mut train = c.train.clone();
         let kappa = match cell {
             Cell::Mask(k) => k,
@@ -253,52 +268,59 @@ impl Study for Lira {
                 0.0
             }
         };
-        let spec = ClassifierSpec {
+        let spec = |m: usize| ClassifierSpec {
             model: &c.model,
             train: &train,
             kappa,
             seed: c.seed + m as u64,
         };
-        let steps = train.steps_per_epoch(members.labels.len()) * train.epochs;
+        let steps = train.steps_per_epoch(c.data.pool / 2) * train.epochs;
         let bar = ctx.progress(steps as u64, &unit.key);
         let device = ctx.device.clone().autodiff();
-        let (net, ()) = train_checkpointed(
-            ctx,
-            &unit.key,
-            spec,
-            members.view(),
-            &device,
-            || bar.inc(1),
-            |_, _, _: &mut ()| Ok(()),
-        )?;
+        let nets = if c.batched(cell) {
+            let replicas = ClassifierReplicas {
+                model: &c.model,
+                train: &train,
+                replicas: models
+                    .iter()
+                    .map(|&m| Replica {
+                        kappa,
+                        seed: spec(m).seed,
+                    })
+                    .collect(),
+                rows: models.iter().map(|&m| c.member_rows(m)).collect(),
+            };
+            let tick = || bar.inc(1);
+            train_replicas_checkpointed(ctx, &unit.key, &replicas, pool.view(), &device, tick)?
+        } else {
+            let mut nets = Vec::with_capacity(models.len());
+            for &m in models {
+                let members = pool.subset(&c.member_rows(m));
+                let (net, ()) = train_checkpointed(
+                    ctx,
+                    &unit.key,
+                    spec(m),
+                    members.view(),
+                    &device,
+                    || bar.inc(1),
+                    |_, _, _: &mut ()| Ok(()),
+                )?;
+                nets.push(net);
+            }
+            nets
+        };
         bar.finish_and_clear();
-        let net = net.valid();
-        let clean = log_p(&net, &pool, &ctx.device);
-        let phi_clean = phis(&clean, &pool);
-        let posteriors: Vec<f32> = clean.iter().map(|l| l.exp() as f32).collect();
-        let phi_masked = masked_phis(
-            &net,
-            &pool,
-            &c.model.mask,
-            kappa,
-            c.queries,
-            c.seed,
-            m,
-            &phi_clean,
-            &ctx.device,
-        );
-        Ok(ModelEval {
-            phi_clean,
-            phi_masked,
-            top_posteriors: top_sorted(&posteriors, pool.classes),
-            test_accuracy: test_accuracy(&net, &test, &ctx.device),
-        })
+        Ok(nets
+            .into_iter()
+            .zip(models)
+            .map(|(net, &m)| evaluate(c, &net.valid(), kappa, m, &pool, &test, ctx))
+            .collect())
     }
 
     fn reduce(
         &self,
         c: &LiraConfig,
-        outputs: Vec<(Unit<(Cell, usize)>, ModelEval)>,
+        outputs: Vec<(Unit<(Cell, Vec<usize>)>, Vec<ModelEval>)>,
         ctx: &mut RunContext,
     ) -> Result<(), HarnessError> {
         let mut rows = Vec::new();
@@ -313,7 +335,7 @@ impl Study for Lira {
             let evals: Vec<(usize, &ModelEval)> = outputs
                 .iter()
                 .filter(|(u, _)| u.spec.0 == cell)
-                .map(|(u, e)| (u.spec.1, e))
+                .flat_map(|(u, e)| u.spec.1.iter().copied().zip(e))
                 .collect();
             let member: Vec<Vec<bool>> = evals.iter().map(|(m, _)| c.members(*m)).collect();
             let accuracy =
@@ -377,6 +399,40 @@ impl Study for Lira {
         record: &gaussmask_harness::records::Record,
     ) -> Result<gaussmask_harness::records::Tables, HarnessError> {
         tables::tables(record)
+    }
+}
+
+/// What the trained model `m` of a cell at mask level `kappa` (its evaluation model `net`)
+/// gives the attack: φ of every pool image, clean and masked, ML-Leaks's features and the test
+/// accuracy.
+fn evaluate(
+    c: &LiraConfig,
+    net: &MaskedNet,
+    kappa: f64,
+    m: usize,
+    pool: &Images,
+    test: &Images,
+    ctx: &RunContext,
+) -> ModelEval {
+    let clean = log_p(net, pool, &ctx.device);
+    let phi_clean = phis(&clean, pool);
+    let posteriors: Vec<f32> = clean.iter().map(|l| l.exp() as f32).collect();
+    let phi_masked = masked_phis(
+        net,
+        pool,
+        &c.model.mask,
+        kappa,
+        c.queries,
+        c.seed,
+        m,
+        &phi_clean,
+        &ctx.device,
+    );
+    ModelEval {
+        phi_clean,
+        phi_masked,
+        top_posteriors: top_sorted(&posteriors, pool.classes),
+        test_accuracy: test_accuracy(net, test, &ctx.device),
     }
 }
 

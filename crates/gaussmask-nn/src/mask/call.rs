@@ -60,9 +60,28 @@ impl MaskCall {
     /// # Shapes
     /// Returns `R × rows.len() × d` values, replica-major then row-major.
     pub fn fill(&self, rows: &[usize], d: usize) -> Vec<f64> {
-        let n = rows.len();
+        self.fill_each(|_| rows, rows.len(), d)
+    }
+
+    /// Every replica's masks, replica r's for its own n samples `rows(r)`.
+    ///
+    /// # Shapes
+    /// Returns `R × n × d` values, replica-major then row-major.
+    pub fn fill_each<'r>(
+        &self,
+        rows: impl Fn(usize) -> &'r [usize],
+        n: usize,
+        d: usize,
+    ) -> Vec<f64> {
         let mut out = vec![1.0; self.kappa.len() * n * d];
         for (r, chunk) in out.chunks_mut(n * d).enumerate() {
+            let rows = rows(r);
+            assert_eq!(
+                rows.len(),
+                n,
+                "mask: {} row indices for {n} samples",
+                rows.len()
+            );
             for (b, (block, block_rows)) in chunk
                 .chunks_mut(MASK_BLOCK_ROWS * d)
                 .zip(rows.chunks(MASK_BLOCK_ROWS))

@@ -140,24 +140,44 @@ impl InputMask {
     /// # Shapes
     /// As [`InputMask::forward`]; `rows` holds n indices.
     pub fn forward_indexed<const D: usize>(&self, x: Tensor<D>, rows: &[usize]) -> Tensor<D> {
+        self.apply_rows(x, |_| rows)
+    }
+
+    /// As [`InputMask::forward_indexed`], each replica on its own samples (replicas trained on
+    /// different data): replica r's n dataset indices are `rows[r·n..(r + 1)·n]`. Replica r
+    /// draws what a one-replica mask of its seed draws for those rows.
+    ///
+    /// # Shapes
+    /// - `x`: `[R, n, ..]`; `rows`: R·n indices; returns `[R, n, ..]`
+    ///
+    /// # Panics
+    /// Without a replica axis, or when `x`'s axis 0 or `rows` do not hold R replicas.
+    pub fn forward_replica_rows<const D: usize>(&self, x: Tensor<D>, rows: &[usize]) -> Tensor<D> {
+        let (r, n) = (self.replicas(), self.layout(&x.dims()).1);
+        assert!(
+            self.replica_axis && x.dims()[0] == r && rows.len() == r * n,
+            "mask of {r} replicas: own rows need inputs [{r}, n, ..] and {r}·n row indices"
+        );
+        self.apply_rows(x, |i| &rows[i * n..(i + 1) * n])
+    }
+
+    /// x ⊙ c, replica r's masks drawn for its n samples `rows(r)` (checked while active).
+    fn apply_rows<'r, const D: usize>(
+        &self,
+        x: Tensor<D>,
+        rows: impl Fn(usize) -> &'r [usize],
+    ) -> Tensor<D> {
         // Even when inactive: the recorded stream state is then built on the model's device,
         // never on the default one (which would start a GPU context in a CPU run).
         self.streams.set_device(&x.device());
         if !self.is_active() {
             return x;
         }
-        let dims = x.dims();
-        let (shape, n, d) = self.layout(&dims);
-        assert_eq!(
-            rows.len(),
-            n,
-            "mask: {} row indices for {n} samples",
-            rows.len()
-        );
+        let (shape, n, d) = self.layout(&x.dims());
         let device = x.device();
         let c = match self.config.noise {
             MaskNoise::Stream => {
-                let values = self.sample(rows, d);
+                let values = self.begin().fill_each(rows, n, d);
                 Tensor::<D>::from_data(TensorData::new(values, shape), (&device, x.dtype()))
             }
             MaskNoise::Device => self.device_mask(shape, &device, x.dtype()),

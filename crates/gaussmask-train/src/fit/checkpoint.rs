@@ -21,6 +21,9 @@ struct FitHeader {
     stream: [u64; 6],
     device_seeds: [u64; 6],
     privacy: [u64; 6],
+    /// Per replica on rows of its own, its order, cursor and stream (empty otherwise).
+    #[serde(default)]
+    own: Vec<(Vec<usize>, usize, [u64; 6])>,
     /// Lengths of the model, optimizer and schedule records that follow.
     records: [usize; 3],
 }
@@ -49,6 +52,7 @@ impl<'a, M: Trainable> Fit<'a, M> {
             stream,
             device_seeds: self.device_seeds.state(),
             privacy: self.privacy.state(),
+            own: self.own.iter().map(|o| o.batches.state()).collect(),
             records: [records[0].len(), records[1].len(), records[2].len()],
         };
         let mut out = FIT_MAGIC.to_vec();
@@ -74,6 +78,17 @@ impl<'a, M: Trainable> Fit<'a, M> {
         config: &FitConfig,
         device: &Device,
     ) -> Result<Self, StateError> {
+        Self::new(model, data, config, device)
+            .map_err(StateError::Train)?
+            .restore(bytes)
+    }
+
+    /// This run, at step 0 and built as the saved one was (model shape, data, config, replica
+    /// rows), continued from the state saved in `bytes`.
+    ///
+    /// # Errors
+    /// [`StateError::Mismatch`] when the bytes are not a checkpoint of such a run.
+    pub fn restore(self, bytes: &[u8]) -> Result<Self, StateError> {
         let bad = |why: &str| {
             StateError::Mismatch(format!("not a training checkpoint of this run: {why}"))
         };
@@ -90,10 +105,20 @@ impl<'a, M: Trainable> Fit<'a, M> {
             parts.push(Bytes::from_bytes_vec(part.to_vec()));
             rest = tail;
         }
-        if !rest.is_empty() || header.step > config.steps || header.order.len() != data.n {
+        let own_rows = |o: &(Vec<usize>, usize, [u64; 6])| o.0.len();
+        if !rest.is_empty()
+            || header.step > self.config.steps
+            || header.order.len() != self.data.n
+            || header.own.len() != self.own.len()
+            || header
+                .own
+                .iter()
+                .zip(&self.own)
+                .any(|(h, o)| own_rows(h) != o.rows.len())
+        {
             return Err(bad("its length, step or rows differ"));
         }
-        let mut run = Self::new(model, data, config, device).map_err(StateError::Train)?;
+        let mut run = self;
         let mut parts = parts.into_iter();
         let mut next = || parts.next().expect("three records");
         let model_record = ModuleRecord::from_bytes(next()).map_err(|e| bad(&e.to_string()))?;
@@ -109,6 +134,9 @@ impl<'a, M: Trainable> Fit<'a, M> {
         run.scheduler = run.scheduler.load_record(scheduler);
         run.batches
             .set_state(header.order, header.cursor, header.stream);
+        for (o, (order, cursor, stream)) in run.own.iter_mut().zip(header.own) {
+            o.batches.set_state(order, cursor, stream);
+        }
         run.device_seeds = Stream::from_state(header.device_seeds);
         run.privacy = Stream::from_state(header.privacy);
         run.step = header.step;

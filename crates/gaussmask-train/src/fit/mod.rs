@@ -55,6 +55,8 @@ use crate::{Batches, TrainError};
 /// # Shapes
 /// - `x`: `[n, d]`, `y`: `[n]`; `rows`: the n dataset indices (what fixed-per-sample masks are
 ///   keyed by)
+/// - with replicas on their own rows ([`Fit::with_replica_rows`]), n = R·b: R blocks of b
+///   rows, block r replica r's, its `rows` the positions in replica r's own rows
 #[derive(Clone, Debug)]
 pub struct Batch {
     /// Inputs, clean: the model masks them itself.
@@ -63,6 +65,8 @@ pub struct Batch {
     pub y: Tensor<1>,
     /// Dataset indices of the rows.
     pub rows: Vec<usize>,
+    /// Blocks of rows: 1, every replica's (the usual case), or R, one per replica.
+    pub blocks: usize,
 }
 
 /// What [`fit`] needs of a model: its differentiable loss on a batch, its input mask applied as
@@ -158,6 +162,8 @@ pub struct Fit<'a, M: Trainable> {
     optimizer: ModuleOptimizer,
     scheduler: ModuleLrScheduler,
     batches: Batches,
+    /// Per replica, its own rows and their order (empty: the replicas share `batches`).
+    own: Vec<OwnRows>,
     /// The full batch, built on first use.
     all: Option<Batch>,
     /// Seeds the device generator before each step.
@@ -193,9 +199,61 @@ impl<'a, M: Trainable> Fit<'a, M> {
             optimizer: config.optimizer(),
             scheduler: config.scheduler().map_err(TrainError::Config)?,
             batches,
+            own: Vec::new(),
             step: 0,
             done: false,
         })
+    }
+
+    /// The same run (at step 0) with each replica on its own rows of the dataset: replica r
+    /// draws its batches from `own[r].0` in an order shuffled by the seed `own[r].1`, as a
+    /// one-replica run on just those rows with that shuffle seed does, and the model gets
+    /// batches of R blocks ([`Batch::blocks`]). LiRA's shadow models, each on its own half of
+    /// a pool, train this way as one model.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] with DP-SGD (its Poisson batches differ in size from replica to
+    /// replica), with replicas of different sizes, a batch larger than a replica's rows, or a row
+    /// outside the dataset.
+    pub fn with_replica_rows(mut self, own: Vec<(Vec<usize>, u64)>) -> Result<Self, TrainError> {
+        let fail = |why: String| Err(TrainError::Config(why.into()));
+        if self.config.dp.is_some() {
+            return fail(
+                "train.dp: DP-SGD trains one model at a time, not replicas on rows of their own"
+                    .into(),
+            );
+        }
+        let n = own.first().map_or(0, |(rows, _)| rows.len());
+        if n == 0 || own.iter().any(|(rows, _)| rows.len() != n) {
+            return fail(
+                "replica rows: every replica needs the same number of rows, at least 1".into(),
+            );
+        }
+        if let Some(b) = self.config.batch_size
+            && b > n
+        {
+            return fail(format!(
+                "train.batch_size must be ≤ each replica's {n} rows, got {b}"
+            ));
+        }
+        if let Some(&i) = own
+            .iter()
+            .flat_map(|(rows, _)| rows)
+            .find(|&&i| i >= self.data.n)
+        {
+            return fail(format!(
+                "replica rows: row {i} of a dataset of {} rows",
+                self.data.n
+            ));
+        }
+        self.own = own
+            .into_iter()
+            .map(|(rows, seed)| OwnRows {
+                batches: Batches::new(rows.len(), self.config.batch_size, seed),
+                rows,
+            })
+            .collect();
+        Ok(self)
     }
 
     /// Updates done so far.
@@ -280,7 +338,11 @@ impl<'a, M: Trainable> Fit<'a, M> {
         // Whatever the model draws on the device (dropout, on-device masks) is keyed by the
         // step, so a resumed run draws what the uninterrupted one did.
         self.device.seed(self.device_seeds.next_u64());
-        let rows = self.batches.next();
+        let own = (!self.own.is_empty()).then(|| own_batch(self.data, &mut self.own, &self.device));
+        let rows = match own {
+            None => self.batches.next(),
+            Some(_) => None,
+        };
         let config = &self.config;
         let (loss, grads) = match (config.dp, update) {
             (Some(dp), true) => {
@@ -297,12 +359,13 @@ impl<'a, M: Trainable> Fit<'a, M> {
                 )
             }
             _ => {
-                let batch = match &rows {
-                    None => self
+                let batch = match (own, &rows) {
+                    (Some(own), _) => own,
+                    (None, None) => self
                         .all
                         .get_or_insert_with(|| batch(self.data, self.batches.all(), &self.device))
                         .clone(),
-                    Some(rows) => self::batch(self.data, rows, &self.device),
+                    (None, Some(rows)) => self::batch(self.data, rows, &self.device),
                 };
                 let loss = masked_loss(&model, &batch, config.masks_per_step);
                 let grads = if update {
@@ -335,6 +398,14 @@ impl<'a, M: Trainable> Fit<'a, M> {
     }
 }
 
+/// A replica's own rows of the dataset and their shuffled order ([`Fit::with_replica_rows`]).
+struct OwnRows {
+    /// Dataset indices.
+    rows: Vec<usize>,
+    /// Order over positions in `rows`.
+    batches: Batches,
+}
+
 /// The rows of `data` as a [`Batch`] on `device`.
 pub fn batch(data: &Dataset, rows: &[usize], device: &Device) -> Batch {
     let d = data.d;
@@ -347,6 +418,22 @@ pub fn batch(data: &Dataset, rows: &[usize], device: &Device) -> Batch {
         x: from_f64(x, [rows.len(), d], device),
         y: from_f64(y, [rows.len()], device),
         rows: rows.to_vec(),
+        blocks: 1,
+    }
+}
+
+/// Each replica's next rows of its own ([`Fit::with_replica_rows`]) as one batch of R blocks.
+fn own_batch(data: &Dataset, own: &mut [OwnRows], device: &Device) -> Batch {
+    let (mut positions, mut rows) = (Vec::new(), Vec::new());
+    for o in own.iter_mut() {
+        let picked = o.batches.next().unwrap_or_else(|| o.batches.all().to_vec());
+        rows.extend(picked.iter().map(|&p| o.rows[p]));
+        positions.extend(picked);
+    }
+    Batch {
+        rows: positions,
+        blocks: own.len(),
+        ..batch(data, &rows, device)
     }
 }
 
