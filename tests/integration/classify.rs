@@ -692,6 +692,7 @@ fn replicas_refuse_dp_sgd_and_rows_they_cannot_batch() {
         (&dp, rows.clone(), "train.dp"),
         (&train, uneven, "same number of rows"),
         (&train, outside, "row 80 of a dataset of 80 rows"),
+        (&train, rows[..2].to_vec(), "2 sets for 3 replicas"),
     ];
     for (train, rows, expected) in cases {
         let batched = ClassifierReplicas {
@@ -707,6 +708,25 @@ fn replicas_refuse_dp_sgd_and_rows_they_cannot_batch() {
             .to_string();
         assert!(err.contains(expected), "{err}");
     }
+    // A model without replicas on rows of their own would take the R blocks for one batch.
+    let spec = ClassifierSpec {
+        model: &model,
+        train: &train,
+        kappa: 0.5,
+        seed: 1,
+    };
+    let own = rows.iter().map(|r| (r.clone(), 0)).collect();
+    let err = spec
+        .fit(spec.init([1, 6, 6], 3, &device), &data, &device)
+        .unwrap()
+        .with_replica_rows(own)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("does not train replicas on rows of their own"),
+        "{err}"
+    );
 }
 
 #[test]

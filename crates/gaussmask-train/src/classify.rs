@@ -223,6 +223,10 @@ impl Trainable for MlpReplicas {
         };
         -per_sample.reshape([r, n]).mean_dim(1).reshape([r])
     }
+
+    fn replicas_with_own_rows(&self) -> Option<usize> {
+        Some(self.replicas())
+    }
 }
 
 /// DP-SGD's clipped gradient sum ([`Trainable::clipped_gradient_sum`]) of `net` under

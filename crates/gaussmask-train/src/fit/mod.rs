@@ -89,6 +89,12 @@ pub trait Trainable: Module {
     ) -> Option<(Tensor<1>, burn::optim::GradientsParams)> {
         None
     }
+
+    /// R, where the model trains R replicas each on rows of its own from batches of R blocks
+    /// ([`Fit::with_replica_rows`], [`Batch::blocks`]); `None`, the default, where it does not.
+    fn replicas_with_own_rows(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl Trainable for TwoLayerRelu {
@@ -212,11 +218,21 @@ impl<'a, M: Trainable> Fit<'a, M> {
     /// a pool, train this way as one model.
     ///
     /// # Errors
-    /// [`TrainError::Config`] with DP-SGD (its Poisson batches differ in size from replica to
-    /// replica), with replicas of different sizes, a batch larger than a replica's rows, or a row
-    /// outside the dataset.
+    /// [`TrainError::Config`] for a model that does not train replicas on rows of their own
+    /// ([`Trainable::replicas_with_own_rows`]) or has another number of them, with DP-SGD (its
+    /// Poisson batches differ in size from replica to replica), with replicas of different
+    /// sizes, a batch larger than a replica's rows, or a row outside the dataset.
     pub fn with_replica_rows(mut self, own: Vec<(Vec<usize>, u64)>) -> Result<Self, TrainError> {
         let fail = |why: String| Err(TrainError::Config(why.into()));
+        match self.model().replicas_with_own_rows() {
+            Some(r) if r == own.len() => {}
+            Some(r) => return fail(format!("replica rows: {} sets for {r} replicas", own.len())),
+            None => {
+                return fail(
+                    "replica rows: the model does not train replicas on rows of their own".into(),
+                );
+            }
+        }
         if self.config.dp.is_some() {
             return fail(
                 "train.dp: DP-SGD trains one model at a time, not replicas on rows of their own"
