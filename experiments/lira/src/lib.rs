@@ -293,21 +293,19 @@ impl Study for Lira {
             let tick = || bar.inc(1);
             train_replicas_checkpointed(ctx, &unit.key, &replicas, pool.view(), &device, tick)?
         } else {
-            let mut nets = Vec::with_capacity(models.len());
-            for &m in models {
-                let members = pool.subset(&c.member_rows(m));
-                let (net, ()) = train_checkpointed(
-                    ctx,
-                    &unit.key,
-                    spec(m),
-                    members.view(),
-                    &device,
-                    || bar.inc(1),
-                    |_, _, _: &mut ()| Ok(()),
-                )?;
-                nets.push(net);
-            }
-            nets
+            // One model per unit (`units`), its training checkpointed under the unit's key.
+            let m = models[0];
+            let members = pool.subset(&c.member_rows(m));
+            let (net, ()) = train_checkpointed(
+                ctx,
+                &unit.key,
+                spec(m),
+                members.view(),
+                &device,
+                || bar.inc(1),
+                |_, _, _: &mut ()| Ok(()),
+            )?;
+            vec![net]
         };
         bar.finish_and_clear();
         Ok(nets
