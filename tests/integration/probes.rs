@@ -168,7 +168,9 @@ fn a_depth_two_mlp_trains_exactly_like_the_two_layer_network() {
         flat_log.push(r.clean_loss.clone())
     })
     .unwrap();
-    let (wd, wf) = (to_f64(deep.layers[0].val()), to_f64(flat.w.val()));
+    // DeepRelu stores W_1ᵀ.
+    let wd = to_f64(deep.layers[0].val().swap_dims(1, 2));
+    let wf = to_f64(flat.w.val());
     let worst = wd
         .iter()
         .zip(&wf)

@@ -14,7 +14,10 @@ use crate::two_layer::TwoLayerReluConfig;
 /// R replicas of a ReLU MLP with `depth` weight layers (the output layer included).
 #[derive(Module, Debug)]
 pub struct DeepRelu {
-    /// W_1 `[R, m, d]`, then W_l `[R, m, m]` for l = 2 … depth − 1.
+    /// The hidden layers' weights transposed: W_1ᵀ `[R, d, m]`, then W_lᵀ `[R, m, m]` for
+    /// l = 2 … depth − 1. Stored as the right operand of h·Wᵀ, so the gradient comes out of
+    /// the backward product in the parameter's own layout (a transposed view would send every
+    /// optimizer step through Burn's strided element-wise path).
     pub layers: Vec<Param<Tensor<3>>>,
     /// Output signs a `[R, m]`, frozen.
     pub a: Param<Tensor<2>>,
@@ -39,16 +42,16 @@ pub fn deep_init(
     let mut hidden = vec![Vec::new(); depth - 2];
     for rep in replicas {
         let (w, ar) = config.initial_weights(rep.seed);
-        first.extend(w);
+        first.extend(transposed(&w, m, d));
         a.extend(ar);
         let stream = Stream::new(rep.seed, tag::INIT);
         for (l, layer) in hidden.iter_mut().enumerate() {
             let mut w = vec![0.0; m * m];
             stream.substream(l as u64 + 1).fill_normal(&mut w);
-            layer.extend(w);
+            layer.extend(transposed(&w, m, m));
         }
     }
-    let mut layers = vec![Param::from_tensor(from_f64(first, [r, m, d], device))];
+    let mut layers = vec![Param::from_tensor(from_f64(first, [r, d, m], device))];
     layers.extend(
         hidden
             .into_iter()
@@ -59,6 +62,13 @@ pub fn deep_init(
         a: Param::from_tensor(from_f64(a, [r, m], device)).set_require_grad(false),
         mask: config.mask.init_replicas(replicas).to_device(device),
     }
+}
+
+/// The `[cols, rows]` transpose of a row-major `[rows, cols]` matrix.
+fn transposed(w: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    (0..cols)
+        .flat_map(|j| (0..rows).map(move |i| w[i * cols + j]))
+        .collect()
 }
 
 impl DeepRelu {
@@ -73,17 +83,17 @@ impl DeepRelu {
     /// - `x`: `[R, n, d]` or `[1, n, d]`
     /// - returns `[R, n]`
     pub fn forward_unmasked(&self, x: Tensor<3>) -> Tensor<2> {
-        let [r, m, d] = self.layers[0].val().dims();
+        let [r, d, m] = self.layers[0].val().dims();
         let n = x.dims()[1];
         let x = if x.dims()[0] == r {
             x
         } else {
             x.expand([r, n, d])
         };
-        let mut h = relu(x.matmul(self.layers[0].val().swap_dims(1, 2)));
+        let mut h = relu(x.matmul(self.layers[0].val()));
         let hidden_scale = (2.0 / m as f64).sqrt();
         for w in &self.layers[1..] {
-            h = relu(h.matmul(w.val().swap_dims(1, 2)) * hidden_scale);
+            h = relu(h.matmul(w.val()) * hidden_scale);
         }
         let out = h.matmul(self.a.val().unsqueeze_dim::<3>(2)); // [R, n, 1]
         out.reshape([r, n]) * (1.0 / (m as f64).sqrt())
