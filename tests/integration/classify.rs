@@ -5,7 +5,6 @@
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use gaussmask_harness::{Backend, Dtype, make_device};
 use gaussmask_nn::image::{Architecture, ImageModelConfig};
 use gaussmask_nn::rng::{Stream, tag};
 use gaussmask_nn::tensor_io::to_f64;
@@ -69,14 +68,16 @@ fn toy_data<'a>(x: &'a [f32], labels: &'a [u8]) -> ImageData<'a> {
     }
 }
 
+/// The autodiff device of the resume tests: f32 (Burn restores optimizer state in the default
+/// device's float type), on wgpu, with the lock of the tests that train there.
+fn wgpu_f32() -> (std::sync::MutexGuard<'static, ()>, Device) {
+    let (lock, device) = crate::engines::wgpu_training();
+    (lock, device.autodiff())
+}
+
 #[test]
 fn a_resumed_run_ends_identical_to_an_uninterrupted_one() {
-    // f32 (Burn restores optimizer state in the default device's float type): on wgpu, which
-    // the other tests of this binary also open in f32 (lavapipe in CI).
-    crate::engines::require_feature(cfg!(feature = "wgpu"), "wgpu");
-    let device = make_device(Backend::Wgpu, Dtype::F32)
-        .expect("wgpu device")
-        .autodiff();
+    let (_draws, device) = wgpu_f32();
     let (x, labels) = toy_images(100, 1);
     let data = toy_data(&x, &labels).dataset();
     let dp = ClassifyConfig {
@@ -731,11 +732,8 @@ fn replicas_refuse_dp_sgd_and_rows_they_cannot_batch() {
 
 #[test]
 fn resumed_replicas_end_identical_to_an_uninterrupted_run() {
-    // f32 on wgpu, as the single classifier's resume test (dropout and AdamW included).
-    crate::engines::require_feature(cfg!(feature = "wgpu"), "wgpu");
-    let device = make_device(Backend::Wgpu, Dtype::F32)
-        .expect("wgpu device")
-        .autodiff();
+    // Dropout, AdamW and a cosine schedule, as the single classifier's resume test.
+    let (_draws, device) = wgpu_f32();
     let (x, labels) = toy_images(80, 2);
     let data = toy_data(&x, &labels).dataset();
     let (model, train) = configs(Architecture::Mlp);

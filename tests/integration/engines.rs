@@ -133,6 +133,17 @@ pub(crate) fn require_feature(on: bool, name: &str) {
     );
 }
 
+/// The wgpu device in f32 (what every test of this binary opens it in; lavapipe in CI), for a
+/// test that trains on it, with a lock held while the test runs: a training seeds the device's
+/// one generator at every step, so two at once would draw (dropout) from each other's seeds.
+pub(crate) fn wgpu_training() -> (std::sync::MutexGuard<'static, ()>, Device) {
+    static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    require_feature(cfg!(feature = "wgpu"), "wgpu");
+    let lock = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let device = make_device(Backend::Wgpu, Dtype::F32).expect("wgpu device (lavapipe in CI)");
+    (lock, device)
+}
+
 #[test]
 fn fused_engines_follow_autodiff_in_f64_on_flex() {
     // 300 rows: two units of work for the host engine, one of them partial.
@@ -148,8 +159,7 @@ fn fused_engines_follow_autodiff_in_f64_on_ndarray() {
 
 #[test]
 fn fused_engine_follows_autodiff_in_f32_on_wgpu() {
-    require_feature(cfg!(feature = "wgpu"), "wgpu");
-    let device = make_device(Backend::Wgpu, Dtype::F32).expect("wgpu device (lavapipe in CI)");
+    let (_training, device) = wgpu_training();
     // f32 on both sides: the tolerance is f32 rounding grown over 50 steps.
     engines_agree(&device, &[Engine::Fused], 300, 1e-3);
 }

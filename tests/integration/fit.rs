@@ -11,8 +11,6 @@ use gaussmask_nn::{InputMask, MaskConfig, MaskResample, Replica, TwoLayerReluCon
 use gaussmask_train::fit::{Batch, FitConfig, Optimizer, Schedule, Trainable, fit};
 use gaussmask_train::{Engine, Objective, TrainConfig, train_two_layer};
 
-use gaussmask_harness::{Backend, Dtype, make_device};
-
 use crate::device64;
 
 fn replicas() -> [Replica; 3] {
@@ -267,12 +265,9 @@ fn bad_settings_are_refused_naming_the_field() {
 
 #[test]
 fn a_fit_stopped_and_resumed_from_its_checkpoint_ends_bit_exactly() {
-    // f32 (Burn restores optimizer state in the default device's float type): on wgpu, which
-    // the other tests of this binary also open in f32 (lavapipe in CI).
-    crate::engines::require_feature(cfg!(feature = "wgpu"), "wgpu");
-    let device = make_device(Backend::Wgpu, Dtype::F32)
-        .expect("wgpu device")
-        .autodiff();
+    // f32 (Burn restores optimizer state in the default device's float type): on wgpu.
+    let (_training, device) = crate::engines::wgpu_training();
+    let device = device.autodiff();
     let data = SyntheticConfig::new(120, 8).generate();
     // Everything with state: minibatch order, AdamW moments, a cosine schedule, k masks a step.
     let config = FitConfig {
