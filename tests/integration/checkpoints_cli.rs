@@ -241,8 +241,9 @@ fn a_run_into_a_parent_removes_leftovers_of_dead_processes_only() {
 
 #[test]
 fn a_training_state_that_is_no_checkpoint_of_the_run_is_one_line_with_exit_2() {
-    // image-accuracy resumes a trainer (`Fit`), federated-fading a global model record.
-    for (id, sets) in [CHECKPOINTING[0], CHECKPOINTING[3]] {
+    // image-accuracy and dp-baseline resume a trainer (`Fit`), lira a batched one
+    // (`MlpReplicas` on rows of their own).
+    for (id, sets) in [CHECKPOINTING[0], CHECKPOINTING[2], CHECKPOINTING[3]] {
         let root = scratch("bad-state");
         let out = root.join("run");
         let folder = root.join(".run.checkpoint");

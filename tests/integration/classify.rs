@@ -573,19 +573,25 @@ fn lira_finds_the_members_of_models_that_memorize_random_labels_and_no_others() 
     assert!((auc - 0.5).abs() < 4.0 * se, "AUC {auc}, SE {se}");
 }
 
-/// Three seeded halves of 80 toy images, one per replica, with their κ and seed.
-fn replica_setup(model: &ImageModelConfig) -> (Vec<Replica>, Vec<Vec<usize>>) {
-    let replicas = [(0.0, 3), (0.5, 4), (1.5, 5)]
-        .map(|(kappa, seed)| Replica { kappa, seed })
-        .to_vec();
-    let rows = (0..3)
-        .map(|m| {
-            let member = member_halves(80, 1, m);
-            (0..80).filter(|&i| member[i]).collect()
-        })
-        .collect();
+/// Three MLPs (κ 0, 0.5, 1.5) as replicas, each on its own seeded half of 80 toy images.
+fn replica_setup<'a>(
+    model: &'a ImageModelConfig,
+    train: &'a ClassifyConfig,
+) -> ClassifierReplicas<'a> {
     assert_eq!(model.architecture, Architecture::Mlp);
-    (replicas, rows)
+    ClassifierReplicas {
+        model,
+        train,
+        replicas: [(0.0, 3), (0.5, 4), (1.5, 5)]
+            .map(|(kappa, seed)| Replica { kappa, seed })
+            .to_vec(),
+        rows: (0..3)
+            .map(|m| {
+                let member = member_halves(80, 1, m);
+                (0..80).filter(|&i| member[i]).collect()
+            })
+            .collect(),
+    }
 }
 
 #[test]
@@ -607,13 +613,7 @@ fn replicas_on_rows_of_their_own_train_as_each_classifier_alone() {
             optimizer: Optimizer::Adam,
             ..configs(Architecture::Mlp).1
         };
-        let (replicas, rows) = replica_setup(&model);
-        let batched = ClassifierReplicas {
-            model: &model,
-            train: &train,
-            replicas,
-            rows,
-        };
+        let batched = replica_setup(&model, &train);
         let mut run = batched
             .fit(batched.init([1, 6, 6], 3, &device), &data, &device)
             .unwrap();
@@ -677,7 +677,8 @@ fn replicas_refuse_dp_sgd_and_rows_they_cannot_batch() {
     let (x, labels) = toy_images(80, 2);
     let data = toy_data(&x, &labels).dataset();
     let (model, train) = configs(Architecture::Mlp);
-    let (replicas, rows) = replica_setup(&model);
+    let base = replica_setup(&model, &train);
+    let rows = &base.rows;
     let dp = ClassifyConfig {
         dp: Some(DpSgd {
             clip: 1.0,
@@ -697,10 +698,9 @@ fn replicas_refuse_dp_sgd_and_rows_they_cannot_batch() {
     ];
     for (train, rows, expected) in cases {
         let batched = ClassifierReplicas {
-            model: &model,
             train,
-            replicas: replicas.clone(),
             rows,
+            ..base.clone()
         };
         let err = batched
             .fit(batched.init([1, 6, 6], 3, &device), &data, &device)
@@ -737,13 +737,7 @@ fn resumed_replicas_end_identical_to_an_uninterrupted_run() {
     let (x, labels) = toy_images(80, 2);
     let data = toy_data(&x, &labels).dataset();
     let (model, train) = configs(Architecture::Mlp);
-    let (replicas, rows) = replica_setup(&model);
-    let batched = ClassifierReplicas {
-        model: &model,
-        train: &train,
-        replicas,
-        rows,
-    };
+    let batched = replica_setup(&model, &train);
     let fresh = || batched.init([1, 6, 6], 3, &device);
     let mut whole = batched.fit(fresh(), &data, &device).unwrap();
     let mut losses = Vec::new();
