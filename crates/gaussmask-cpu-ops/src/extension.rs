@@ -7,6 +7,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, ExtensionType, Flex, backend_extension};
 use burn::tensor::{DType, Shape, TensorData};
@@ -112,6 +113,22 @@ pub trait CpuOps: Backend {
         output_grad: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
+    /// relu(scale · h·w), the matmul per leading index: Burn's matmul, then one pass over its
+    /// output for the scale and the relu.
+    ///
+    /// # Shapes
+    /// - `h`: `[r, n, k]`, `w`: `[r, k, m]`; returns `[r, n, m]`
+    fn cpu_relu_matmul(h: FloatTensor<Self>, w: FloatTensor<Self>, scale: f64)
+    -> FloatTensor<Self>;
+
+    /// ∂y of [`CpuOps::cpu_relu_matmul`] carried back through its relu and scale to the
+    /// product: scale · ∂y where the output passed the relu, 0 elsewhere.
+    fn cpu_relu_scale_backward(
+        output: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
+
     /// Gradients of [`CpuOps::cpu_batch_norm_train`]: (∂x, ∂γ, ∂β) given ∂y and its statistics.
     fn cpu_batch_norm_train_backward(
         x: FloatTensor<Self>,
@@ -131,6 +148,16 @@ fn values<E: Real + burn::tensor::Element + bytemuck::Pod>(
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<E>().unwrap().to_vec()),
     }
+}
+
+/// `t`'s values to write in place: `t` made contiguous first where it is a view, and its buffer
+/// copied where it is shared (copy on write).
+fn own_values<E: Real + burn::tensor::Element + bytemuck::Pod>(t: &mut FlexTensor) -> &mut [E] {
+    let whole = t.layout().contiguous_offsets() == Some((0, t.layout().shape().num_elements()));
+    if !whole || t.bytes().len() != t.layout().shape().num_elements() * size_of::<E>() {
+        *t = t.to_contiguous();
+    }
+    t.storage_mut::<E>()
 }
 
 fn tensor<E: burn::tensor::Element>(values: Vec<E>, shape: impl Into<Shape>) -> FlexTensor {
@@ -271,6 +298,29 @@ impl CpuOps for Flex {
         })
     }
 
+    fn cpu_relu_matmul(h: FlexTensor, w: FlexTensor, scale: f64) -> FlexTensor {
+        let mut y = Flex::float_matmul(h, w);
+        by_dtype!(y.dtype(), "relu matmul", |E| {
+            kernels::scaled_relu::<E>(own_values(&mut y), E::of(scale))
+        });
+        y
+    }
+
+    fn cpu_relu_scale_backward(
+        output: FlexTensor,
+        mut output_grad: FlexTensor,
+        scale: f64,
+    ) -> FlexTensor {
+        by_dtype!(output.dtype(), "relu matmul backward", |E| {
+            kernels::relu_scale_backward::<E>(
+                &values(&output),
+                own_values(&mut output_grad),
+                E::of(scale),
+            )
+        });
+        output_grad
+    }
+
     fn cpu_batch_norm_train_backward(
         x: FlexTensor,
         gamma: FlexTensor,
@@ -383,6 +433,37 @@ impl<B: CpuOps> Backward<B, 1> for ReluMaxPoolBackward {
     }
 }
 
+#[derive(Debug)]
+struct ReluMatmulBackward;
+
+impl<B: CpuOps> Backward<B, 2> for ReluMatmulBackward {
+    /// h (checkpointed where w needs its gradient), w (where h does), the output, the scale.
+    type State = (Option<NodeId>, Option<NodeId>, B::FloatTensorPrimitive, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_h, node_w] = ops.parents;
+        let (h_state, w_state, output, scale) = ops.state;
+        let grad = B::cpu_relu_scale_backward(output, grads.consume::<B>(&ops.node), scale);
+        // The products Burn's matmul backward forms, on the same operands.
+        if let (Some(node), Some(w)) = (node_h, w_state) {
+            let w = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(w);
+            grads.register::<B>(
+                node.id,
+                B::float_matmul(grad.clone(), B::float_transpose(w)),
+            );
+        }
+        if let (Some(node), Some(h)) = (node_w, h_state) {
+            let h = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(h);
+            grads.register::<B>(node.id, B::float_matmul(B::float_transpose(h), grad));
+        }
+    }
+}
+
 impl<B: CpuOps, C: CheckpointStrategy> CpuOps for Autodiff<B, C> {
     fn cpu_relu_max_pool2(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match ReluMaxPoolBackward
@@ -403,6 +484,39 @@ impl<B: CpuOps, C: CheckpointStrategy> CpuOps for Autodiff<B, C> {
         _output_grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         panic!("gaussmask-cpu-ops: the max-pool backward is not differentiable")
+    }
+
+    fn cpu_relu_matmul(
+        h: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        let (h_tracked, w_tracked) = (h.is_tracked(), w.is_tracked());
+        match ReluMatmulBackward
+            .prepare::<C>([h.node(), w.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let h_state = w_tracked.then(|| prep.checkpoint(&h));
+                let w_state = h_tracked.then(|| prep.checkpoint(&w));
+                let y = B::cpu_relu_matmul(h.into_primitive(), w.into_primitive(), scale);
+                prep.finish((h_state, w_state, y.clone(), scale), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::cpu_relu_matmul(
+                h.into_primitive(),
+                w.into_primitive(),
+                scale,
+            )),
+        }
+    }
+
+    fn cpu_relu_scale_backward(
+        _output: FloatTensor<Self>,
+        _output_grad: FloatTensor<Self>,
+        _scale: f64,
+    ) -> FloatTensor<Self> {
+        panic!("gaussmask-cpu-ops: the relu matmul backward is not differentiable")
     }
 
     fn cpu_conv2d(

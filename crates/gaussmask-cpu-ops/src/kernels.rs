@@ -213,6 +213,53 @@ fn transpose<T: Real>(src: &[T], rows: usize, dst: &mut [T]) {
     }
 }
 
+/// Whether relu lets `v` through: positive or NaN (NaN propagates, as in Burn's relu).
+#[inline(always)]
+fn passes_relu<T: Real>(v: T) -> bool {
+    !matches!(
+        v.partial_cmp(&T::ZERO),
+        Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+    )
+}
+
+/// `v ← relu(scale · v)`, the product rounded before the relu as in Burn's `relu(v * scale)`.
+#[inline(always)]
+fn scaled_relu_generic<T: Real>(v: &mut [T], scale: T) {
+    for x in v {
+        let s = *x * scale;
+        *x = if passes_relu(s) { s } else { T::ZERO };
+    }
+}
+
+multiversion!(scaled_relu_mv, scaled_relu_generic, (v: &mut [T], scale: T) -> ());
+
+/// See [`scaled_relu_generic`].
+pub(crate) fn scaled_relu<T: Real>(v: &mut [T], scale: T) {
+    scaled_relu_mv(v, scale)
+}
+
+/// `grad ← scale · grad` where `output` passed the relu, 0 elsewhere: ∂y of relu(scale · z)
+/// carried back to z, with Burn's rounding (the relu's mask, then the product).
+#[inline(always)]
+fn relu_scale_backward_generic<T: Real>(output: &[T], grad: &mut [T], scale: T) {
+    for (g, &o) in grad.iter_mut().zip(output) {
+        *g = if passes_relu(o) { *g * scale } else { T::ZERO };
+    }
+}
+
+multiversion!(relu_scale_backward_mv, relu_scale_backward_generic,
+    (output: &[T], grad: &mut [T], scale: T) -> ());
+
+/// See [`relu_scale_backward_generic`].
+pub(crate) fn relu_scale_backward<T: Real>(output: &[T], grad: &mut [T], scale: T) {
+    assert_eq!(
+        output.len(),
+        grad.len(),
+        "relu backward: output and ∂y sizes"
+    );
+    relu_scale_backward_mv(output, grad, scale)
+}
+
 /// dst = alpha·dst + lhs·rhs for an m×k `lhs` and a k×n `rhs`, each given as (values, column
 /// stride, row stride); `dst` is row-major m×n. On the calling thread.
 ///

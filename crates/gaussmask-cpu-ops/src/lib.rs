@@ -163,6 +163,30 @@ pub fn relu_max_pool_layer(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// relu(scale · h·w), the matmul per leading index, as one autodiff node on flex: Burn's
+/// matmul, then the scale and relu in one pass over its output; backward, the relu's mask and
+/// the scale in one pass over ∂y, then Burn's two matmul-backward products. The same values as
+/// `relu(h.matmul(w) * scale)`, bit for bit (tested), which it runs off flex or where the
+/// leading dimensions differ (broadcasting; `relu(h.matmul(w))` at scale 1).
+///
+/// # Shapes
+/// - `h`: `[r, n, k]`, `w`: `[r, k, m]`; returns `[r, n, m]`
+pub fn relu_matmul(h: Tensor<3>, w: Tensor<3>, scale: f64) -> Tensor<3> {
+    if runs_here(&h) && h.dims()[0] == w.dims()[0] {
+        return Tensor::from_dispatch(<Dispatch as CpuOps>::cpu_relu_matmul(
+            h.into_dispatch(),
+            w.into_dispatch(),
+            scale,
+        ));
+    }
+    let product = h.matmul(w);
+    burn::tensor::activation::relu(if scale == 1.0 {
+        product
+    } else {
+        product * scale
+    })
+}
+
 /// The padding `conv` applies on every side, if it is the same on all four.
 fn symmetric_padding(conv: &Conv2d) -> Option<usize> {
     let [kh, kw] = conv.kernel_size;

@@ -248,3 +248,54 @@ fn relu_and_max_pool_and_its_gradient_equal_burns() {
         assert!(worst(values(a), values(b)) < 1e-15, "∂x at side {side}");
     }
 }
+
+#[test]
+fn relu_matmul_and_its_gradients_are_burns_bit_for_bit() {
+    let device = device64();
+    let bits = |t: Tensor<3>| -> Vec<u64> { values(t).iter().map(|v| v.to_bits()).collect() };
+    // (replicas, n, k, m, scale), h's gradient wanted or not.
+    for (r, n, k, m, scale, h_grad) in [
+        (3, 7, 5, 6, 0.6, true),
+        (2, 9, 4, 3, 1.0, true),
+        (4, 5, 8, 8, 0.25, false),
+    ] {
+        let h = random([r, n, k], &device);
+        let h = if h_grad { h } else { h.set_require_grad(false) };
+        let w = random([r, k, m], &device);
+        let dy = random([r, n, m], &device).detach();
+        let ours = relu_matmul(h.clone(), w.clone(), scale);
+        let product = h.clone().matmul(w.clone());
+        let theirs = burn::tensor::activation::relu(if scale == 1.0 {
+            product
+        } else {
+            product * scale
+        });
+        let g1 = (ours.clone() * dy.clone()).sum().backward();
+        let g2 = (theirs.clone() * dy).sum().backward();
+        let shape = format!("r={r} n={n} k={k} m={m} scale={scale}");
+        assert_eq!(bits(ours), bits(theirs), "y at {shape}");
+        assert_eq!(
+            bits(w.grad(&g1).unwrap()),
+            bits(w.grad(&g2).unwrap()),
+            "∂w at {shape}"
+        );
+        match h_grad {
+            true => assert_eq!(
+                bits(h.grad(&g1).unwrap()),
+                bits(h.grad(&g2).unwrap()),
+                "∂h at {shape}"
+            ),
+            false => assert!(h.grad(&g1).is_none(), "∂h formed for an untracked h"),
+        }
+    }
+}
+
+#[test]
+fn relu_matmul_lets_nan_through_as_burns_relu_does() {
+    let device = device64();
+    let h = Tensor::<3>::from_data([[[f64::NAN, 1.0], [-3.0, 1.0]]], &device);
+    let w = Tensor::<3>::from_data([[[1.0, -1.0], [1.0, 1.0]]], &device);
+    let y = values(relu_matmul(h, w, 0.5));
+    assert!(y[0].is_nan() && y[1].is_nan(), "NaN rows stay NaN: {y:?}");
+    assert_eq!(&y[2..], &[0.0, 2.0]);
+}

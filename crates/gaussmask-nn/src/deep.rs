@@ -3,8 +3,8 @@
 //! layers h_l = ReLU(√(2/m) W_l h_{l−1}) with W_l ~ N(0, 1) entries.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use gaussmask_cpu_ops::relu_matmul;
 
 use crate::mask::{InputMask, Replica};
 use crate::rng::{Stream, tag};
@@ -90,10 +90,11 @@ impl DeepRelu {
         } else {
             x.expand([r, n, d])
         };
-        let mut h = relu(x.matmul(self.layers[0].val()));
+        // Each layer one fused node on flex (one pass fewer each way, tested bit-identical).
+        let mut h = relu_matmul(x, self.layers[0].val(), 1.0);
         let hidden_scale = (2.0 / m as f64).sqrt();
         for w in &self.layers[1..] {
-            h = relu(h.matmul(w.val()) * hidden_scale);
+            h = relu_matmul(h, w.val(), hidden_scale);
         }
         let out = h.matmul(self.a.val().unsqueeze_dim::<3>(2)); // [R, n, 1]
         out.reshape([r, n]) * (1.0 / (m as f64).sqrt())
