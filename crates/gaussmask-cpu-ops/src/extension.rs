@@ -7,7 +7,6 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, ExtensionType, Flex, backend_extension};
 use burn::tensor::{DType, Shape, TensorData};
@@ -36,6 +35,15 @@ impl<B: Backend> Three<B> {
     fn into_parts(self) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
         (self.first, self.second, self.third)
     }
+}
+
+/// Two float tensors: (∂h, ∂w).
+#[derive(ExtensionType)]
+pub struct Two<B: Backend> {
+    /// ∂h.
+    pub first: FloatTensor<B>,
+    /// ∂w.
+    pub second: FloatTensor<B>,
 }
 
 fn shape_of(t: &FlexTensor) -> Shape {
@@ -113,21 +121,24 @@ pub trait CpuOps: Backend {
         output_grad: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// relu(scale · h·w), the matmul per leading index: Burn's matmul, then one pass over its
-    /// output for the scale and the relu.
+    /// relu(scale · h·w), the matmul per leading index: gemm as Burn's matmul calls it, the
+    /// scale and relu while each product is in cache.
     ///
     /// # Shapes
     /// - `h`: `[r, n, k]`, `w`: `[r, k, m]`; returns `[r, n, m]`
     fn cpu_relu_matmul(h: FloatTensor<Self>, w: FloatTensor<Self>, scale: f64)
     -> FloatTensor<Self>;
 
-    /// ∂y of [`CpuOps::cpu_relu_matmul`] carried back through its relu and scale to the
-    /// product: scale · ∂y where the output passed the relu, 0 elsewhere.
-    fn cpu_relu_scale_backward(
+    /// Gradients of [`CpuOps::cpu_relu_matmul`] given its output and ∂y: (∂h, ∂w), each
+    /// empty where not wanted.
+    fn cpu_relu_matmul_backward(
+        h: FloatTensor<Self>,
+        w: FloatTensor<Self>,
         output: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
         scale: f64,
-    ) -> FloatTensor<Self>;
+        wanted: [bool; 2],
+    ) -> Two<Self>;
 
     /// Gradients of [`CpuOps::cpu_batch_norm_train`]: (∂x, ∂γ, ∂β) given ∂y and its statistics.
     fn cpu_batch_norm_train_backward(
@@ -150,14 +161,64 @@ fn values<E: Real + burn::tensor::Element + bytemuck::Pod>(
     }
 }
 
-/// `t`'s values to write in place: `t` made contiguous first where it is a view, and its buffer
-/// copied where it is shared (copy on write).
-fn own_values<E: Real + burn::tensor::Element + bytemuck::Pod>(t: &mut FlexTensor) -> &mut [E] {
-    let whole = t.layout().contiguous_offsets() == Some((0, t.layout().shape().num_elements()));
-    if !whole || t.bytes().len() != t.layout().shape().num_elements() * size_of::<E>() {
-        *t = t.to_contiguous();
+/// `[r, n, k, m]` of a stack of r n×k matrices times one of r k×m matrices.
+fn matmul_dims(h: &FlexTensor, w: &FlexTensor) -> [usize; 4] {
+    let (hs, ws) = (shape_of(h), shape_of(w));
+    assert!(
+        hs.num_dims() == 3 && ws.num_dims() == 3 && hs[0] == ws[0] && hs[2] == ws[1],
+        "relu matmul: h {hs:?} and w {ws:?} are not [r, n, k] and [r, k, m]"
+    );
+    [hs[0], hs[1], hs[2], ws[2]]
+}
+
+/// A 3-D tensor's matrices as the kernels read them: its own buffer and strides where
+/// they are non-negative (views such as a transpose or an expanded stack cost no copy), else
+/// a contiguous copy.
+enum StackedValues<'a, E> {
+    View(&'a [E], usize, [usize; 3]),
+    Copy(FlexTensor),
+}
+
+fn stacked<E: Real + burn::tensor::Element + bytemuck::Pod>(
+    t: &FlexTensor,
+) -> StackedValues<'_, E> {
+    let strides = t.layout().strides();
+    match strides.iter().all(|&s| s >= 0) {
+        true => StackedValues::View(
+            t.storage::<E>(),
+            t.layout().start_offset(),
+            [
+                strides[0] as usize,
+                strides[1] as usize,
+                strides[2] as usize,
+            ],
+        ),
+        false => StackedValues::Copy(t.to_contiguous()),
     }
-    t.storage_mut::<E>()
+}
+
+impl<E: Real + burn::tensor::Element + bytemuck::Pod> StackedValues<'_, E> {
+    fn get(&self) -> kernels::Stacked<'_, E> {
+        match self {
+            StackedValues::View(values, offset, [batch, rows, cols]) => kernels::Stacked {
+                values,
+                offset: *offset,
+                batch: *batch,
+                rows: *rows,
+                cols: *cols,
+            },
+            StackedValues::Copy(t) => {
+                let s = shape_of(t);
+                kernels::Stacked {
+                    values: t.storage::<E>(),
+                    offset: 0,
+                    batch: s[1] * s[2],
+                    rows: s[2],
+                    cols: 1,
+                }
+            }
+        }
+    }
 }
 
 fn tensor<E: burn::tensor::Element>(values: Vec<E>, shape: impl Into<Shape>) -> FlexTensor {
@@ -299,26 +360,45 @@ impl CpuOps for Flex {
     }
 
     fn cpu_relu_matmul(h: FlexTensor, w: FlexTensor, scale: f64) -> FlexTensor {
-        let mut y = Flex::float_matmul(h, w);
-        by_dtype!(y.dtype(), "relu matmul", |E| {
-            kernels::scaled_relu::<E>(own_values(&mut y), E::of(scale))
-        });
-        y
+        let dims = matmul_dims(&h, &w);
+        let [r, n, _, m] = dims;
+        by_dtype!(h.dtype(), "relu matmul", |E| {
+            let (h, w) = (stacked::<E>(&h), stacked::<E>(&w));
+            tensor(
+                kernels::relu_matmul(dims, h.get(), w.get(), E::of(scale)),
+                [r, n, m],
+            )
+        })
     }
 
-    fn cpu_relu_scale_backward(
+    fn cpu_relu_matmul_backward(
+        h: FlexTensor,
+        w: FlexTensor,
         output: FlexTensor,
-        mut output_grad: FlexTensor,
+        output_grad: FlexTensor,
         scale: f64,
-    ) -> FlexTensor {
-        by_dtype!(output.dtype(), "relu matmul backward", |E| {
-            kernels::relu_scale_backward::<E>(
+        [want_h, want_w]: [bool; 2],
+    ) -> Two<Self> {
+        let dims = matmul_dims(&h, &w);
+        let [r, n, k, m] = dims;
+        by_dtype!(h.dtype(), "relu matmul backward", |E| {
+            let (hs, ws) = (stacked::<E>(&h), stacked::<E>(&w));
+            let (dh, dw) = kernels::relu_matmul_backward(
+                dims,
+                hs.get(),
+                ws.get(),
                 &values(&output),
-                own_values(&mut output_grad),
+                &values(&output_grad),
                 E::of(scale),
-            )
-        });
-        output_grad
+                want_h,
+                want_w,
+            );
+            let shape = |want: bool, s: [usize; 3]| if want { s } else { [0, 0, 0] };
+            Two {
+                first: tensor(dh, shape(want_h, [r, n, k])),
+                second: tensor(dw, shape(want_w, [r, k, m])),
+            }
+        })
     }
 
     fn cpu_batch_norm_train_backward(
@@ -437,8 +517,8 @@ impl<B: CpuOps> Backward<B, 1> for ReluMaxPoolBackward {
 struct ReluMatmulBackward;
 
 impl<B: CpuOps> Backward<B, 2> for ReluMatmulBackward {
-    /// h (checkpointed where w needs its gradient), w (where h does), the output, the scale.
-    type State = (Option<NodeId>, Option<NodeId>, B::FloatTensorPrimitive, f64);
+    /// h and w (checkpointed), the output, the scale.
+    type State = (NodeId, NodeId, B::FloatTensorPrimitive, f64);
 
     fn backward(
         self,
@@ -447,19 +527,16 @@ impl<B: CpuOps> Backward<B, 2> for ReluMatmulBackward {
         checkpointer: &mut Checkpointer,
     ) {
         let [node_h, node_w] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
         let (h_state, w_state, output, scale) = ops.state;
-        let grad = B::cpu_relu_scale_backward(output, grads.consume::<B>(&ops.node), scale);
-        // The products Burn's matmul backward forms, on the same operands.
-        if let (Some(node), Some(w)) = (node_h, w_state) {
-            let w = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(w);
-            grads.register::<B>(
-                node.id,
-                B::float_matmul(grad.clone(), B::float_transpose(w)),
-            );
-        }
-        if let (Some(node), Some(h)) = (node_w, h_state) {
-            let h = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(h);
-            grads.register::<B>(node.id, B::float_matmul(B::float_transpose(h), grad));
+        let h = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(h_state);
+        let w = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(w_state);
+        let wanted = [node_h.is_some(), node_w.is_some()];
+        let Two { first, second } = B::cpu_relu_matmul_backward(h, w, output, grad, scale, wanted);
+        for (node, g) in [(node_h, first), (node_w, second)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
         }
     }
 }
@@ -491,15 +568,13 @@ impl<B: CpuOps, C: CheckpointStrategy> CpuOps for Autodiff<B, C> {
         w: FloatTensor<Self>,
         scale: f64,
     ) -> FloatTensor<Self> {
-        let (h_tracked, w_tracked) = (h.is_tracked(), w.is_tracked());
         match ReluMatmulBackward
             .prepare::<C>([h.node(), w.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(mut prep) => {
-                let h_state = w_tracked.then(|| prep.checkpoint(&h));
-                let w_state = h_tracked.then(|| prep.checkpoint(&w));
+                let (h_state, w_state) = (prep.checkpoint(&h), prep.checkpoint(&w));
                 let y = B::cpu_relu_matmul(h.into_primitive(), w.into_primitive(), scale);
                 prep.finish((h_state, w_state, y.clone(), scale), y)
             }
@@ -511,11 +586,14 @@ impl<B: CpuOps, C: CheckpointStrategy> CpuOps for Autodiff<B, C> {
         }
     }
 
-    fn cpu_relu_scale_backward(
+    fn cpu_relu_matmul_backward(
+        _h: FloatTensor<Self>,
+        _w: FloatTensor<Self>,
         _output: FloatTensor<Self>,
         _output_grad: FloatTensor<Self>,
         _scale: f64,
-    ) -> FloatTensor<Self> {
+        _wanted: [bool; 2],
+    ) -> Two<Self> {
         panic!("gaussmask-cpu-ops: the relu matmul backward is not differentiable")
     }
 

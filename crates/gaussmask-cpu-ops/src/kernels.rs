@@ -1,7 +1,7 @@
 //! The kernels on plain row-major slices: a stride-1 2-D convolution as direct correlations on
 //! the padded planes (forward, input gradient, weight and bias gradients, each sample's weight
-//! gradient), register-tiled and compiled for the CPU's vector units, and training-mode batch
-//! normalization.
+//! gradient), register-tiled and compiled for the CPU's vector units, training-mode batch
+//! normalization, and the scale-and-relu passes of a deep MLP's layer.
 //!
 //! Every kernel is deterministic whatever the thread count: samples are split into fixed
 //! chunks, and the per-chunk partial sums are added in chunk order.
@@ -231,12 +231,7 @@ fn scaled_relu_generic<T: Real>(v: &mut [T], scale: T) {
     }
 }
 
-multiversion!(scaled_relu_mv, scaled_relu_generic, (v: &mut [T], scale: T) -> ());
-
-/// See [`scaled_relu_generic`].
-pub(crate) fn scaled_relu<T: Real>(v: &mut [T], scale: T) {
-    scaled_relu_mv(v, scale)
-}
+multiversion!(scaled_relu, scaled_relu_generic, (v: &mut [T], scale: T) -> ());
 
 /// `grad ← scale · grad` where `output` passed the relu, 0 elsewhere: ∂y of relu(scale · z)
 /// carried back to z, with Burn's rounding (the relu's mask, then the product).
@@ -247,17 +242,169 @@ fn relu_scale_backward_generic<T: Real>(output: &[T], grad: &mut [T], scale: T) 
     }
 }
 
-multiversion!(relu_scale_backward_mv, relu_scale_backward_generic,
+multiversion!(relu_scale_backward, relu_scale_backward_generic,
     (output: &[T], grad: &mut [T], scale: T) -> ());
 
-/// See [`relu_scale_backward_generic`].
-pub(crate) fn relu_scale_backward<T: Real>(output: &[T], grad: &mut [T], scale: T) {
-    assert_eq!(
-        output.len(),
-        grad.len(),
-        "relu backward: output and ∂y sizes"
+/// A stack of matrices in one buffer: matrix b's entry (i, j) is
+/// `values[offset + b·batch + i·rows + j·cols]` (strides in elements; `batch` is 0 for one
+/// matrix shared by the stack).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stacked<'a, T> {
+    pub values: &'a [T],
+    pub offset: usize,
+    pub batch: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a, T> Stacked<'a, T> {
+    /// Matrix b as gemm takes an operand: (values from its first entry, column stride, row
+    /// stride).
+    fn matrix(&self, b: usize) -> (&'a [T], usize, usize) {
+        (
+            &self.values[self.offset + b * self.batch..],
+            self.cols,
+            self.rows,
+        )
+    }
+
+    /// Matrix b transposed.
+    fn matrix_t(&self, b: usize) -> (&'a [T], usize, usize) {
+        (
+            &self.values[self.offset + b * self.batch..],
+            self.rows,
+            self.cols,
+        )
+    }
+}
+
+/// relu(scale · h_b·w_b) for each of the `r` matrices of the stacks, into a fresh `[r, n, m]`
+/// buffer: each product by gemm as Burn's flex matmul calls it (so the same values, bit for
+/// bit), its scale and relu while it is still in cache; the stack in parallel.
+///
+/// # Shapes
+/// - `h`: r matrices n×k, `w`: r matrices k×m; returns `[r, n, m]`
+pub(crate) fn relu_matmul<T: Real>(
+    [r, n, k, m]: [usize; 4],
+    h: Stacked<'_, T>,
+    w: Stacked<'_, T>,
+    scale: T,
+) -> Vec<T> {
+    let mut y = Vec::with_capacity(r * n * m);
+    y.spare_capacity_mut()[..r * n * m]
+        .par_chunks_mut((n * m).max(1))
+        .enumerate()
+        .for_each(|(b, out)| {
+            let out = gemm_fresh(n, m, k, out, h.matrix(b), w.matrix(b));
+            scaled_relu(out, scale);
+        });
+    // SAFETY: `gemm_fresh` wrote every entry of every chunk, which together are the first
+    // r·n·m entries of the capacity.
+    #[allow(unsafe_code)]
+    unsafe {
+        y.set_len(r * n * m)
+    };
+    y
+}
+
+/// Gradients of [`relu_matmul`] given its output `y` and ∂y: (∂h `[r, n, k]` if `want_h`,
+/// ∂w `[r, k, m]` if `want_w`), each the product Burn's matmul backward forms (∂h = g·w_bᵀ,
+/// ∂w = h_bᵀ·g, for g = ∂y carried back through the relu and scale), bit for bit; per matrix
+/// of the stack in parallel, g formed in cache beside its two products.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn relu_matmul_backward<T: Real>(
+    [r, n, k, m]: [usize; 4],
+    h: Stacked<'_, T>,
+    w: Stacked<'_, T>,
+    y: &[T],
+    dy: &[T],
+    scale: T,
+    want_h: bool,
+    want_w: bool,
+) -> (Vec<T>, Vec<T>) {
+    assert!(
+        y.len() == r * n * m && dy.len() == y.len(),
+        "relu matmul backward: sizes"
     );
-    relu_scale_backward_mv(output, grad, scale)
+    let mut dh = Vec::with_capacity(if want_h { r * n * k } else { 0 });
+    let mut dw = Vec::with_capacity(if want_w { r * k * m } else { 0 });
+    let (dh_parts, dw_parts) = (
+        per_matrix(&mut dh, r, want_h.then_some(n * k)),
+        per_matrix(&mut dw, r, want_w.then_some(k * m)),
+    );
+    dh_parts
+        .into_par_iter()
+        .zip(dw_parts)
+        .enumerate()
+        .for_each(|(b, (dh_b, dw_b))| {
+            let mut g = dy[b * n * m..(b + 1) * n * m].to_vec();
+            relu_scale_backward(&y[b * n * m..(b + 1) * n * m], &mut g, scale);
+            if let Some(out) = dh_b {
+                gemm_fresh(n, k, m, out, (&g, 1, m), w.matrix_t(b));
+            }
+            if let Some(out) = dw_b {
+                gemm_fresh(k, m, n, out, h.matrix_t(b), (&g, 1, m));
+            }
+        });
+    // SAFETY: `gemm_fresh` wrote every entry of every wanted chunk, which together are the
+    // first r·len entries of that buffer's capacity.
+    #[allow(unsafe_code)]
+    unsafe {
+        if want_h {
+            dh.set_len(r * n * k);
+        }
+        if want_w {
+            dw.set_len(r * k * m);
+        }
+    }
+    (dh, dw)
+}
+
+/// The first r·len entries of `v`'s capacity as r chunks of `len`, or r `None`s.
+fn per_matrix<T>(
+    v: &mut Vec<T>,
+    r: usize,
+    len: Option<usize>,
+) -> Vec<Option<&mut [std::mem::MaybeUninit<T>]>> {
+    match len {
+        Some(len) => v.spare_capacity_mut()[..r * len]
+            .chunks_mut(len.max(1))
+            .map(Some)
+            .chain(std::iter::repeat_with(|| None))
+            .take(r)
+            .collect(),
+        None => (0..r).map(|_| None).collect(),
+    }
+}
+
+/// lhs·rhs into `dst` (row-major m×n), written without being read or zeroed first; the
+/// operands as [`gemm`] takes them. Returns `dst`, now initialized.
+fn gemm_fresh<'d, T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &'d mut [std::mem::MaybeUninit<T>],
+    lhs: (&[T], usize, usize),
+    rhs: (&[T], usize, usize),
+) -> &'d mut [T] {
+    let dst = &mut dst[..m * n];
+    if k == 0 {
+        // An empty sum: gemm would leave dst as it is.
+        dst.fill(std::mem::MaybeUninit::new(T::ZERO));
+    } else {
+        check_operands(m, n, k, lhs, rhs);
+        // SAFETY: every index gemm reads lies inside the operand slices (checked above), and
+        // it writes each of dst's m·n entries once, reading none (alpha = 0, no read of dst).
+        #[allow(unsafe_code)]
+        unsafe {
+            call_gemm(m, n, k, dst.as_mut_ptr().cast::<T>(), false, lhs, rhs);
+        }
+    }
+    // SAFETY: every entry was written above; MaybeUninit<T> has T's layout.
+    #[allow(unsafe_code)]
+    unsafe {
+        &mut *(dst as *mut [std::mem::MaybeUninit<T>] as *mut [T])
+    }
 }
 
 /// dst = alpha·dst + lhs·rhs for an m×k `lhs` and a k×n `rhs`, each given as (values, column
@@ -275,19 +422,60 @@ pub fn gemm<T: Real>(
     (lhs, lhs_cs, lhs_rs): (&[T], usize, usize),
     (rhs, rhs_cs, rhs_rs): (&[T], usize, usize),
 ) {
+    assert!(dst.len() >= m * n);
+    check_operands(m, n, k, (lhs, lhs_cs, lhs_rs), (rhs, rhs_cs, rhs_rs));
+    // SAFETY: every index gemm reads lies inside the operand slices, as checked above, and it
+    // writes m·n entries of dst, which holds at least that many.
+    unsafe {
+        call_gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            accumulate,
+            (lhs, lhs_cs, lhs_rs),
+            (rhs, rhs_cs, rhs_rs),
+        )
+    };
+}
+
+/// Panics unless every entry of the m×k `lhs` and the k×n `rhs` lies inside its slice.
+fn check_operands<T>(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: (&[T], usize, usize),
+    rhs: (&[T], usize, usize),
+) {
     let last = |rows: usize, cols: usize, cs: usize, rs: usize| {
         (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
     };
-    assert!(dst.len() >= m * n);
-    assert!(m * k == 0 || last(m, k, lhs_cs, lhs_rs) < lhs.len());
-    assert!(k * n == 0 || last(k, n, rhs_cs, rhs_rs) < rhs.len());
-    // SAFETY: every index gemm reads or writes lies inside the slices, as checked above.
+    assert!(m * k == 0 || last(m, k, lhs.1, lhs.2) < lhs.0.len());
+    assert!(k * n == 0 || last(k, n, rhs.1, rhs.2) < rhs.0.len());
+}
+
+/// gemm on one thread: dst = (accumulate ? dst : 0) + lhs·rhs, dst row-major m×n.
+///
+/// # Safety
+/// The operands' entries lie inside their slices ([`check_operands`]) and `dst` points to
+/// m·n writable entries (read only when `accumulate`).
+#[allow(unsafe_code)]
+unsafe fn call_gemm<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    accumulate: bool,
+    (lhs, lhs_cs, lhs_rs): (&[T], usize, usize),
+    (rhs, rhs_cs, rhs_rs): (&[T], usize, usize),
+) {
+    // SAFETY: as the caller guarantees.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,

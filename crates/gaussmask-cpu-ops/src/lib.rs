@@ -1,5 +1,5 @@
-//! Fast CPU paths for the image CNN's layers, as a Burn backend extension on flex (and
-//! autodiff over flex).
+//! Fast CPU paths for the image CNN's layers and the deep MLPs' layers, as a Burn backend
+//! extension on flex (and autodiff over flex).
 //!
 //! Burn's flex runs a 2-D convolution as a 3-D one and its input gradient through a transposed
 //! 3-D convolution, its batch norm as a chain of element-wise passes, and its max-pool backward
@@ -8,7 +8,10 @@
 //! channels and compiled for the CPU's vector units (its input gradient the correlation of ∂y
 //! with the flipped kernel, its weight gradient one more; samples in parallel),
 //! batch norm is two passes forward and two backward, and relu + 2×2 max-pool is one pass each
-//! way; each op is one autodiff node with a hand-written backward.
+//! way; each op is one autodiff node with a hand-written backward. A deep MLP's layer
+//! relu(scale · h·W) ([`relu_matmul`]) is Burn's matmul with the scale and relu in one pass
+//! over its output, and backward one pass over ∂y before Burn's two products (Burn's chain
+//! records three nodes and makes two element-wise passes each way).
 //!
 //! For DP-SGD's one-pass clipped sum, [`conv2d_layer_untracked`] runs a conv whose backward
 //! forms no parameter gradient and [`per_sample_weight_layer`] forms each sample's weight

@@ -253,18 +253,49 @@ fn relu_and_max_pool_and_its_gradient_equal_burns() {
 fn relu_matmul_and_its_gradients_are_burns_bit_for_bit() {
     let device = device64();
     let bits = |t: Tensor<3>| -> Vec<u64> { values(t).iter().map(|v| v.to_bits()).collect() };
-    // (replicas, n, k, m, scale), h's gradient wanted or not.
-    for (r, n, k, m, scale, h_grad) in [
-        (3, 7, 5, 6, 0.6, true),
-        (2, 9, 4, 3, 1.0, true),
-        (4, 5, 8, 8, 0.25, false),
+    // How h and w reach the op: contiguous, or as the views the models pass (w transposed,
+    // h one matrix expanded over the stack) and one with negative strides (copied first).
+    #[derive(Debug, Clone, Copy)]
+    enum Layout {
+        Contiguous,
+        TransposedW,
+        ExpandedH,
+        FlippedH,
+    }
+    // (replicas, n, k, m, scale, h's gradient wanted, layout)
+    for (r, n, k, m, scale, h_grad, layout) in [
+        (3, 7, 5, 6, 0.6, true, Layout::Contiguous),
+        (2, 9, 4, 3, 1.0, true, Layout::Contiguous),
+        (4, 5, 8, 8, 0.25, false, Layout::Contiguous),
+        (3, 6, 4, 5, 1.0, true, Layout::TransposedW),
+        (3, 6, 4, 5, 0.7, true, Layout::ExpandedH),
+        (2, 5, 3, 4, 0.9, true, Layout::FlippedH),
     ] {
-        let h = random([r, n, k], &device);
-        let h = if h_grad { h } else { h.set_require_grad(false) };
-        let w = random([r, k, m], &device);
+        let h_leaf = match layout {
+            Layout::ExpandedH => random([1, n, k], &device),
+            _ => random([r, n, k], &device),
+        };
+        let h_leaf = if h_grad {
+            h_leaf
+        } else {
+            h_leaf.set_require_grad(false)
+        };
+        let w_leaf = match layout {
+            Layout::TransposedW => random([r, m, k], &device),
+            _ => random([r, k, m], &device),
+        };
+        // Each graph its own view nodes: a backward pass consumes the nodes it runs through.
+        let views = || match layout {
+            Layout::Contiguous => (h_leaf.clone(), w_leaf.clone()),
+            Layout::TransposedW => (h_leaf.clone(), w_leaf.clone().swap_dims(1, 2)),
+            Layout::ExpandedH => (h_leaf.clone().expand([r, n, k]), w_leaf.clone()),
+            Layout::FlippedH => (h_leaf.clone().flip([1]), w_leaf.clone()),
+        };
         let dy = random([r, n, m], &device).detach();
-        let ours = relu_matmul(h.clone(), w.clone(), scale);
-        let product = h.clone().matmul(w.clone());
+        let (h, w) = views();
+        let ours = relu_matmul(h, w, scale);
+        let (h, w) = views();
+        let product = h.matmul(w);
         let theirs = burn::tensor::activation::relu(if scale == 1.0 {
             product
         } else {
@@ -272,20 +303,20 @@ fn relu_matmul_and_its_gradients_are_burns_bit_for_bit() {
         });
         let g1 = (ours.clone() * dy.clone()).sum().backward();
         let g2 = (theirs.clone() * dy).sum().backward();
-        let shape = format!("r={r} n={n} k={k} m={m} scale={scale}");
-        assert_eq!(bits(ours), bits(theirs), "y at {shape}");
+        let case = format!("r={r} n={n} k={k} m={m} scale={scale} {layout:?}");
+        assert_eq!(bits(ours), bits(theirs), "y at {case}");
         assert_eq!(
-            bits(w.grad(&g1).unwrap()),
-            bits(w.grad(&g2).unwrap()),
-            "∂w at {shape}"
+            bits(w_leaf.grad(&g1).unwrap()),
+            bits(w_leaf.grad(&g2).unwrap()),
+            "∂w at {case}"
         );
         match h_grad {
             true => assert_eq!(
-                bits(h.grad(&g1).unwrap()),
-                bits(h.grad(&g2).unwrap()),
-                "∂h at {shape}"
+                bits(h_leaf.grad(&g1).unwrap()),
+                bits(h_leaf.grad(&g2).unwrap()),
+                "∂h at {case}"
             ),
-            false => assert!(h.grad(&g1).is_none(), "∂h formed for an untracked h"),
+            false => assert!(h_leaf.grad(&g1).is_none(), "∂h formed for an untracked h"),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The paper's network f(W, x) = (1/√m) Σ_r a_r σ(w_rᵀx), held as R independent replicas.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use gaussmask_core::InputError;
+use gaussmask_cpu_ops::relu_matmul;
 use serde::{Deserialize, Serialize};
 
 use crate::mask::{InputMask, MaskConfig, Replica};
@@ -177,8 +177,9 @@ pub fn output(w: Tensor<3>, a: Tensor<2>, x: Tensor<3>) -> Tensor<2> {
     } else {
         x.expand([r, n, d])
     };
-    let z = x.matmul(w.swap_dims(1, 2)); // [R, n, m]
-    let out = relu(z).matmul(a.unsqueeze_dim::<3>(2)); // [R, n, 1]
+    // relu(x Wᵀ) as one node on flex (bit-identical to Burn's chain).
+    let hidden = relu_matmul(x, w.swap_dims(1, 2), 1.0); // [R, n, m]
+    let out = hidden.matmul(a.unsqueeze_dim::<3>(2)); // [R, n, 1]
     out.reshape([r, n]) * (1.0 / (m as f64).sqrt())
 }
 
