@@ -9,9 +9,11 @@
 //! with the flipped kernel, its weight gradient one more; samples in parallel),
 //! batch norm is two passes forward and two backward, and relu + 2×2 max-pool is one pass each
 //! way; each op is one autodiff node with a hand-written backward. A deep MLP's layer
-//! relu(scale · h·W) ([`relu_matmul`]) is Burn's matmul with the scale and relu in one pass
-//! over its output, and backward one pass over ∂y before Burn's two products (Burn's chain
-//! records three nodes and makes two element-wise passes each way).
+//! relu(scale · h·W) ([`relu_matmul`]) makes the gemm calls Burn's flex matmul makes, each
+//! replica's product straight into the output (flex zero-fills a fresh tensor and copies it
+//! to realign it) with its scale and relu while in cache; backward, each replica's ∂y through
+//! the relu and scale, then its two products (Burn's chain records three nodes and makes two
+//! element-wise passes each way).
 //!
 //! For DP-SGD's one-pass clipped sum, [`conv2d_layer_untracked`] runs a conv whose backward
 //! forms no parameter gradient and [`per_sample_weight_layer`] forms each sample's weight
@@ -166,11 +168,12 @@ pub fn relu_max_pool_layer(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// relu(scale · h·w), the matmul per leading index, as one autodiff node on flex: Burn's
-/// matmul, then the scale and relu in one pass over its output; backward, the relu's mask and
-/// the scale in one pass over ∂y, then Burn's two matmul-backward products. The same values as
-/// `relu(h.matmul(w) * scale)`, bit for bit (tested), which it runs off flex or where the
-/// leading dimensions differ (broadcasting; `relu(h.matmul(w))` at scale 1).
+/// relu(scale · h·w), the matmul per leading index, as one autodiff node on flex: the gemm
+/// calls of Burn's flex matmul with the scale and relu fused in, and backward ∂y through the
+/// relu and scale, then Burn's two matmul-backward products. The same values as
+/// `relu(h.matmul(w) * scale)`, bit for bit (tested, with contiguous, transposed, expanded
+/// and flipped operands), which it runs off flex or where the leading dimensions differ
+/// (broadcasting; `relu(h.matmul(w))` at scale 1).
 ///
 /// # Shapes
 /// - `h`: `[r, n, k]`, `w`: `[r, k, m]`; returns `[r, n, m]`

@@ -270,6 +270,8 @@ fn relu_matmul_and_its_gradients_are_burns_bit_for_bit() {
         (3, 6, 4, 5, 1.0, true, Layout::TransposedW),
         (3, 6, 4, 5, 0.7, true, Layout::ExpandedH),
         (2, 5, 3, 4, 0.9, true, Layout::FlippedH),
+        // Large enough that flex's matmul lets gemm split one product across threads.
+        (1, 200, 200, 200, 0.5, true, Layout::Contiguous),
     ] {
         let h_leaf = match layout {
             Layout::ExpandedH => random([1, n, k], &device),
