@@ -171,53 +171,29 @@ fn matmul_dims(h: &FlexTensor, w: &FlexTensor) -> [usize; 4] {
     [hs[0], hs[1], hs[2], ws[2]]
 }
 
-/// A 3-D tensor's matrices as the kernels read them: its own buffer and strides where
-/// they are non-negative (views such as a transpose or an expanded stack cost no copy), else
-/// a contiguous copy.
-enum StackedValues<'a, E> {
-    View(&'a [E], usize, [usize; 3]),
-    Copy(FlexTensor),
-}
-
-fn stacked<E: Real + burn::tensor::Element + bytemuck::Pod>(
-    t: &FlexTensor,
-) -> StackedValues<'_, E> {
-    let strides = t.layout().strides();
-    match strides.iter().all(|&s| s >= 0) {
-        true => StackedValues::View(
-            t.storage::<E>(),
-            t.layout().start_offset(),
-            [
-                strides[0] as usize,
-                strides[1] as usize,
-                strides[2] as usize,
-            ],
-        ),
-        false => StackedValues::Copy(t.to_contiguous()),
+/// `t` itself where its strides are non-negative (views such as a transpose or an expanded
+/// stack cost no copy), else a contiguous copy: the layouts [`stacked`] reads.
+fn nonnegative(t: &FlexTensor) -> std::borrow::Cow<'_, FlexTensor> {
+    match t.layout().strides().iter().all(|&s| s >= 0) {
+        true => std::borrow::Cow::Borrowed(t),
+        false => std::borrow::Cow::Owned(t.to_contiguous()),
     }
 }
 
-impl<E: Real + burn::tensor::Element + bytemuck::Pod> StackedValues<'_, E> {
-    fn get(&self) -> kernels::Stacked<'_, E> {
-        match self {
-            StackedValues::View(values, offset, [batch, rows, cols]) => kernels::Stacked {
-                values,
-                offset: *offset,
-                batch: *batch,
-                rows: *rows,
-                cols: *cols,
-            },
-            StackedValues::Copy(t) => {
-                let s = shape_of(t);
-                kernels::Stacked {
-                    values: t.storage::<E>(),
-                    offset: 0,
-                    batch: s[1] * s[2],
-                    rows: s[2],
-                    cols: 1,
-                }
-            }
-        }
+/// A 3-D tensor with non-negative strides ([`nonnegative`]) as the kernels read its matrices:
+/// its own buffer, offset and strides.
+fn stacked<E: Real + burn::tensor::Element + bytemuck::Pod>(
+    t: &FlexTensor,
+) -> kernels::Stacked<'_, E> {
+    let [batch, rows, cols] = [0, 1, 2].map(|d| {
+        usize::try_from(t.layout().strides()[d]).expect("strides made non-negative first")
+    });
+    kernels::Stacked {
+        values: t.storage::<E>(),
+        offset: t.layout().start_offset(),
+        batch,
+        rows,
+        cols,
     }
 }
 
@@ -363,9 +339,9 @@ impl CpuOps for Flex {
         let dims = matmul_dims(&h, &w);
         let [r, n, _, m] = dims;
         by_dtype!(h.dtype(), "relu matmul", |E| {
-            let (h, w) = (stacked::<E>(&h), stacked::<E>(&w));
+            let (h, w) = (nonnegative(&h), nonnegative(&w));
             tensor(
-                kernels::relu_matmul(dims, h.get(), w.get(), E::of(scale)),
+                kernels::relu_matmul(dims, stacked(&h), stacked(&w), E::of(scale)),
                 [r, n, m],
             )
         })
@@ -382,11 +358,11 @@ impl CpuOps for Flex {
         let dims = matmul_dims(&h, &w);
         let [r, n, k, m] = dims;
         by_dtype!(h.dtype(), "relu matmul backward", |E| {
-            let (hs, ws) = (stacked::<E>(&h), stacked::<E>(&w));
+            let (h, w) = (nonnegative(&h), nonnegative(&w));
             let (dh, dw) = kernels::relu_matmul_backward(
                 dims,
-                hs.get(),
-                ws.get(),
+                stacked(&h),
+                stacked(&w),
                 &values(&output),
                 &values(&output_grad),
                 E::of(scale),
